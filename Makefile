@@ -1,0 +1,47 @@
+# gpsd-server: two commands.
+#   make demo   set up what is missing, start broker + database + server + a simulated fleet
+#   make test   set up what is missing, start the services, run everything, stop what it started
+# Both are idempotent and work on a fresh Debian 12 machine as root.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test setup services stop lint typecheck pytest bench-engine clean
+
+demo: setup
+	bash tools/demo.sh
+
+test: setup
+	bash tools/test.sh
+
+setup: $(STAMP)
+	bash tools/services.sh install
+
+$(STAMP): pyproject.toml tools/bootstrap.sh
+	bash tools/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	touch $(STAMP)
+
+services: setup
+	bash tools/services.sh start
+
+stop:
+	bash tools/services.sh stop
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+bench-engine: $(STAMP)
+	$(PY) tools/bench_engine.py
+
+clean:
+	bash tools/services.sh stop || true
+	rm -rf .state $(VENV)

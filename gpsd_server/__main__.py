@@ -1,0 +1,3 @@
+from gpsd_server.cli import main
+
+raise SystemExit(main())

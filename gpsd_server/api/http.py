@@ -1,0 +1,177 @@
+"""The FastAPI application: health, vehicles, tracks, stats and /ws/live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gpsd_server import __version__
+from gpsd_server.api.params import BadParameter, parse_range
+from gpsd_server.sinks.live import MOVING_KMH, SubscriptionError, iso, parse_subscription
+from gpsd_server.store import queries
+
+if TYPE_CHECKING:
+    from gpsd_server.app import Server
+
+log = logging.getLogger(__name__)
+_decoder = msgspec.json.Decoder()
+TRACK_MAX_SPAN = timedelta(days=31)
+TRACK_MAX_POINTS = 200000
+WS_MAX_MESSAGE = 64 * 1024
+
+
+def create_app(server: Server) -> FastAPI:
+    app = FastAPI(title="gpsd-server", version=__version__, description="Real-time GPS monitoring API")
+
+    @app.exception_handler(BadParameter)
+    async def bad_parameter(_: Request, exc: BadParameter) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content=exc.detail)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        db_ok = await server.database_ok()
+        body = {
+            "status": "ok" if db_ok and server.mqtt_connected else "degraded",
+            "database": db_ok,
+            "timescaledb": server.timescaledb,
+            "mqtt": server.mqtt_connected,
+            "version": __version__,
+        }
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(server.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/stats", tags=["ops"])
+    async def stats() -> dict[str, Any]:
+        return server.stats()
+
+    @app.get("/api/vehicles", tags=["vehicles"])
+    async def vehicles() -> dict[str, Any]:
+        async with server.pool.connection() as conn:
+            rows = await queries.last_positions(conn)
+        now = datetime.now(UTC)
+        return {
+            "vehicles": [
+                {
+                    "id": r.vehicle_id,
+                    "plate": r.plate,
+                    "class": r.vehicle_class,
+                    "company": r.company,
+                    "ts": r.ts.isoformat(),
+                    "age_s": round((now - r.ts).total_seconds(), 1),
+                    "lon": r.lon,
+                    "lat": r.lat,
+                    "speed": r.speed_kmh,
+                    "heading": r.heading,
+                    "alarm": r.alarm,
+                    "status": "moving" if (r.speed_kmh or 0) >= MOVING_KMH else "stopped",
+                }
+                for r in rows
+            ]
+        }
+
+    @app.get("/api/vehicles/{vehicle_id}/track", tags=["vehicles"])
+    async def track(vehicle_id: str, start: str | None = None, end: str | None = None) -> Response:
+        """A vehicle's track in [start, end) as a GeoJSON FeatureCollection:
+        a LineString of the non-late fixes, then one Point per fix with its
+        time, speed, heading and flags (1 late, 2 backfill, 4 invalid)."""
+        t0, t1 = parse_range(start, end, max_span=TRACK_MAX_SPAN, now=datetime.now(UTC))
+        async with server.pool.connection() as conn:
+            if not await queries.vehicle_exists(conn, vehicle_id):
+                raise BadParameter("vehicle_id", f"unknown vehicle {vehicle_id!r}", status=404)
+            rows = await queries.track(conn, vehicle_id, t0, t1, TRACK_MAX_POINTS)
+        line = [[r["lon"], r["lat"]] for r in rows if not r["flags"] & 1]
+        features: list[dict[str, Any]] = [
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": line},
+                "properties": {
+                    "vehicle_id": vehicle_id,
+                    "start": t0.isoformat(),
+                    "end": t1.isoformat(),
+                    "points": len(rows),
+                },
+            }
+        ]
+        features.extend(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
+                "properties": {
+                    "ts": r["ts"].isoformat(),
+                    "speed": r["speed_kmh"],
+                    "heading": r["heading"],
+                    "flags": r["flags"],
+                    "late": bool(r["flags"] & 1),
+                },
+            }
+            for r in rows
+        )
+        body = msgspec.json.encode({"type": "FeatureCollection", "features": features})
+        return Response(body, media_type="application/geo+json")
+
+    @app.websocket("/ws/live")
+    async def ws_live(ws: WebSocket) -> None:
+        await live_session(server, ws)
+
+    return app
+
+
+async def live_session(server: Server, ws: WebSocket) -> None:
+    """Snapshot on connect, then positions; a client may send
+    ``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``."""
+    hub = server.hub
+    await ws.accept()
+    client = hub.add_client()
+    if client is None:
+        await ws.close(code=1013, reason="too many clients")
+        return
+    try:
+        await ws.send_text(hub.snapshot(client, server.cfg.http.ws_snapshot_max).decode())
+
+        async def sender() -> None:
+            while True:
+                data = await client.queue.get()
+                if not data:  # the hub dropped this client
+                    await ws.close(code=1008, reason=client.dropped or "dropped")
+                    return
+                await ws.send_text(data.decode())
+
+        send_task = asyncio.create_task(sender(), name="ws-sender")
+        try:
+            while not send_task.done():
+                text = await ws.receive_text()
+                # Replies go through the client's queue: one sender per socket.
+                if len(text) > WS_MAX_MESSAGE:
+                    hub.reply(client, b'{"type":"error","error":"message too large"}')
+                    continue
+                try:
+                    msg = _decoder.decode(text)
+                    if isinstance(msg, dict) and msg.get("type") == "subscribe":
+                        client.subscription = parse_subscription(msg)
+                        hub.reply(client, hub.snapshot(client, server.cfg.http.ws_snapshot_max))
+                    else:
+                        raise SubscriptionError("type must be subscribe")
+                except (msgspec.DecodeError, SubscriptionError) as exc:
+                    hub.reply(client, msgspec.json.encode({"type": "error", "error": str(exc)[:200]}))
+        finally:
+            send_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await send_task
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.remove_client(client)
+
+
+__all__ = ["create_app", "iso"]

@@ -1,0 +1,39 @@
+"""Query-parameter parsing that names the parameter in every 4xx."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import HTTPException
+
+
+class BadParameter(HTTPException):
+    def __init__(self, name: str, reason: str, status: int = 400) -> None:
+        super().__init__(status_code=status, detail={"error": reason, "parameter": name})
+
+
+def parse_time(name: str, value: str | None, default: datetime | None = None) -> datetime:
+    """RFC 3339 (offset required) or epoch seconds."""
+    if value is None or value == "":
+        if default is None:
+            raise BadParameter(name, "required: an RFC 3339 time such as 2026-11-27T08:00:00+08:00")
+        return default
+    try:
+        if value.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(value), UTC)
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise BadParameter(name, f"not an RFC 3339 time or epoch seconds: {value[:40]!r}") from None
+    if dt.tzinfo is None:
+        raise BadParameter(name, "RFC 3339 time needs an offset (Z or +08:00)")
+    return dt
+
+
+def parse_range(start: str | None, end: str | None, *, max_span: timedelta, now: datetime) -> tuple[datetime, datetime]:
+    t_end = parse_time("end", end, default=now)
+    t_start = parse_time("start", start, default=t_end - timedelta(days=1))
+    if t_start >= t_end:
+        raise BadParameter("start", "must be before end")
+    if t_end - t_start > max_span:
+        raise BadParameter("end", f"range longer than the cap of {max_span}")
+    return t_start, t_end

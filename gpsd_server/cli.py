@@ -1,0 +1,110 @@
+"""The ``gpsd-server`` command: run, check-config, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from gpsd_server import __version__, config
+from gpsd_server.errors import ConfigError
+
+
+def _default_config() -> str | None:
+    """``$GPSD_CONFIG``, else ./config.toml when present, else the defaults."""
+    env = os.environ.get("GPSD_CONFIG")
+    if env:
+        return env
+    return "config.toml" if Path("config.toml").is_file() else None
+
+
+def _load(path: str | None) -> config.Config:
+    try:
+        return config.load(path)
+    except ConfigError as exc:
+        print(f"gpsd-server: invalid configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    print(f"{args.config or 'defaults'}: OK")
+    print(f"  mqtt      {cfg.mqtt.host}:{cfg.mqtt.port} topics {cfg.mqtt.topic_prefix}/+/fix")
+    print(f"  database  {_redact(cfg.database.dsn)}")
+    print(f"  http      {cfg.http.host}:{cfg.http.port}")
+    print(f"  city      {cfg.city.name} ({cfg.city.timezone})")
+    return 0
+
+
+def _redact(dsn: str) -> str:
+    if "://" in dsn and "@" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}{':***' if ':' in cred else ''}@{host}"
+    return dsn
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    from gpsd_server.app import Server  # heavy imports only when running
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Server(cfg).run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    import psycopg
+
+    from gpsd_server.store.schema import migrate
+
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(cfg.database.dsn) as conn:
+            info = await migrate(conn, chunk_interval=cfg.database.chunk_interval)
+        print(f"applied: {', '.join(info.applied) or 'nothing (up to date)'}; timescaledb: {info.timescaledb}")
+
+    asyncio.run(main())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpsd-server", description="Real-time GPS monitoring server for urban-management control rooms."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("GPSD_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cfg_help = "config file (default: $GPSD_CONFIG, else ./config.toml if present, else built-in defaults)"
+    for name, func, text in (
+        ("run", cmd_run, "run the server: MQTT ingest, database writer, HTTP API and websockets"),
+        ("check-config", cmd_check_config, "validate a config file; exits non-zero naming the file, key and reason"),
+        ("migrate", cmd_migrate, "apply database migrations and exit"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--config", "-c", default=_default_config(), help=cfg_help)
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sinks: where enriched fixes and events go (database writer, live hub)."""

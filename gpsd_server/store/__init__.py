@@ -1,0 +1,1 @@
+"""PostgreSQL/TimescaleDB: schema migrations, the batched track writer, queries."""

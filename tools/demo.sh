@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# make demo: services, the server and a simulated fleet, until Ctrl-C.
+# Environment: DEMO_VEHICLES (default 300), DEMO_SPEEDUP (default 1, real time),
+# GPSD_HTTP__PORT (default 8080).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV=.venv
+STATE=.state
+PORT="${GPSD_HTTP__PORT:-8080}"
+mkdir -p "$STATE"
+
+bash tools/services.sh start
+
+pids=()
+cleanup() {
+    trap - EXIT INT TERM
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    echo
+    echo "[demo] stopped the server and the fleet; the services keep running (make stop ends them)"
+}
+trap cleanup EXIT INT TERM
+
+GPSD_HTTP__PORT="$PORT" "$VENV/bin/gpsd-server" run --config config.toml >"$STATE/server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+    kill -0 "${pids[0]}" 2>/dev/null || { tail -20 "$STATE/server.log"; echo "[demo] the server did not start" >&2; exit 1; }
+    sleep 0.2
+done
+
+echo "[demo] gpsd-server is up"
+echo "[demo]   map / API docs : http://127.0.0.1:$PORT/  (OpenAPI: /docs)"
+echo "[demo]   live websocket : ws://127.0.0.1:$PORT/ws/live"
+echo "[demo]   vehicles       : http://127.0.0.1:$PORT/api/vehicles"
+echo "[demo]   counters       : http://127.0.0.1:$PORT/api/stats  and /metrics"
+echo "[demo]   server log     : $STATE/server.log (a throughput line every 10 s)"
+echo "[demo] starting the simulated fleet (Ctrl-C stops)"
+
+"$VENV/bin/python" tools/simulate.py --vehicles "${DEMO_VEHICLES:-300}" --speedup "${DEMO_SPEEDUP:-1}" \
+    --mqtt-port "${GPSD_MQTT_PORT:-18830}" --truth "$STATE/demo-truth.jsonl" &
+pids+=($!)
+# Show the server's throughput lines while the fleet runs.
+tail -n +1 -F "$STATE/server.log" 2>/dev/null | grep --line-buffered -E "ingest:|WARNING|ERROR" &
+pids+=($!)
+wait "${pids[1]}"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole suite: lint, format check, strict typing, then pytest against the
+# real services. Starts the services when they are not running and stops
+# again only what it started.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV=.venv
+
+started=0
+if ! bash tools/services.sh status | grep -q "postgresql: running" \
+   || ! bash tools/services.sh status | grep -q "mosquitto: running"; then
+    started=1
+fi
+bash tools/services.sh start
+cleanup() { if [[ $started -eq 1 ]]; then bash tools/services.sh stop; fi; }
+trap cleanup EXIT
+
+echo "== ruff check"; "$VENV/bin/ruff" check .
+echo "== ruff format --check"; "$VENV/bin/ruff" format --check .
+echo "== mypy --strict"; "$VENV/bin/mypy"
+echo "== pytest"; "$VENV/bin/python" -m pytest "$@"
