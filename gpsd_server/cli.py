@@ -79,6 +79,38 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    import psycopg
+
+    from gpsd_server.api.auth import create_token
+    from gpsd_server.store.schema import migrate
+
+    async def main() -> int:
+        async with await psycopg.AsyncConnection.connect(cfg.database.dsn, autocommit=True) as conn:
+            await migrate(conn, chunk_interval=cfg.database.chunk_interval)
+            if args.action == "create":
+                print(await create_token(conn, name=args.name, role=args.role))
+            elif args.action == "list":
+                cur = await conn.execute("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
+                for row in await cur.fetchall():
+                    print(
+                        f"{row[0]:>5}  {row[2]:<8}  {row[1]:<24}  {row[3]:%Y-%m-%d %H:%M}"
+                        f"  {'revoked' if row[4] else ''}"
+                    )
+            else:
+                cur = await conn.execute(
+                    "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (args.id,)
+                )
+                if cur.rowcount == 0:
+                    print(f"gpsd-server: no active token {args.id}", file=sys.stderr)
+                    return 1
+                print(f"revoked {args.id}")
+        return 0
+
+    return asyncio.run(main())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpsd-server", description="Real-time GPS monitoring server for urban-management control rooms."
@@ -95,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--config", "-c", default=_default_config(), help=cfg_help)
         p.set_defaults(func=func)
+    tok = sub.add_parser("token", help="create, list or revoke API tokens", description="manage API tokens")
+    tok.add_argument("--config", "-c", default=_default_config(), help=cfg_help)
+    tok.set_defaults(func=cmd_token)
+    actions = tok.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a token and print it (shown only once)")
+    create.add_argument("--name", required=True, help="who or what uses the token")
+    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    actions.add_parser("list", help="list tokens (never their values)")
+    revoke = actions.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +21,9 @@ from gpsd_server.core.decode import DecodeLimits, decode_native
 from gpsd_server.core.engine import Engine
 from gpsd_server.errors import DecodeError
 from gpsd_server.ingest import Incoming
-from gpsd_server.model import Fix, FixFlag
-from gpsd_server.sinks.live import LiveHub, Position
-from gpsd_server.store.writer import TrackWriter
+from gpsd_server.model import Event, Fix, FixFlag
+from gpsd_server.sinks.live import LiveHub, Position, iso
+from gpsd_server.store.writer import AlertRow, TrackWriter
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -83,9 +84,19 @@ class Pipeline:
         self.dead_letter: DeadLetter | None = None
         self.rejects = RejectLog(reject_log_interval_s)
         self.vehicles: dict[str, VehicleInfo] = {}
+        self.place_names: dict[str, str] = {}
         self._clock = clock
+        # (vehicle, key) -> id of the alert whose condition still lasts
+        self.open_alerts: dict[tuple[str, str], str] = {}
+        self.alerts_raised: Counter[str] = Counter()
         self.fixes_accepted = 0
         self.fixes_late = 0
+
+    def place_name(self, place_id: str | None) -> str | None:
+        """The name of a zone or route, for alert messages."""
+        if place_id is None:
+            return None
+        return self.place_names.get(place_id, place_id)
 
     def subscriptions(self) -> list[str]:
         return [f"{self._prefix}+/fix"]
@@ -110,7 +121,8 @@ class Pipeline:
                     fixes.append(item)
         self.rejects.maybe_log(now)
         result = self.engine.process(fixes, now)
-        durable = await self._writer.put(result.fixes)
+        alerts = self.alert_rows(result.events, now)
+        durable = await self._writer.put(result.fixes, alerts)
         self.fixes_accepted += len(result.fixes)
         live = []
         for f in result.fixes:
@@ -124,10 +136,58 @@ class Pipeline:
                 )
             )
         self._hub.publish_positions(live)
+        self._hub.publish_alerts(self.alert_message(a) for a in alerts)
         if dead and self.dead_letter is not None:
             for topic, payload in dead:
                 await self.dead_letter(topic, payload)
         return durable
+
+    async def tick(self) -> None:
+        """Time-driven rules (offline): the driver calls this periodically."""
+        now = self._clock()
+        alerts = self.alert_rows(self.engine.tick(now), now)
+        if alerts:
+            await self._writer.put((), alerts)
+            self._hub.publish_alerts(self.alert_message(a) for a in alerts)
+
+    def alert_rows(self, events: Sequence[Event], now: float) -> list[AlertRow]:
+        rows = []
+        for e in events:
+            k = (e.vehicle_id, e.key)
+            if e.phase == "start":
+                alert_id = str(uuid.uuid4())
+                self.open_alerts[k] = alert_id
+            elif e.phase == "end":
+                alert_id = self.open_alerts.pop(k, "") or str(uuid.uuid4())
+            else:
+                alert_id = str(uuid.uuid4())
+            if e.phase != "end":
+                self.alerts_raised[e.kind] += 1
+            rows.append(AlertRow(alert_id, e, now))
+        return rows
+
+    def alert_message(self, a: AlertRow) -> dict[str, object]:
+        e = a.event
+        info = self.vehicles.get(e.vehicle_id) or VehicleInfo()
+        return {
+            "id": a.id,
+            "kind": e.kind,
+            "phase": e.phase,
+            "severity": e.severity,
+            "vehicle_id": e.vehicle_id,
+            "plate": info.plate,
+            "class": info.vehicle_class,
+            "ts": iso(e.ts),
+            "raised_at": iso(a.raised_at),
+            "lon": e.lon,
+            "lat": e.lat,
+            "zone_id": e.zone_id,
+            "route_id": e.route_id,
+            "zone_name": self.place_name(e.zone_id or e.route_id),
+            "details": e.details,
+            "state": "open",
+            "active": e.phase == "start",
+        }
 
     def _dead_letter(self, msg: Incoming, err: DecodeError) -> tuple[str, bytes]:
         body = {

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -54,10 +55,31 @@ def free_port() -> int:
 
 @dataclass
 class RunningServer:
-    server: object  # gpsd_server.app.Server
+    server: Any  # gpsd_server.app.Server
     prefix: str
     http: str
     dsn: str
+    tokens: dict[str, str]
+
+    def headers(self, role: str = "viewer") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def ws_url(self, path: str = "/ws/live", role: str = "viewer") -> str:
+        return self.http.replace("http://", "ws://") + f"{path}?token={self.tokens[role]}"
+
+
+def make_tokens(dsn: str, tag: str) -> dict[str, str]:
+    """One token per role, inserted the way `gpsd-server token create` does."""
+    from gpsd_server.api.auth import ROLES, digest, new_token
+
+    tokens = {role: new_token() for role in ROLES}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for role, token in tokens.items():
+            conn.execute(
+                "INSERT INTO api_tokens (name, role, digest) VALUES (%s, %s, %s)",
+                (f"{role}-{tag}", role, digest(token)),
+            )
+    return tokens
 
 
 @pytest.fixture
@@ -93,7 +115,8 @@ async def server(database: str, unique: str) -> AsyncIterator[RunningServer]:
     assert ready.is_set(), "server did not become ready"
     await asyncio.wait_for(srv.ingest.connected.wait(), 10)
     try:
-        yield RunningServer(srv, f"t{unique}", f"http://127.0.0.1:{srv.http_port}", database)
+        tokens = make_tokens(database, unique)
+        yield RunningServer(srv, f"t{unique}", f"http://127.0.0.1:{srv.http_port}", database, tokens)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

@@ -29,10 +29,16 @@ for _ in $(seq 100); do
     sleep 0.2
 done
 
+token() { "$VENV/bin/gpsd-server" --log-level WARNING token create --config config.toml --name "demo-$1-$(date +%H%M%S)" --role "$1"; }
+VIEWER="$(token viewer)"; OPERATOR="$(token operator)"; ADMIN="$(token admin)"
 echo "[demo] gpsd-server is up"
+echo "[demo]   tokens (Authorization: Bearer ..., websockets ?token=...):"
+echo "[demo]     viewer   $VIEWER"
+echo "[demo]     operator $OPERATOR"
+echo "[demo]     admin    $ADMIN"
 echo "[demo]   map / API docs : http://127.0.0.1:$PORT/  (OpenAPI: /docs)"
-echo "[demo]   live websocket : ws://127.0.0.1:$PORT/ws/live"
-echo "[demo]   vehicles       : http://127.0.0.1:$PORT/api/vehicles"
+echo "[demo]   live websocket : ws://127.0.0.1:$PORT/ws/live?token=$VIEWER"
+echo "[demo]   vehicles       : curl -H 'Authorization: Bearer $VIEWER' http://127.0.0.1:$PORT/api/vehicles"
 echo "[demo]   counters       : http://127.0.0.1:$PORT/api/stats  and /metrics"
 echo "[demo]   server log     : $STATE/server.log (a throughput line every 10 s)"
 echo "[demo] starting the simulated fleet (Ctrl-C stops)"

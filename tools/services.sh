@@ -27,6 +27,15 @@ PG_BIN="/usr/lib/postgresql/$PG_VERSION/bin"
 PG_DATA="$STATE/pg"
 PG_SOCK="$STATE/pgsock"
 MQ_DIR="$STATE/mosquitto"
+# PostgreSQL runs as the postgres user, which must reach its data folder. A
+# checkout under a private home (mode 700) is not reachable: keep the cluster
+# under /var/lib/gpsd-server then, keyed by the state folder's path.
+if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1 \
+        && ! runuser -u postgres -- test -x "$(dirname "$STATE")" 2>/dev/null; then
+    PG_HOME="/var/lib/gpsd-server/$(printf '%s' "$STATE" | sha1sum | cut -c1-12)"
+    PG_DATA="$PG_HOME/pg"
+    PG_SOCK="$PG_HOME/pgsock"
+fi
 APT_PACKAGES=(postgresql-$PG_VERSION postgresql-server-dev-$PG_VERSION cmake mosquitto
               build-essential dpkg-dev)
 
@@ -68,16 +77,20 @@ build_timescaledb() {
     need_root "$0 install" "TimescaleDB $TSDB_VERSION for PostgreSQL $PG_VERSION"
     local tmp
     tmp="$(mktemp -d)"
+    chmod 755 "$tmp"  # apt's _apt sandbox user must read it
     log "fetching the timescaledb source package (trixie) into $tmp"
     mkdir -p "$tmp/lists/partial" "$tmp/parts" "$tmp/src"
     cat >"$tmp/sources.list" <<SRC
-deb-src [trusted=yes] http://deb.debian.org/debian trixie main
+deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
 SRC
     local aptopts=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o "Dir::Etc::SourceParts=$tmp/parts"
                    -o "Dir::State::Lists=$tmp/lists" -o "APT::Get::List-Cleanup=0")
     apt-get "${aptopts[@]}" update -qq
-    (cd "$tmp/src" && apt-get "${aptopts[@]}" source --download-only "timescaledb=$TSDB_VERSION+dfsg-*" >/dev/null 2>&1 \
-        || apt-get "${aptopts[@]}" source --download-only timescaledb >/dev/null)
+    local ver
+    ver="$(apt-cache "${aptopts[@]}" showsrc timescaledb 2>/dev/null \
+        | awk -v v="$TSDB_VERSION" '$1 == "Version:" && index($2, v) == 1 {print $2; exit}')"
+    [[ -n "$ver" ]] || die "Debian's trixie suite no longer offers timescaledb $TSDB_VERSION"
+    (cd "$tmp/src" && apt-get "${aptopts[@]}" source --download-only "timescaledb=$ver" >/dev/null)
     (cd "$tmp/src" && dpkg-source -x --no-check ./*.dsc tsdb >/dev/null)
     log "building TimescaleDB (Apache edition) against PostgreSQL $PG_VERSION"
     (cd "$tmp/src/tsdb" && ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DAPACHE_ONLY=ON \
@@ -101,8 +114,8 @@ as_pg() {
 }
 
 start_pg() {
-    mkdir -p "$STATE" "$PG_SOCK"
-    if [[ $EUID -eq 0 ]]; then chown postgres "$STATE" "$PG_SOCK"; chmod 755 "$STATE"; fi
+    mkdir -p "$STATE" "$PG_SOCK" "$(dirname "$PG_DATA")"
+    if [[ $EUID -eq 0 ]]; then chown postgres "$(dirname "$PG_DATA")" "$PG_SOCK"; chmod 755 "$STATE"; fi
     if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
         log "initialising cluster in $PG_DATA"
         mkdir -p "$PG_DATA"
@@ -130,8 +143,11 @@ log_min_messages = warning
 CONF
     fi
     if pg_running; then return 0; fi
-    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$STATE/pg.log" -w -t 60 start >/dev/null \
-        || { tail -20 "$STATE/pg.log" >&2; die "PostgreSQL did not start (log: $STATE/pg.log)"; }
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then
+        die "port $PG_PORT is taken by another program; set GPSD_PG_PORT to a free port"
+    fi
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/../pg.log" -w -t 60 start >/dev/null \
+        || { tail -20 "$PG_DATA/../pg.log" >&2; die "PostgreSQL did not start (log: $PG_DATA/../pg.log)"; }
     log "PostgreSQL on 127.0.0.1:$PG_PORT"
     for db in gpsd gpsd_test; do
         if ! "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc \
@@ -168,9 +184,10 @@ max_packet_size 1048576
 set_tcp_nodelay true
 CONF
     if mq_running; then return 0; fi
-    local user=()
-    [[ $EUID -eq 0 ]] && user=(-c "$MQ_DIR/mosquitto.conf") || user=(-c "$MQ_DIR/mosquitto.conf")
-    /usr/sbin/mosquitto "${user[@]}" -d
+    if (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null; then
+        die "port $MQTT_PORT is taken by another program; set GPSD_MQTT_PORT to a free port"
+    fi
+    /usr/sbin/mosquitto -c "$MQ_DIR/mosquitto.conf" -d
     for _ in $(seq 50); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null; then
             log "Mosquitto on 127.0.0.1:$MQTT_PORT"; return 0

@@ -9,11 +9,23 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import Body, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpsd_server import __version__
+from gpsd_server.api import alerts
+from gpsd_server.api.auth import (
+    ROLES,
+    AuthError,
+    Principal,
+    Role,
+    TokenStore,
+    create_token,
+    require,
+    websocket_principal,
+)
 from gpsd_server.api.params import BadParameter, parse_range
 from gpsd_server.sinks.live import MOVING_KMH, SubscriptionError, iso, parse_subscription
 from gpsd_server.store import queries
@@ -29,11 +41,31 @@ WS_MAX_MESSAGE = 64 * 1024
 
 
 def create_app(server: Server) -> FastAPI:
-    app = FastAPI(title="gpsd-server", version=__version__, description="Real-time GPS monitoring API")
+    app = FastAPI(
+        title="gpsd-server",
+        version=__version__,
+        description="Real-time GPS monitoring API. Every route except /healthz and the docs needs "
+        "`Authorization: Bearer <token>` (websockets: `?token=`); roles viewer < operator < admin.",
+    )
+    app.state.tokens = TokenStore(server.pool)
 
     @app.exception_handler(BadParameter)
     async def bad_parameter(_: Request, exc: BadParameter) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content=exc.detail)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(status_code=exc.status_code, content=exc.detail, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(x) for x in first.get("loc", ()) if x not in ("query", "path", "body")]
+        return JSONResponse(
+            status_code=400,
+            content={"error": str(first.get("msg", "invalid request")), "parameter": ".".join(loc) or "body"},
+        )
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:
@@ -47,15 +79,56 @@ def create_app(server: Server) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], dependencies=[Depends(require("viewer"))])
     async def metrics() -> Response:
         return Response(generate_latest(server.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/stats", tags=["ops"])
+    @app.get("/api/stats", tags=["ops"], dependencies=[Depends(require("viewer"))])
     async def stats() -> dict[str, Any]:
         return server.stats()
 
-    @app.get("/api/vehicles", tags=["vehicles"])
+    @app.get("/api/me", tags=["auth"])
+    async def me(who: Principal = Depends(require("viewer"))) -> dict[str, str]:
+        return {"name": who.name, "role": who.role}
+
+    @app.post("/api/tokens", tags=["auth"], status_code=201)
+    async def new_token(
+        name: str = Body(..., embed=True, min_length=1, max_length=100),
+        role: Role = Body(..., embed=True),
+        _: Principal = Depends(require("admin")),
+    ) -> dict[str, str]:
+        """Create a token; the response is the only time it is shown."""
+        async with server.pool.connection() as conn:
+            token = await create_token(conn, name=name, role=role)
+        return {"name": name, "role": role, "token": token}
+
+    @app.get("/api/tokens", tags=["auth"], dependencies=[Depends(require("admin"))])
+    async def list_tokens() -> dict[str, Any]:
+        async with server.pool.connection() as conn:
+            cur = await conn.execute("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
+            rows = await cur.fetchall()
+        return {
+            "tokens": [
+                {"id": r[0], "name": r[1], "role": r[2], "created_at": r[3].isoformat(),
+                 "revoked": r[4] is not None}
+                for r in rows
+            ]
+        }  # fmt: skip
+
+    @app.delete("/api/tokens/{token_id}", tags=["auth"], dependencies=[Depends(require("admin"))])
+    async def revoke_token(token_id: int) -> dict[str, Any]:
+        async with server.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (token_id,)
+            )
+            if cur.rowcount == 0:
+                raise BadParameter("token_id", "no such active token", status=404)
+        app.state.tokens.forget()
+        return {"id": token_id, "revoked": True}
+
+    app.include_router(alerts.router(server))
+
+    @app.get("/api/vehicles", tags=["vehicles"], dependencies=[Depends(require("viewer"))])
     async def vehicles() -> dict[str, Any]:
         async with server.pool.connection() as conn:
             rows = await queries.last_positions(conn)
@@ -80,7 +153,7 @@ def create_app(server: Server) -> FastAPI:
             ]
         }
 
-    @app.get("/api/vehicles/{vehicle_id}/track", tags=["vehicles"])
+    @app.get("/api/vehicles/{vehicle_id}/track", tags=["vehicles"], dependencies=[Depends(require("viewer"))])
     async def track(vehicle_id: str, start: str | None = None, end: str | None = None) -> Response:
         """A vehicle's track in [start, end) as a GeoJSON FeatureCollection:
         a LineString of the non-late fixes, then one Point per fix with its
@@ -131,6 +204,8 @@ async def live_session(server: Server, ws: WebSocket) -> None:
     """Snapshot on connect, then positions; a client may send
     ``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``."""
     hub = server.hub
+    if await websocket_principal(ws, "viewer") is None:
+        return
     await ws.accept()
     client = hub.add_client()
     if client is None:
@@ -174,4 +249,4 @@ async def live_session(server: Server, ws: WebSocket) -> None:
         hub.remove_client(client)
 
 
-__all__ = ["create_app", "iso"]
+__all__ = ["ROLES", "create_app", "iso"]

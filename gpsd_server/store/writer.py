@@ -26,9 +26,9 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.types.json import set_json_dumps
+from psycopg.types.json import Jsonb, set_json_dumps
 
-from gpsd_server.model import Fix, FixFlag, Sensors
+from gpsd_server.model import Event, Fix, FixFlag, Sensors
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,40 @@ WHERE v.last_ts IS NULL OR excluded.last_ts >= v.last_ts
 """
 
 
+_ALERT_INSERT = """
+INSERT INTO alerts (id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat,
+                    ended_ts, ended_at, details)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+_ALERT_END = """
+UPDATE alerts SET ended_ts = %s, ended_at = %s, details = details || %s
+WHERE vehicle_id = %s AND key = %s AND ended_ts IS NULL
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """An engine event to persist: a start or instant inserts, an end closes."""
+
+    id: str
+    event: Event
+    raised_at: float
+
+
+def alert_insert_params(a: AlertRow) -> tuple[Any, ...]:
+    e = a.event
+    ended = utc(e.ts) if e.phase == "instant" else None
+    start_ts = e.ts
+    if e.phase == "end":  # an end whose start we never saw: record the whole interval
+        start_ts = float(e.details.get("start_ts", e.ts))
+        ended = utc(e.ts)
+    return (
+        a.id, e.vehicle_id, e.kind, e.key, e.severity, e.zone_id, e.route_id, utc(start_ts),
+        utc(a.raised_at), e.lon, e.lat, ended, utc(a.raised_at) if ended else None, e.details,
+    )  # fmt: skip
+
+
 def sensors_json(s: Sensors | None) -> dict[str, Any] | None:
     if s is None:
         return None
@@ -90,6 +124,7 @@ class WriterStats:
     rows_inserted: int = 0  # new rows in fixes
     batches: int = 0
     failures: int = 0
+    alerts_written: int = 0
     last_batch_s: float = 0.0
 
     @property
@@ -115,7 +150,7 @@ class TrackWriter:
         self._queue_max = queue_max_rows
         self._retry = (retry_min_s, retry_max_s)
         self._connect_timeout = connect_timeout_s
-        self._queue: deque[tuple[Sequence[Fix], asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[Sequence[Fix], Sequence[AlertRow], asyncio.Future[None]]] = deque()
         self._queued_rows = 0
         self._has_data = asyncio.Event()
         self._has_room = asyncio.Event()
@@ -128,10 +163,11 @@ class TrackWriter:
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    async def put(self, fixes: Sequence[Fix]) -> asyncio.Future[None]:
-        """Queue fixes; waits while the queue is full. The future resolves on commit."""
+    async def put(self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = ()) -> asyncio.Future[None]:
+        """Queue fixes and the alerts they raised; waits while the queue is
+        full. The future resolves once both are committed (one transaction)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not fixes:
+        if not fixes and not alerts:
             fut.set_result(None)
             return fut
         if self._closing:
@@ -139,7 +175,7 @@ class TrackWriter:
         while self._queued_rows >= self._queue_max:
             self._has_room.clear()
             await self._has_room.wait()
-        self._queue.append((fixes, fut))
+        self._queue.append((fixes, alerts, fut))
         self._queued_rows += len(fixes)
         self.stats.rows_in += len(fixes)
         self._has_data.set()
@@ -150,14 +186,16 @@ class TrackWriter:
         self._closing = True
         self._has_data.set()
 
-    def _take_batch(self) -> tuple[list[Fix], list[asyncio.Future[None]]]:
+    def _take_batch(self) -> tuple[list[Fix], list[AlertRow], list[asyncio.Future[None]]]:
         rows: list[Fix] = []
+        alerts: list[AlertRow] = []
         futs: list[asyncio.Future[None]] = []
         while self._queue and (not rows or len(rows) + len(self._queue[0][0]) <= self._batch_max):
-            fixes, fut = self._queue.popleft()
+            fixes, more_alerts, fut = self._queue.popleft()
             rows.extend(fixes)
+            alerts.extend(more_alerts)
             futs.append(fut)
-        return rows, futs
+        return rows, alerts, futs
 
     async def run(self) -> None:
         try:
@@ -171,8 +209,8 @@ class TrackWriter:
                 if self._queued_rows < self._batch_max and not self._closing:
                     # Let a batch fill up a little: fewer, larger transactions.
                     await asyncio.sleep(self._flush_interval)
-                rows, futs = self._take_batch()
-                await self._write_with_retry(rows)
+                rows, alerts, futs = self._take_batch()
+                await self._write_with_retry(rows, alerts)
                 self._queued_rows -= len(rows)
                 if self._queued_rows < self._queue_max:
                     self._has_room.set()
@@ -183,6 +221,11 @@ class TrackWriter:
             if self._conn is not None:
                 await self._conn.close()
 
+    async def _write_alerts(self, cur: psycopg.AsyncCursor[Any], alerts: Sequence[AlertRow]) -> None:
+        if alerts:
+            await _write_alerts_impl(cur, alerts)
+            self.stats.alerts_written += len(alerts)
+
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
@@ -192,11 +235,11 @@ class TrackWriter:
             await self._conn.commit()
         return self._conn
 
-    async def _write_with_retry(self, rows: list[Fix]) -> None:
+    async def _write_with_retry(self, rows: list[Fix], alerts: list[AlertRow]) -> None:
         delay = self._retry[0]
         while True:
             try:
-                await self._write(rows)
+                await self._write(rows, alerts)
                 return
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 self.stats.failures += 1
@@ -207,21 +250,41 @@ class TrackWriter:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self._retry[1])
 
-    async def _write(self, rows: list[Fix]) -> None:
+    async def _write(self, rows: list[Fix], alerts: list[AlertRow]) -> None:
         t0 = time.perf_counter()
         conn = await self._connect()
+        inserted = 0
         async with conn.transaction(), conn.cursor() as cur:
-            async with cur.copy(f"COPY fixes_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(list(TYPES))
-                for f in rows:
-                    await copy.write_row(fix_row(f))
-            await cur.execute(_MOVE_SQL)
-            inserted = cur.rowcount
-            await cur.execute(_LAST_SQL)
+            if rows:
+                async with cur.copy(f"COPY fixes_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(list(TYPES))
+                    for f in rows:
+                        await copy.write_row(fix_row(f))
+                await cur.execute(_MOVE_SQL)
+                inserted = cur.rowcount
+                await cur.execute(_LAST_SQL)
+            await self._write_alerts(cur, alerts)
         self.stats.rows_copied += len(rows)
         self.stats.rows_inserted += max(inserted, 0)
         self.stats.batches += 1
         self.stats.last_batch_s = time.perf_counter() - t0
+
+
+async def _write_alerts_impl(cur: psycopg.AsyncCursor[Any], alerts: Sequence[AlertRow]) -> None:
+    starts = [alert_insert_params(a) for a in alerts if a.event.phase != "end"]
+    if starts:
+        await cur.executemany(_ALERT_INSERT, [_jsonb(p) for p in starts])
+    for a in alerts:
+        e = a.event
+        if e.phase != "end":
+            continue
+        await cur.execute(_ALERT_END, (utc(e.ts), utc(a.raised_at), Jsonb(e.details), e.vehicle_id, e.key))
+        if cur.rowcount == 0:
+            await cur.execute(_ALERT_INSERT, _jsonb(alert_insert_params(a)))
+
+
+def _jsonb(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (*params[:-1], Jsonb(params[-1]))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -36,7 +36,7 @@ async def test_10000_fixes_stored_exactly_once(
     await wait_for(lambda: count_rows(db, vid) >= 10000, timeout=60, what="10,000 rows")
     assert count_rows(db, vid) == 10000
 
-    writer = server.server.writer  # type: ignore[attr-defined]
+    writer = server.server.writer
     dups_before = writer.stats.duplicates
     await publish(messages[::10])  # 1,000 repeats
     await wait_for(lambda: writer.stats.duplicates - dups_before >= 1000, timeout=30, what="1,000 duplicates")
@@ -112,10 +112,10 @@ async def test_every_bad_input_is_counted_and_ingest_goes_on(
     async with aiomqtt.Client("127.0.0.1", MQTT_PORT) as listener:
         await listener.subscribe(f"{server.prefix}-dead/#", qos=1)
         for name, payload, reason in BAD_INPUTS:
-            before = srv.pipeline.rejects.total[reason]  # type: ignore[attr-defined]
+            before = srv.pipeline.rejects.total[reason]
             await publish([(topic, payload if payload is not None else _bad_payload(name, now))])
             await wait_for(
-                lambda r=reason, b=before: srv.pipeline.rejects.total[r] == b + 1,  # type: ignore[attr-defined]
+                lambda r=reason, b=before: srv.pipeline.rejects.total[r] == b + 1,
                 timeout=10,
                 what=f"{name} rejected as {reason}",
             )
@@ -134,11 +134,11 @@ async def test_every_bad_input_is_counted_and_ingest_goes_on(
                 {"ts": now, "lon": 112.31, "lat": 28.51},
             ]
         ).encode()
-        zero_before = srv.pipeline.rejects.total["position_zero"]  # type: ignore[attr-defined]
+        zero_before = srv.pipeline.rejects.total["position_zero"]
         await publish([(topic, mixed)])
         await wait_for(lambda: count_rows(db, vid) == 2, what="the 2 good items of the mixed batch")
-        assert srv.pipeline.rejects.total["position_zero"] == zero_before + 1  # type: ignore[attr-defined]
-        assert srv.pipeline.rejects.total["position_missing"] >= 1  # type: ignore[attr-defined]
+        assert srv.pipeline.rejects.total["position_zero"] == zero_before + 1
+        assert srv.pipeline.rejects.total["position_missing"] >= 1
         assert [await listener.messages.__anext__() for _ in range(2)]
     assert {d["reason"] for d in dead} == {r for _, _, r in BAD_INPUTS}
-    assert srv.mqtt_connected  # type: ignore[attr-defined]
+    assert srv.mqtt_connected

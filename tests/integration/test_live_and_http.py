@@ -21,10 +21,9 @@ async def test_live_snapshot_then_positions(server: RunningServer) -> None:
     now = time.time()
     a, b = f"{server.prefix}-a", f"{server.prefix}-b"
     await publish([(f"{server.prefix}/{a}/fix", json.dumps({"ts": now - 10, "lon": 112.3, "lat": 28.5}).encode())])
-    await wait_for(lambda: a in server.server.hub.positions, what="first position in the hub")  # type: ignore[attr-defined]
+    await wait_for(lambda: a in server.server.hub.positions, what="first position in the hub")
 
-    url = server.http.replace("http://", "ws://") + "/ws/live"
-    async with websockets.connect(url) as ws:
+    async with websockets.connect(server.ws_url()) as ws:
         snap = await recv_json(ws)
         assert snap["type"] == "snapshot"
         assert a in {v["vehicle_id"] for v in snap["vehicles"]}  # type: ignore[attr-defined]
@@ -67,9 +66,9 @@ async def test_http_vehicles_and_track(server: RunningServer) -> None:
         [{"ts": now - 60 + i * 10, "lon": 112.3 + i * 1e-3, "lat": 28.5, "speed_kmh": 30} for i in range(6)]
     )
     await publish([(f"{server.prefix}/{vid}/fix", payload.encode())])
-    writer = server.server.writer  # type: ignore[attr-defined]
+    writer = server.server.writer
     await wait_for(lambda: writer.stats.rows_inserted >= 6 and writer.queued_rows == 0, what="6 stored fixes")
-    async with httpx.AsyncClient(base_url=server.http) as http:
+    async with httpx.AsyncClient(base_url=server.http, headers=server.headers()) as http:
         r = await http.get("/healthz")
         assert r.status_code == 200 and r.json()["database"] is True and r.json()["mqtt"] is True
 
@@ -100,3 +99,14 @@ async def test_http_vehicles_and_track(server: RunningServer) -> None:
 
         r = await http.get("/metrics")
         assert "gpsd_fixes_accepted_total" in r.text and "gpsd_ws_clients" in r.text
+
+
+async def test_websocket_needs_a_token(server: RunningServer) -> None:
+    url = server.http.replace("http://", "ws://") + "/ws/live"
+    for bad in (url, url + "?token=nope"):
+        try:
+            async with websockets.connect(bad) as ws:
+                await ws.recv()
+        except (websockets.InvalidStatus, websockets.ConnectionClosed):
+            continue
+        raise AssertionError(f"{bad} was accepted")
