@@ -16,12 +16,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
+from gpsd_server import citydata
 from gpsd_server.api.http import create_app
-from gpsd_server.config import Config
+from gpsd_server.config import Config, resolve, rule_settings
 from gpsd_server.core.decode import DecodeLimits
 from gpsd_server.core.engine import Engine
+from gpsd_server.errors import DataError
 from gpsd_server.ingest import MqttIngest, jittered
-from gpsd_server.pipeline import Pipeline, VehicleInfo
+from gpsd_server.model import Fix
+from gpsd_server.pipeline import Pipeline, TerminalTopics, VehicleInfo
 from gpsd_server.sinks.live import LiveHub, Position
 from gpsd_server.store import queries
 from gpsd_server.store.schema import migrate
@@ -52,6 +55,9 @@ class Server:
             connect_timeout_s=db.connect_timeout_s,
         )
         self.hub = LiveHub(max_clients=cfg.http.ws_max_clients, send_queue=cfg.http.ws_send_queue)
+        self.city = citydata.empty()
+        self.city_error: str | None = None
+        self.engine = Engine(settings=rule_settings(cfg), tz=cfg.city.timezone)
         ing = cfg.ingest
         self.pipeline = Pipeline(
             topic_prefix=cfg.mqtt.topic_prefix,
@@ -61,11 +67,17 @@ class Server:
                 max_future_s=ing.max_future_s,
                 max_age_s=ing.max_age_days * 86400,
             ),
-            engine=Engine(),
+            engine=self.engine,
             writer=self.writer,
             hub=self.hub,
             dead_letter_topic=cfg.mqtt.dead_letter_topic,
             reject_log_interval_s=ing.reject_log_interval_s,
+            terminals=TerminalTopics(
+                jt808_prefix=cfg.jt808.topic_prefix,
+                jt808_auto_register=cfg.jt808.auto_register,
+                owntracks_prefix=cfg.owntracks.topic_prefix if cfg.owntracks.enabled else None,
+                owntracks_max_accuracy_m=cfg.owntracks.max_accuracy_m,
+            ),
         )
         self.ingest = MqttIngest(
             settings=cfg.mqtt,
@@ -83,6 +95,47 @@ class Server:
         self.metrics_registry.register(_Metrics(self))
         self.app = create_app(self)
         self.http_port: int | None = None
+        self.gateway: Any = None
+
+    def load_city(self) -> citydata.CityData:
+        """(Re)load geofences and vehicles; on error the previous set stays."""
+        folder = resolve(self.cfg, self.cfg.geofences.dir)
+        try:
+            data = citydata.load_dir(folder)
+        except DataError as exc:
+            self.city_error = str(exc)
+            log.error("geofences not loaded, keeping the previous set: %s", exc)
+            raise
+        self.city, self.city_error = data, None
+        self.engine.reload(data.city)
+        self.pipeline.use_city(data.city, data.place_names())
+        c = data.city
+        log.info(
+            "city loaded from %s: %d zones, %d routes, %d markers, %d vehicles",
+            folder, len(c.zones), len(c.routes), len(c.markers), len(c.vehicles or {}),
+        )  # fmt: skip
+        return data
+
+    async def sync_registry(self) -> None:
+        """Plates, classes and companies of the registry into ``vehicles``."""
+        vehicles = list((self.city.city.vehicles or {}).values())
+        if not vehicles:
+            return
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO vehicles (id, plate, class, company, terminal) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET plate = excluded.plate, class = excluded.class,"
+                " company = excluded.company, terminal = excluded.terminal, updated_at = now()",
+                [(v.id, v.plate or None, v.vehicle_class, v.company or None, v.terminal) for v in vehicles],
+            )
+
+    def city_centre(self) -> tuple[float, float] | None:
+        c = self.city.city
+        geoms = [z.geometry for z in c.zones if z.kind in ("area", "district")] or [z.geometry for z in c.zones]
+        if not geoms:
+            return None
+        xs0, ys0, xs1, ys1 = zip(*(g.bounds for g in geoms), strict=True)
+        return ((min(xs0) + max(xs1)) / 2, (min(ys0) + max(ys1)) / 2)
 
     @property
     def mqtt_connected(self) -> bool:
@@ -131,16 +184,24 @@ class Server:
                 delay = min(delay * 2, self.cfg.database.retry_max_s)
 
     async def _load_state(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Restore last positions and per-vehicle fix time after a restart."""
+        """After a restart: last positions, and rule state from the last fix
+        and the alerts still open, so nothing is raised twice."""
         rows = await queries.last_positions(conn)
+        cur = await conn.execute("SELECT id, vehicle_id, key FROM alerts WHERE ended_ts IS NULL")
+        open_keys: dict[str, list[str]] = {}
+        for alert_id, vehicle_id, key in await cur.fetchall():
+            open_keys.setdefault(vehicle_id, []).append(key)
+            self.pipeline.open_alerts[(vehicle_id, key)] = str(alert_id)
         for r in rows:
-            self.pipeline.vehicles[r.vehicle_id] = VehicleInfo(r.vehicle_class, r.plate)
+            if r.vehicle_id not in self.pipeline.vehicles:
+                self.pipeline.vehicles[r.vehicle_id] = VehicleInfo(r.vehicle_class, r.plate, r.company)
             ts = r.ts.timestamp()
-            self.pipeline.engine.seed(r.vehicle_id, ts)
+            last = Fix(r.vehicle_id, ts, r.lon, r.lat, speed_kmh=r.speed_kmh, heading=r.heading, alarm=r.alarm)
+            self.engine.restore(r.vehicle_id, last, open_keys.get(r.vehicle_id, ()))
             self.hub.positions[r.vehicle_id] = Position(
                 r.vehicle_id, ts, r.lon, r.lat, r.speed_kmh, r.heading, r.vehicle_class, r.plate, r.alarm
             )
-        log.info("restored %d vehicles from the database", len(rows))
+        log.info("restored %d vehicles and %d open alerts from the database", len(rows), len(self.pipeline.open_alerts))
 
     async def _log_stats(self) -> None:
         interval = self.cfg.ingest.stats_log_interval_s
@@ -158,9 +219,18 @@ class Server:
             )  # fmt: skip
             last_n, last_t = n, t
 
+    async def _tick(self) -> None:
+        """Time-driven rules (offline) once a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            await self.pipeline.tick()
+
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        with contextlib.suppress(DataError):  # logged; runs without geofences until a valid reload
+            self.load_city()
         await self._prepare_database()
         await self.pool.open(wait=False)
+        await self.sync_registry()
         http = self.cfg.http
         web = _Uvicorn(
             uvicorn.Config(
@@ -179,7 +249,10 @@ class Server:
             asyncio.create_task(self.ingest.run(), name="mqtt-ingest"),
             asyncio.create_task(web.serve(), name="http"),
             asyncio.create_task(self._log_stats(), name="stats-log"),
+            asyncio.create_task(self._tick(), name="rule-tick"),
         ]
+        if self.cfg.jt808.enabled:
+            tasks.append(asyncio.create_task(self._run_gateway(), name="jt808-gateway"))
         while not web.started:
             if tasks[2].done():
                 await tasks[2]  # raises why the HTTP server could not start
@@ -195,8 +268,9 @@ class Server:
             if t is not stop_wait and t.exception() is not None:
                 log.error("task %s failed: %r", t.get_name(), t.exception())
         log.info("shutting down: stopping intake, flushing %d queued fixes", self.writer.queued_rows)
-        tasks[1].cancel()
-        tasks[3].cancel()
+        for t in tasks[1:]:
+            if t is not tasks[2]:
+                t.cancel()
         await self.writer.close()
         await asyncio.gather(tasks[0], return_exceptions=True)
         web.should_exit = True
@@ -204,6 +278,34 @@ class Server:
         stop_wait.cancel()
         await self.pool.close()
         log.info("stopped; %d fixes stored this run", self.writer.stats.rows_inserted)
+
+    async def _run_gateway(self) -> None:
+        from gpsd_server.gateway.jt808_session import SessionSettings
+        from gpsd_server.gateway.jt808_tcp import GatewaySettings, Jt808Gateway
+
+        j = self.cfg.jt808
+        settings = GatewaySettings(
+            session=SessionSettings(
+                auth_code=j.auth_code,
+                require_auth=j.require_auth,
+                max_frame_bytes=j.max_frame_bytes,
+                max_bad_frames=j.max_bad_frames,
+                topic_prefix=j.topic_prefix,
+            ),
+            idle_timeout_s=j.idle_timeout_s,
+            max_connections=j.max_connections,
+        )
+
+        async def publish(topic: str, payload: bytes) -> None:
+            await self.ingest.publish(topic, payload, qos=1, must=True)
+
+        self.gateway = Jt808Gateway(publish, settings)
+        await self.gateway.start(j.host, j.port)
+        log.info("JT/T 808 gateway listening on %s:%d", j.host, self.gateway.port)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.gateway.close()
 
 
 class _Metrics(Collector):
@@ -234,3 +336,12 @@ class _Metrics(Collector):
             "gpsd_ws_clients_dropped", "Slow websocket clients dropped", value=s.hub.clients_dropped
         )
         yield GaugeMetricFamily("gpsd_mqtt_connected", "1 when connected to the broker", value=int(s.mqtt_connected))
+        raised = CounterMetricFamily("gpsd_alerts", "Alerts raised by kind", labels=["kind"])
+        for kind, n in sorted(s.pipeline.alerts_raised.items()):
+            raised.add_metric([kind], n)
+        yield raised
+        if s.gateway is not None:
+            gw = CounterMetricFamily("gpsd_jt808_gateway_events", "JT/T 808 gateway outcomes", labels=["reason"])
+            for reason, n in sorted(s.gateway.counters.items()):
+                gw.add_metric([reason], n)
+            yield gw

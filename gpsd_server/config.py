@@ -12,6 +12,7 @@ the environment variable), the dotted key and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -23,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from gpsd_server.core.settings import RuleSettings
 from gpsd_server.errors import ConfigError
 
 Port = Annotated[int, Meta(ge=1, le=65535)]
@@ -91,6 +93,34 @@ class GeofenceSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     dir: str = "geofences"
 
 
+class Jt808Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 7611
+    auth_code: str = "gpsd-808"
+    require_auth: bool = True
+    idle_timeout_s: Positive = 180.0
+    max_connections: PositiveInt = 20000
+    max_bad_frames: PositiveInt = 20
+    max_frame_bytes: Annotated[int, Meta(ge=64, le=65536)] = 4096
+    auto_register: bool = False
+    topic_prefix: Annotated[str, Meta(pattern=r"^[^#+/][^#+]*$")] = "jt808"
+
+
+class OwnTracksSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    topic_prefix: Annotated[str, Meta(pattern=r"^[^#+/][^#+]*$")] = "owntracks"
+    max_accuracy_m: Positive = 500.0
+
+
+class MapSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    tile_url: str = ""
+    tile_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
+    tile_attribution: str = ""
+    center: tuple[float, float] | None = None
+    zoom: Annotated[int, Meta(ge=1, le=20)] = 12
+
+
 class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     city: CitySettings = msgspec.field(default_factory=CitySettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
@@ -98,6 +128,11 @@ class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
     geofences: GeofenceSettings = msgspec.field(default_factory=GeofenceSettings)
+    jt808: Jt808Settings = msgspec.field(default_factory=Jt808Settings)
+    owntracks: OwnTracksSettings = msgspec.field(default_factory=OwnTracksSettings)
+    map: MapSettings = msgspec.field(default_factory=MapSettings)
+    # Rule thresholds: keys are the fields of gpsd_server.core.settings.RuleSettings.
+    rules: dict[str, Any] = msgspec.field(default_factory=dict)
     # The folder of the config file; relative paths in it resolve from here.
     base_dir: str = "."
 
@@ -207,7 +242,28 @@ def load(path: str | os.PathLike[str] | None, environ: typing.Mapping[str, str] 
         raise ConfigError(label, "mqtt.reconnect_max_s", "must be >= mqtt.reconnect_min_s")
     if not cfg.database.dsn.startswith(("postgresql://", "postgres://")) and "=" not in cfg.database.dsn:
         raise ConfigError(label, "database.dsn", "expected a postgresql:// URL or a key=value DSN")
+    rule_settings(cfg, label)
     return cfg
+
+
+def rule_settings(cfg: Config, source: str = "config") -> RuleSettings:
+    """The ``[rules]`` section as the engine's RuleSettings; names a bad key."""
+    allowed = [f.name for f in dataclasses.fields(RuleSettings)]
+    for key in cfg.rules:
+        if key not in allowed:
+            raise ConfigError(source, f"rules.{key}", "unknown key; allowed keys: " + ", ".join(allowed))
+    try:
+        return msgspec.convert(cfg.rules, RuleSettings, strict=False)
+    except msgspec.ValidationError as exc:
+        m = _PATH_RE.search(str(exc))
+        if m:
+            key, reason = m.group("path").split(".")[0].split("[")[0], str(exc)[: m.start()]
+        else:  # raised by RuleSettings.__post_init__ as "field: reason"
+            key, _, reason = str(exc).partition(":")
+        raise ConfigError(source, f"rules.{key}", reason.strip()) from None
+    except ValueError as exc:
+        key, _, reason = str(exc).partition(":")
+        raise ConfigError(source, f"rules.{key}", reason.strip() or str(exc)) from None
 
 
 def resolve(cfg: Config, rel: str) -> Path:

@@ -93,14 +93,17 @@ class MqttIngest:
         client._client.manual_ack_set(True)  # noqa: SLF001
         return client
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        """Best-effort publish on the ingest connection (dead letters, gateway)."""
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, *, must: bool = False) -> None:
+        """Publish on the ingest connection: best effort (dead letters), or
+        with ``must`` raising ``ConnectionError`` when it did not happen."""
         client = self._client
-        if client is None:
-            return
         try:
+            if client is None:
+                raise ConnectionError("MQTT broker not connected")
             await client.publish(topic, payload, qos=qos)
-        except aiomqtt.MqttError as exc:
+        except (aiomqtt.MqttError, ConnectionError) as exc:
+            if must:
+                raise ConnectionError(str(exc)) from None
             log.debug("publish to %s failed: %s", topic, exc)
 
     async def run(self) -> None:

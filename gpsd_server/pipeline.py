@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from gpsd_server.core.city import City
 from gpsd_server.core.decode import DecodeLimits, decode_native
+from gpsd_server.core.decode_jt808 import decode_jt808, terminal_registry
+from gpsd_server.core.decode_owntracks import decode_owntracks
 from gpsd_server.core.engine import Engine
 from gpsd_server.errors import DecodeError
 from gpsd_server.ingest import Incoming
@@ -60,6 +63,17 @@ class RejectLog:
 class VehicleInfo:
     vehicle_class: str = "other"
     plate: str | None = None
+    company: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalTopics:
+    """Optional input paths besides the native one."""
+
+    jt808_prefix: str | None = "jt808"
+    jt808_auto_register: bool = False
+    owntracks_prefix: str | None = "owntracks"
+    owntracks_max_accuracy_m: float = 500.0
 
 
 class Pipeline:
@@ -73,9 +87,13 @@ class Pipeline:
         hub: LiveHub,
         dead_letter_topic: str,
         reject_log_interval_s: float = 10.0,
+        terminals: TerminalTopics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._prefix = topic_prefix.rstrip("/") + "/"
+        self._terminals = terminals or TerminalTopics()
+        self._jt808_registry: dict[str, str] = {}
+        self._owntracks_registry: dict[str, str] = {}
         self._limits = limits
         self.engine = engine
         self._writer = writer
@@ -98,14 +116,52 @@ class Pipeline:
             return None
         return self.place_names.get(place_id, place_id)
 
+    def use_city(self, city: City, place_names: dict[str, str]) -> None:
+        """Vehicle registry, terminal mappings and names from a (re)loaded city."""
+        for v in (city.vehicles or {}).values():
+            self.vehicles[v.id] = VehicleInfo(v.vehicle_class, v.plate or None, v.company or None)
+        vehicles = list((city.vehicles or {}).values())
+        self._jt808_registry = terminal_registry((v.terminal, v.id) for v in vehicles if v.terminal)
+        self._owntracks_registry = {v.owntracks: v.id for v in vehicles if v.owntracks}
+        self.place_names = place_names
+
     def subscriptions(self) -> list[str]:
-        return [f"{self._prefix}+/fix"]
+        topics = [f"{self._prefix}+/fix"]
+        if self._terminals.jt808_prefix:
+            topics.append(f"{self._terminals.jt808_prefix}/+/+/up")
+        if self._terminals.owntracks_prefix:
+            topics.append(f"{self._terminals.owntracks_prefix}/+/+")
+        return topics
 
     def decode(self, msg: Incoming, now: float) -> list[Fix | DecodeError]:
         topic = msg.topic
         if topic.startswith(self._prefix) and topic.endswith("/fix"):
             vehicle_id = topic[len(self._prefix) : -len("/fix")]
             return decode_native(vehicle_id, msg.payload, now=now, limits=self._limits)
+        t = self._terminals
+        if t.jt808_prefix and topic.startswith(t.jt808_prefix + "/") and topic.endswith("/up"):
+            parts = topic[len(t.jt808_prefix) + 1 : -len("/up")].split("/")
+            if len(parts) == 2 and parts[1]:
+                return decode_jt808(
+                    parts[1],
+                    msg.payload,
+                    now=now,
+                    limits=self._limits,
+                    terminals=self._jt808_registry,
+                    auto_register=t.jt808_auto_register,
+                )
+        if t.owntracks_prefix and topic.startswith(t.owntracks_prefix + "/"):
+            parts = topic[len(t.owntracks_prefix) + 1 :].split("/")
+            if len(parts) == 2 and all(parts):
+                return decode_owntracks(
+                    "/".join(parts),
+                    msg.payload,
+                    now=now,
+                    limits=self._limits,
+                    devices=self._owntracks_registry,
+                    max_accuracy_m=t.owntracks_max_accuracy_m,
+                )
+            return []  # OwnTracks event/info sub-topics: not positions
         return [DecodeError("unknown_topic", "no decoder for this topic")]
 
     async def handle(self, batch: Sequence[Incoming]) -> Awaitable[None]:

@@ -27,6 +27,7 @@ from gpsd_server.api.auth import (
     websocket_principal,
 )
 from gpsd_server.api.params import BadParameter, parse_range
+from gpsd_server.errors import DataError
 from gpsd_server.sinks.live import MOVING_KMH, SubscriptionError, iso, parse_subscription
 from gpsd_server.store import queries
 
@@ -71,8 +72,9 @@ def create_app(server: Server) -> FastAPI:
     async def healthz() -> JSONResponse:
         db_ok = await server.database_ok()
         body = {
-            "status": "ok" if db_ok and server.mqtt_connected else "degraded",
+            "status": "ok" if db_ok and server.mqtt_connected and not server.city_error else "degraded",
             "database": db_ok,
+            "geofences": server.city_error or "ok",
             "timescaledb": server.timescaledb,
             "mqtt": server.mqtt_connected,
             "version": __version__,
@@ -127,6 +129,40 @@ def create_app(server: Server) -> FastAPI:
         return {"id": token_id, "revoked": True}
 
     app.include_router(alerts.router(server))
+
+    @app.get("/api/geofences", tags=["city"], dependencies=[Depends(require("viewer"))])
+    async def geofences() -> Response:
+        """Every city feature (zones, routes, cameras, information points) as one
+        GeoJSON FeatureCollection, as loaded from the geofences folder."""
+        return Response(server.city.geojson, media_type="application/geo+json")
+
+    @app.post("/api/geofences/reload", tags=["city"], dependencies=[Depends(require("admin"))])
+    async def reload_geofences() -> dict[str, Any]:
+        """Re-read the geofences folder; on any error the previous set stays in force."""
+        try:
+            data = server.load_city()
+        except DataError as exc:
+            raise BadParameter("geofences", str(exc), status=422) from None
+        await server.sync_registry()
+        c = data.city
+        return {
+            "zones": len(c.zones), "routes": len(c.routes), "markers": len(c.markers),
+            "vehicles": len(c.vehicles or {}), "files": list(data.files),
+        }  # fmt: skip
+
+    @app.get("/api/map", tags=["city"], dependencies=[Depends(require("viewer"))])
+    async def map_settings() -> dict[str, Any]:
+        m = server.cfg.map
+        centre = m.center or server.city_centre()
+        return {
+            "city": server.cfg.city.name,
+            "timezone": server.cfg.city.timezone,
+            "center": list(centre) if centre else None,
+            "zoom": m.zoom,
+            "tile_url": m.tile_url or None,
+            "tile_crs": m.tile_crs,
+            "tile_attribution": m.tile_attribution,
+        }
 
     @app.get("/api/vehicles", tags=["vehicles"], dependencies=[Depends(require("viewer"))])
     async def vehicles() -> dict[str, Any]:

@@ -1,0 +1,175 @@
+"""Geometry in metres: one projection, a zone index and route corridors.
+
+Everything works on whole batches: the engine projects all fix coordinates
+in one pyproj call, finds every (fix, zone) pair with one STRtree query and
+one ``contains_xy``, and every (fix, route) distance with one
+``shapely.distance`` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from pyproj import Transformer
+from shapely.geometry.base import BaseGeometry
+
+from gpsd_server.core.city import City, Route, Zone
+from gpsd_server.model import VEHICLE_CLASSES
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """The WGS-84 UTM zone containing a point (32649 for 108-114 E, north)."""
+    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+class Projection:
+    """WGS-84 lon/lat to a local metric CRS, one Transformer for everything."""
+
+    def __init__(self, epsg: int) -> None:
+        self.epsg = epsg
+        self._transformer = Transformer.from_crs(4326, epsg, always_xy=True)
+
+    @classmethod
+    def near(cls, lon: float, lat: float) -> Projection:
+        return cls(utm_epsg(lon, lat))
+
+    def to_xy(self, lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
+        x, y = self._transformer.transform(lon, lat)
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def geometry(self, geom: BaseGeometry) -> BaseGeometry:
+        def fn(coords: FloatArray) -> FloatArray:
+            x, y = self._transformer.transform(coords[:, 0], coords[:, 1])
+            return np.column_stack([x, y])
+
+        return shapely.transform(geom, fn)
+
+
+def city_centre(city: City) -> tuple[float, float] | None:
+    geoms = [z.geometry for z in city.zones] + [r.geometry for r in city.routes]
+    if not geoms:
+        return None
+    minx, miny, maxx, maxy = shapely.total_bounds(np.array(geoms, dtype=object))
+    return (minx + maxx) / 2.0, (miny + maxy) / 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneHits:
+    """(fix, zone) pairs within the exit band, sorted by fix; ``inside`` is strict."""
+
+    fix: IntArray
+    zone: IntArray
+    inside: BoolArray
+
+
+class ZoneIndex:
+    """Projected zones in an STRtree, with the exit band built in.
+
+    The tree holds each zone grown by the exit band, so one query yields the
+    zones a fix is inside *or near*; ``contains_xy`` on the pairs then says
+    which are strict. Growing with mitre joins keeps the vertex count.
+    """
+
+    def __init__(self, zones: Sequence[Zone], projection: Projection, band_m: float) -> None:
+        self.zones = tuple(zones)
+        self.ids = np.array([z.id for z in zones], dtype=object)
+        self.shapes = np.array([projection.geometry(z.geometry) for z in zones], dtype=object)
+        grown = shapely.buffer(self.shapes, band_m, join_style="mitre") if zones else self.shapes
+        shapely.prepare(self.shapes)
+        self._tree = shapely.STRtree(grown)
+        # applies[zone, class]: a zone with `classes` is invisible to other classes.
+        self.applies = np.array([[c in z.classes for c in VEHICLE_CLASSES] for z in zones], dtype=bool).reshape(
+            len(zones), len(VEHICLE_CLASSES)
+        )
+
+    def hits(self, x: FloatArray, y: FloatArray, class_code: IntArray) -> ZoneHits:
+        if not self.zones or len(x) == 0:
+            empty = np.zeros(0, dtype=np.intp)
+            return ZoneHits(empty, empty, np.zeros(0, dtype=bool))
+        fix, zone = self._tree.query(shapely.points(x, y), predicate="intersects")
+        keep = self.applies[zone, class_code[fix]]
+        fix, zone = fix[keep], zone[keep]
+        inside = shapely.contains_xy(self.shapes[zone], x[fix], y[fix])
+        return ZoneHits(fix.astype(np.intp), zone.astype(np.intp), np.asarray(inside, dtype=bool))
+
+
+class Corridors:
+    """Projected route lines; distances from fixes to chosen routes."""
+
+    def __init__(self, routes: Sequence[Route], projection: Projection) -> None:
+        self.routes = tuple(routes)
+        self.index = {r.id: i for i, r in enumerate(routes)}
+        self.lines = np.array([projection.geometry(r.geometry) for r in routes], dtype=object)
+        shapely.prepare(self.lines)
+
+    def distances(self, route: IntArray, x: FloatArray, y: FloatArray) -> FloatArray:
+        """Distance in metres from point (x[i], y[i]) to route[i], element-wise."""
+        if len(route) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return np.asarray(shapely.distance(self.lines[route], shapely.points(x, y)), dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Per-fix geometry of one batch, as plain Python values for the rule loop."""
+
+    x: list[float]
+    y: list[float]
+    near: list[tuple[str, ...]]  # zones within the exit band
+    inside: list[tuple[str, ...]]  # zones strictly containing the fix
+    route_dist: list[dict[str, float]]  # only the routes asked for
+
+
+class CityGeometry:
+    """A City projected to metres: the zone index and the route corridors."""
+
+    def __init__(self, city: City, projection: Projection, band_m: float) -> None:
+        self.projection = projection
+        self.zone_index = ZoneIndex(city.zones, projection, band_m)
+        self.corridors = Corridors(city.routes, projection)
+
+    def locate(
+        self, lon: FloatArray, lat: FloatArray, class_code: IntArray, routes: Sequence[Sequence[int]]
+    ) -> Located:
+        """Zones and route distances for every fix; ``routes[i]`` are route indices for fix i."""
+        n = len(lon)
+        x, y = self.projection.to_xy(lon, lat)
+        hits = self.zone_index.hits(x, y, class_code)
+        order = np.argsort(hits.fix, kind="stable")
+        ids = self.zone_index.ids[hits.zone[order]].tolist()
+        strict = hits.inside[order].tolist()
+        bounds = np.searchsorted(hits.fix[order], np.arange(n + 1)).tolist()
+        near: list[tuple[str, ...]] = []
+        inside: list[tuple[str, ...]] = []
+        for i in range(n):
+            a, b = bounds[i], bounds[i + 1]
+            if a == b:
+                near.append(())
+                inside.append(())
+                continue
+            zs = ids[a:b]
+            near.append(tuple(zs))
+            inside.append(tuple(z for z, s in zip(zs, strict[a:b], strict=True) if s))
+        return Located(x.tolist(), y.tolist(), near, inside, self._route_distances(x, y, routes))
+
+    def _route_distances(self, x: FloatArray, y: FloatArray, routes: Sequence[Sequence[int]]) -> list[dict[str, float]]:
+        counts = np.fromiter((len(r) for r in routes), dtype=np.intp, count=len(routes))
+        out: list[dict[str, float]] = [{} for _ in routes]
+        if not counts.sum():
+            return out
+        fix = np.repeat(np.arange(len(routes)), counts)
+        route = np.fromiter((r for rs in routes for r in rs), dtype=np.intp, count=int(counts.sum()))
+        dist = self.corridors.distances(route, x[fix], y[fix]).tolist()
+        route_ids = [r.id for r in self.corridors.routes]
+        for f, r, d in zip(fix.tolist(), route.tolist(), dist, strict=True):
+            out[f][route_ids[r]] = d
+        return out

@@ -1,0 +1,85 @@
+"""Terminal alarm bits (JT/T 808 alarm DWORD) as named alerts.
+
+An alert starts when a bit becomes set and ends when it is cleared, so a
+bit that stays set over many fixes is one alert. Which bits raise alerts is
+``RuleSettings.alarm_bits``. SOS and tampering (antenna cut or shorted,
+main power cut) are critical; the rest are warnings. Key ``alarm:<name>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpsd_server.core.rules.base import NO_EVENTS, Events, FixContext
+from gpsd_server.model import Event, Fix, Severity
+
+ALARM_NAMES: dict[int, str] = {
+    0: "sos",
+    1: "overspeed",
+    2: "fatigue_driving",
+    3: "danger_warning",
+    4: "gnss_fault",
+    5: "antenna_disconnected",
+    6: "antenna_short_circuit",
+    7: "main_power_low",
+    8: "main_power_cut",
+    9: "lcd_fault",
+    10: "tts_fault",
+    11: "camera_fault",
+    12: "ic_card_fault",
+    13: "overspeed_prewarning",
+    14: "fatigue_prewarning",
+    15: "illegal_driving",
+    16: "tyre_pressure",
+    17: "right_turn_blind_spot",
+    18: "daily_driving_time_exceeded",
+    19: "overtime_parking",
+    20: "area_in_out",
+    21: "route_in_out",
+    22: "segment_drive_time",
+    23: "route_deviation",
+    24: "vss_fault",
+    25: "fuel_abnormal",
+    26: "stolen",
+    27: "illegal_ignition",
+    28: "illegal_displacement",
+    29: "collision",
+    30: "rollover_warning",
+    31: "illegal_door_open",
+}
+TAMPERING_BITS = frozenset({5, 6, 8})
+
+
+def alarm_kind(bit: int) -> tuple[str, Severity]:
+    if bit == 0:
+        return "sos", "critical"
+    if bit in TAMPERING_BITS:
+        return "tampering", "critical"
+    return "terminal_alarm", "warning"
+
+
+@dataclass(slots=True)
+class AlarmState:
+    bits: int = 0  # the watched bits as last seen
+
+
+def terminal_alarms(state: AlarmState, fix: Fix, ctx: FixContext) -> tuple[AlarmState, Events]:
+    mask = 0
+    for bit in ctx.settings.alarm_bits:
+        mask |= 1 << bit
+    bits = fix.alarm & mask
+    if bits == state.bits:
+        return state, NO_EVENTS
+    events: list[Event] = []
+    changed = bits ^ state.bits
+    for bit in range(32):
+        if changed >> bit & 1:
+            kind, severity = alarm_kind(bit)
+            name = ALARM_NAMES[bit]
+            key = f"alarm:{name}"
+            if bits >> bit & 1:
+                events.append(ctx.event(kind, "start", key, severity, alarm=name, bit=bit))
+            else:
+                events.append(ctx.event(kind, "end", key, severity, alarm=name, bit=bit))
+    state.bits = bits
+    return state, tuple(events)

@@ -1,0 +1,72 @@
+"""Offline and online.
+
+A vehicle is offline when no fix came for ``offline_s`` (``offline_moving_s``
+if its last fix was moving). ``on_tick`` notices it from the driver's clock;
+``on_fix`` notices a gap after the fact (a backfill, a replay, a server that
+was down) and records both ends. The start event carries the last fix's
+time and place; the end event ("online", severity info) the resuming fix's.
+Any non-late fix counts as a sign of life, even one with an invalid position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpsd_server.core.settings import RuleSettings
+from gpsd_server.model import Event, Fix
+
+KEY = "offline"
+
+
+@dataclass(slots=True)
+class LinkState:
+    last_ts: float | None = None
+    lon: float = 0.0  # last valid position
+    lat: float = 0.0
+    moving: bool = False
+    offline: bool = False
+
+
+def threshold_s(state: LinkState, settings: RuleSettings) -> float:
+    return settings.offline_moving_s if state.moving else settings.offline_s
+
+
+def _start(vehicle_id: str, state: LinkState, settings: RuleSettings) -> Event:
+    assert state.last_ts is not None
+    return Event(
+        kind="offline",
+        phase="start",
+        vehicle_id=vehicle_id,
+        ts=state.last_ts,
+        lon=state.lon,
+        lat=state.lat,
+        key=KEY,
+        severity="warning",
+        details={"last_seen": state.last_ts, "threshold_s": threshold_s(state, settings)},
+    )
+
+
+def on_fix(state: LinkState, fix: Fix, settings: RuleSettings, *, position_ok: bool, moving: bool) -> list[Event]:
+    events: list[Event] = []
+    if state.last_ts is not None:
+        gap = fix.ts - state.last_ts
+        if not state.offline and gap > threshold_s(state, settings):
+            events.append(_start(fix.vehicle_id, state, settings))
+            state.offline = True
+        if state.offline:
+            details = {"offline_since": state.last_ts, "gap_s": gap}
+            events.append(
+                Event("offline", "end", fix.vehicle_id, fix.ts, fix.lon, fix.lat, KEY, "info", details=details)
+            )
+    state.offline = False
+    state.last_ts = fix.ts
+    if position_ok:
+        state.lon, state.lat, state.moving = fix.lon, fix.lat, moving
+    return events
+
+
+def on_tick(vehicle_id: str, state: LinkState, now: float, settings: RuleSettings) -> list[Event]:
+    if state.offline or state.last_ts is None or now - state.last_ts <= threshold_s(state, settings):
+        return []
+    state.offline = True
+    return [_start(vehicle_id, state, settings)]

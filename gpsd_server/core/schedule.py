@@ -1,0 +1,102 @@
+"""Weekly time windows in the city's local time (zone schedules, permit hours).
+
+A window is ``{"days": [1..7], "from": "HH:MM", "to": "HH:MM"}`` with ISO
+weekdays (1 = Monday, default all days). ``to <= from`` means the window
+crosses midnight: the part after midnight belongs to the day the window
+started, so ``{"days": [5], "from": "21:00", "to": "06:00"}`` is Friday
+21:00 to Saturday 06:00. ``from == to`` is a full 24 hours.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+ALL_DAYS = frozenset(range(1, 8))
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTime:
+    """A fix time seen on the city's wall clock."""
+
+    weekday: int  # ISO 1..7
+    minute: int  # minutes since local midnight
+    day: int  # proleptic Gregorian ordinal of the local date
+
+
+_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
+_BUCKET_S = 900  # UTC offsets change only at multiples of 15 minutes
+_offsets: dict[tuple[tzinfo, int], float] = {}
+
+
+def local_time(ts: float, tz: tzinfo) -> LocalTime:
+    """Weekday, minute and date on the local wall clock; the offset is cached per 15 min."""
+    bucket = int(ts // _BUCKET_S)
+    offset = _offsets.get((tz, bucket))
+    if offset is None:
+        if len(_offsets) > 100_000:  # replaying years of data: keep the cache bounded
+            _offsets.clear()
+        delta = datetime.fromtimestamp(bucket * _BUCKET_S, tz).utcoffset()
+        offset = _offsets[(tz, bucket)] = delta.total_seconds() if delta is not None else 0.0
+    local = ts + offset
+    days = int(local // 86400)
+    return LocalTime((days + 3) % 7 + 1, int(local - days * 86400) // 60, days + _EPOCH_ORDINAL)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    days: frozenset[int]
+    start_min: int
+    end_min: int
+
+    def contains(self, t: LocalTime) -> bool:
+        if self.start_min < self.end_min:
+            return t.weekday in self.days and self.start_min <= t.minute < self.end_min
+        # Crosses midnight: the evening part on a listed day, or the morning
+        # part on the day after a listed day.
+        if t.minute >= self.start_min:
+            return t.weekday in self.days
+        return t.minute < self.end_min and (t.weekday - 2) % 7 + 1 in self.days
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    windows: tuple[Window, ...]
+
+    def active(self, t: LocalTime) -> bool:
+        return any(w.contains(t) for w in self.windows)
+
+
+def parse_schedule(value: Any) -> Schedule:
+    """One window object or a non-empty list of them; ValueError names the problem."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("bad schedule: empty list")
+    return Schedule(tuple(_parse_window(item) for item in items))
+
+
+def _parse_window(item: Any) -> Window:
+    if not isinstance(item, dict):
+        raise ValueError("bad schedule: a window must be an object")
+    unknown = set(item) - {"days", "from", "to"}
+    if unknown:
+        raise ValueError(f"bad schedule: unknown key {sorted(unknown)[0]!r}")
+    days = item.get("days", sorted(ALL_DAYS))
+    if (
+        not isinstance(days, list)
+        or not days
+        or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 7 for d in days)
+    ):
+        raise ValueError("bad schedule: days must be a non-empty list of ISO weekdays 1..7")
+    return Window(frozenset(days), _minutes(item, "from"), _minutes(item, "to"))
+
+
+def _minutes(item: dict[str, Any], key: str) -> int:
+    text = item.get(key)
+    match = _HHMM.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"bad schedule: {key!r} must be HH:MM (00:00..23:59)")
+    return int(match.group(1)) * 60 + int(match.group(2))
