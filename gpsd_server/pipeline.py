@@ -31,6 +31,7 @@ from gpsd_server.store.writer import AlertRow, TrackWriter
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 
+PRESENCE_KIND = "zone"
 DeadLetter = Callable[[str, bytes], Awaitable[None]]
 
 
@@ -226,6 +227,9 @@ class Pipeline:
         e = a.event
         info = self.vehicles.get(e.vehicle_id) or VehicleInfo()
         return {
+            # Zone presence (enter/exit) is a fact for reports and the map, not
+            # something for the alert desk: it travels as its own message type.
+            "type": "zone" if e.kind == PRESENCE_KIND else "alert",
             "id": a.id,
             "kind": e.kind,
             "phase": e.phase,

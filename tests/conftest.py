@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 PG_PORT = int(os.environ.get("GPSD_PG_PORT", "55432"))
 MQTT_PORT = int(os.environ.get("GPSD_MQTT_PORT", "18830"))
 ADMIN_DSN = f"postgresql://postgres@127.0.0.1:{PG_PORT}/postgres"
-TEST_DB = "gpsd_test"
+# One database per test session, so sessions running side by side (several
+# engineers, CI) never drop each other's tables.
+TEST_DB = f"gpsd_test_{os.getpid()}"
 TEST_DSN = f"postgresql://postgres@127.0.0.1:{PG_PORT}/{TEST_DB}"
 
 
@@ -38,13 +40,28 @@ def services() -> None:
         subprocess.run(["bash", str(REPO / "tools" / "services.sh"), "start"], check=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
-def database(services: None) -> str:
-    """A fresh database for this test session; returns its DSN."""
+def database(services: None) -> Iterator[str]:
+    """A fresh database for this test session (dropped after); returns its DSN."""
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'gpsd\\_test\\_%'"):
+            if not _pid_alive(int(name.rsplit("_", 1)[1])):  # left by a killed run
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {TEST_DB}")
-    return TEST_DSN
+    yield TEST_DSN
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
 
 
 def free_port() -> int:
@@ -88,7 +105,13 @@ def unique() -> str:
 
 
 @pytest.fixture
-async def server(database: str, unique: str) -> AsyncIterator[RunningServer]:
+def server_overrides() -> dict[str, str]:
+    """Extra GPSD_* settings for the ``server`` fixture; override per module."""
+    return {}
+
+
+@pytest.fixture
+async def server(database: str, unique: str, server_overrides: dict[str, str]) -> AsyncIterator[RunningServer]:
     """A server in this event loop with its own topic prefix and client id."""
     from gpsd_server import config
     from gpsd_server.app import Server
@@ -103,6 +126,7 @@ async def server(database: str, unique: str) -> AsyncIterator[RunningServer]:
         "GPSD_HTTP__PORT": "0",
         "GPSD_DATABASE__FLUSH_INTERVAL_MS": "20",
         "GPSD_INGEST__REJECT_LOG_INTERVAL_S": "1",
+        **server_overrides,
     }
     cfg = config.load(None, env)
     srv = Server(cfg)

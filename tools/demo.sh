@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: services, the server and a simulated fleet, until Ctrl-C.
-# Environment: DEMO_VEHICLES (default 300), DEMO_SPEEDUP (default 1, real time),
-# GPSD_HTTP__PORT (default 8080).
+# Environment: DEMO_SIM_ARGS (extra simulator flags, e.g. "--speed 10" or
+# "--muck 50 --mixers 20"), GPSD_HTTP__PORT (default 8080).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=.venv
@@ -43,8 +43,9 @@ echo "[demo]   counters       : http://127.0.0.1:$PORT/api/stats  and /metrics"
 echo "[demo]   server log     : $STATE/server.log (a throughput line every 10 s)"
 echo "[demo] starting the simulated fleet (Ctrl-C stops)"
 
-"$VENV/bin/python" tools/simulate.py --vehicles "${DEMO_VEHICLES:-300}" --speedup "${DEMO_SPEEDUP:-1}" \
-    --mqtt-port "${GPSD_MQTT_PORT:-18830}" --truth "$STATE/demo-truth.jsonl" &
+# shellcheck disable=SC2086  # DEMO_SIM_ARGS is a list of flags
+"$VENV/bin/python" tools/simulate.py --inject-rate 20 --port "${GPSD_MQTT_PORT:-18830}" \
+    --truth "$STATE/demo-truth.jsonl" --quiet ${DEMO_SIM_ARGS:-} &
 pids+=($!)
 # Show the server's throughput lines while the fleet runs.
 tail -n +1 -F "$STATE/server.log" 2>/dev/null | grep --line-buffered -E "ingest:|WARNING|ERROR" &

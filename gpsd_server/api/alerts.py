@@ -52,7 +52,7 @@ def router(server: Server) -> APIRouter:
             "active", description="active = open or acked"
         ),
         vehicle_id: str | None = None,
-        kind: str | None = None,
+        kind: str | None = Query(None, description="an alert kind; 'zone' lists zone presence records"),
         since: str | None = Query(None, description="fix time lower bound, RFC 3339"),
         limit: int = Query(200, ge=1, le=5000),
     ) -> dict[str, Any]:
@@ -69,6 +69,8 @@ def router(server: Server) -> APIRouter:
         if kind:
             where.append("kind = %s")
             args.append(kind)
+        else:  # zone presence records are not alerts for the desk
+            where.append("kind <> 'zone'")
         if since:
             where.append("ts >= %s")
             args.append(parse_time("since", since))

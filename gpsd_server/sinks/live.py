@@ -180,7 +180,7 @@ class LiveHub:
 
     def publish_alerts(self, alerts: Iterable[dict[str, Any]]) -> None:
         for alert in alerts:
-            data = _encoder.encode({"type": "alert", **alert})
+            data = _encoder.encode({"type": "alert", **alert})  # an own "type" (e.g. zone) wins
             vclass = str(alert.get("class") or "other")
             for client in list(self._clients):
                 if client.subscription.admits(

@@ -1,7 +1,8 @@
 """Offline and online.
 
 A vehicle is offline when no fix came for ``offline_s`` (``offline_moving_s``
-if its last fix was moving). ``on_tick`` notices it from the driver's clock;
+if its last fix was moving). ``on_tick`` notices it from the driver's clock
+(against the later of the last fix time and its receipt time);
 ``on_fix`` notices a gap after the fact (a backfill, a replay, a server that
 was down) and records both ends. The start event carries the last fix's
 time and place; the end event ("online", severity info) the resuming fix's.
@@ -25,6 +26,10 @@ class LinkState:
     lat: float = 0.0
     moving: bool = False
     offline: bool = False
+    # Server receipt time of the last fix. The tick compares the driver's
+    # clock with this too, so data replayed or backfilled from the past is
+    # not declared offline just because its fix times are old.
+    last_received: float = 0.0
 
 
 def threshold_s(state: LinkState, settings: RuleSettings) -> float:
@@ -60,13 +65,16 @@ def on_fix(state: LinkState, fix: Fix, settings: RuleSettings, *, position_ok: b
             )
     state.offline = False
     state.last_ts = fix.ts
+    state.last_received = max(state.last_received, fix.received_at)
     if position_ok:
         state.lon, state.lat, state.moving = fix.lon, fix.lat, moving
     return events
 
 
 def on_tick(vehicle_id: str, state: LinkState, now: float, settings: RuleSettings) -> list[Event]:
-    if state.offline or state.last_ts is None or now - state.last_ts <= threshold_s(state, settings):
+    if state.offline or state.last_ts is None:
+        return []
+    if now - max(state.last_ts, state.last_received) <= threshold_s(state, settings):
         return []
     state.offline = True
     return [_start(vehicle_id, state, settings)]
