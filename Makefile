@@ -18,6 +18,7 @@ test: setup
 
 setup: $(STAMP)
 	bash tools/services.sh install
+	bash tools/web_setup.sh "$(VENV)"
 
 $(STAMP): pyproject.toml tools/bootstrap.sh
 	bash tools/bootstrap.sh "$(PYTHON)" "$(VENV)"

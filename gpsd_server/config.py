@@ -113,6 +113,12 @@ class OwnTracksSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_on
     max_accuracy_m: Positive = 500.0
 
 
+class DispatchSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    city_speed_kmh: Positive = 25.0
+    road_factor: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.3
+    online_max_age_s: Positive = 600.0
+
+
 class MapSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     tile_url: str = ""
     tile_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
@@ -131,6 +137,7 @@ class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     jt808: Jt808Settings = msgspec.field(default_factory=Jt808Settings)
     owntracks: OwnTracksSettings = msgspec.field(default_factory=OwnTracksSettings)
     map: MapSettings = msgspec.field(default_factory=MapSettings)
+    dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
     # Rule thresholds: keys are the fields of gpsd_server.core.settings.RuleSettings.
     rules: dict[str, Any] = msgspec.field(default_factory=dict)
     # The folder of the config file; relative paths in it resolve from here.

@@ -29,7 +29,7 @@ for _ in $(seq 100); do
     sleep 0.2
 done
 
-token() { "$VENV/bin/gpsd-server" --log-level WARNING token create --config config.toml --name "demo-$1-$(date +%H%M%S)" --role "$1"; }
+token() { "$VENV/bin/gpsd-server" --log-level WARNING token --config config.toml create --name "demo-$1-$(date +%H%M%S)" --role "$1"; }
 VIEWER="$(token viewer)"; OPERATOR="$(token operator)"; ADMIN="$(token admin)"
 echo "[demo] gpsd-server is up"
 echo "[demo]   tokens (Authorization: Bearer ..., websockets ?token=...):"

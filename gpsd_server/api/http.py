@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpsd_server import __version__
-from gpsd_server.api import alerts
+from gpsd_server.api import alerts, dispatch
 from gpsd_server.api.auth import (
     ROLES,
     AuthError,
@@ -27,6 +27,7 @@ from gpsd_server.api.auth import (
     websocket_principal,
 )
 from gpsd_server.api.params import BadParameter, parse_range
+from gpsd_server.api.web import mount_web
 from gpsd_server.errors import DataError
 from gpsd_server.sinks.live import MOVING_KMH, SubscriptionError, iso, parse_subscription
 from gpsd_server.store import queries
@@ -129,6 +130,7 @@ def create_app(server: Server) -> FastAPI:
         return {"id": token_id, "revoked": True}
 
     app.include_router(alerts.router(server))
+    app.include_router(dispatch.router(server))
 
     @app.get("/api/geofences", tags=["city"], dependencies=[Depends(require("viewer"))])
     async def geofences() -> Response:
@@ -233,6 +235,7 @@ def create_app(server: Server) -> FastAPI:
     async def ws_live(ws: WebSocket) -> None:
         await live_session(server, ws)
 
+    mount_web(app)
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpsd_server import config
+from gpsd_server.core.settings import RuleSettings
 from gpsd_server.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,9 +19,12 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_config_is_valid_and_equals_the_defaults() -> None:
     shipped = config.load(REPO / "config.toml", {})
     defaults = config.load(None, {})
-    assert {k: getattr(shipped, k) for k in shipped.__struct_fields__ if k != "base_dir"} == {
-        k: getattr(defaults, k) for k in defaults.__struct_fields__ if k != "base_dir"
+    skip = ("base_dir", "rules")
+    assert {k: getattr(shipped, k) for k in shipped.__struct_fields__ if k not in skip} == {
+        k: getattr(defaults, k) for k in defaults.__struct_fields__ if k not in skip
     }
+    assert config.rule_settings(shipped) == config.rule_settings(defaults)
+    assert set(shipped.rules) == {f.name for f in dataclasses.fields(RuleSettings)}  # every key documented
 
 
 def test_sections_are_frozen() -> None:
