@@ -18,8 +18,13 @@ if ! "$PYTHON" -m venv --help >/dev/null 2>&1 || ! "$PYTHON" -c 'import ensurepi
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 fi
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+LOG="$VENV/pip.log"
+"$VENV/bin/python" -m pip install -q --upgrade pip >"$LOG" 2>&1 || true
 echo "[bootstrap] installing gpsd-server and its development tools into $VENV"
-"$VENV/bin/python" -m pip install -q -e ".[dev]" 2>&1 | grep -vE "^WARNING: Location|BuildBackendWarning|^\s*$" || true
+if ! "$VENV/bin/python" -m pip install -q -e ".[dev]" >>"$LOG" 2>&1; then
+    tail -30 "$LOG" >&2
+    echo "[bootstrap] pip install failed (full log: $LOG)" >&2
+    exit 1
+fi
 "$VENV/bin/python" -c "import gpsd_server, aiomqtt, shapely, psycopg, pyproj, numpy, fastapi" \
     || { echo "[bootstrap] installation failed" >&2; exit 1; }

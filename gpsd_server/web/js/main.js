@@ -436,6 +436,12 @@ export function showTab(name) {
 
 async function boot() {
   api.onUnauthorized = onUnauthorized;
+  // `make demo` prints links with #token=...: take it, then drop it from the address bar.
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    api.token = fromLink;
+    history.replaceState(null, "", location.pathname + location.search);
+  }
   await api.discover();
   let me = await whoAmI();
   if (!me) me = await askLogin(api.token ? "令牌无效或已过期" : "");
