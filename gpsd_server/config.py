@@ -69,6 +69,11 @@ class DatabaseSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     retry_min_s: Positive = 0.5
     retry_max_s: Positive = 10.0
     chunk_interval: Literal["1 hour", "6 hours", "1 day", "7 days"] = "1 day"
+    spool_path: str = ""
+    spool_max_mb: Annotated[int, Meta(ge=1)] = 1024
+    spool_fsync_ms: Annotated[int, Meta(ge=1, le=10000)] = 50
+    write_timeout_s: Positive = 30.0
+    shutdown_timeout_s: Positive = 30.0
 
 
 class HttpSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -91,6 +96,23 @@ class IngestSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
 
 class GeofenceSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dir: str = "geofences"
+
+
+class HistorySettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    max_range_days: Annotated[float, Meta(gt=0, le=366)] = 31.0
+    stop_radius_m: Annotated[float, Meta(gt=0, le=5000)] = 50.0
+    stop_min_s: Annotated[float, Meta(gt=0, le=86400)] = 300.0
+    moving_kmh: Positive = 5.0
+    gap_s: Positive = 300.0
+    simplify_max_points: PositiveInt = 1_000_000
+    retention_days: NonNegative = 0.0
+    retention_check_s: Annotated[float, Meta(ge=60)] = 3600.0
+    retention_batch_rows: Annotated[int, Meta(ge=100, le=100000)] = 5000
+    replay_max_vehicles: Annotated[int, Meta(ge=1, le=1000)] = 50
+    replay_max_range_days: Annotated[float, Meta(gt=0, le=31)] = 7.0
+    replay_page_rows: Annotated[int, Meta(ge=100, le=100000)] = 2000
+    replay_max_alerts: PositiveInt = 5000
+    replay_clock_s: Annotated[float, Meta(ge=0.1, le=60)] = 1.0
 
 
 class Jt808Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -138,6 +160,7 @@ class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     owntracks: OwnTracksSettings = msgspec.field(default_factory=OwnTracksSettings)
     map: MapSettings = msgspec.field(default_factory=MapSettings)
     dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
+    history: HistorySettings = msgspec.field(default_factory=HistorySettings)
     # Rule thresholds: keys are the fields of gpsd_server.core.settings.RuleSettings.
     rules: dict[str, Any] = msgspec.field(default_factory=dict)
     # The folder of the config file; relative paths in it resolve from here.

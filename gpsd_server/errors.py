@@ -5,7 +5,8 @@
     GpsdError                  base of everything raised on purpose
     ├── ConfigError            a bad config file, key or value (names file and key)
     ├── DataError              a bad geofence, vehicle or permit file (names file and item)
-    └── DecodeError            a bad payload; carries a stable ``reason`` code
+    ├── DecodeError            a bad payload; carries a stable ``reason`` code
+    └── SpoolError             the track writer's disk spool cannot be used (locked, unreadable, full)
 
 ``DecodeError`` is also a *value*: the pure decoders return it inside their
 result lists instead of raising, so one bad item in a batch never loses the
@@ -61,3 +62,7 @@ class DecodeError(GpsdError):
 
     def __hash__(self) -> int:
         return hash((self.reason, self.detail, self.index))
+
+
+class SpoolError(GpsdError):
+    """The disk spool cannot be opened, written or is full."""

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import psycopg
 from fastapi import HTTPException, Request, WebSocket
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -69,11 +69,18 @@ class TokenStore:
         now = time.monotonic()
         if hit is not None and now - hit[1] < _CACHE_S:
             return hit[0]
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT name, role, digest FROM api_tokens WHERE digest = %s AND revoked_at IS NULL", (d,)
-            )
-            row = await cur.fetchone()
+        try:
+            async with self._pool.connection(timeout=5) as conn:
+                cur = await conn.execute(
+                    "SELECT name, role, digest FROM api_tokens WHERE digest = %s AND revoked_at IS NULL", (d,)
+                )
+                row = await cur.fetchone()
+        except (psycopg.Error, PoolTimeout):
+            # Database away: a token seen before keeps working (the control
+            # room must not be locked out during an outage); others wait.
+            if hit is not None:
+                return hit[0]
+            raise AuthError(503, "cannot check the token: database unavailable") from None
         principal = None
         if row is not None and hmac.compare_digest(bytes(row[2]), d):
             principal = Principal(row[0], row[1])

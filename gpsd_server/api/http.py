@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpsd_server import __version__
-from gpsd_server.api import alerts, dispatch
+from gpsd_server.api import alerts, dispatch, history
 from gpsd_server.api.auth import (
     ROLES,
     AuthError,
@@ -26,7 +26,7 @@ from gpsd_server.api.auth import (
     require,
     websocket_principal,
 )
-from gpsd_server.api.params import BadParameter, parse_range
+from gpsd_server.api.params import BadParameter
 from gpsd_server.api.web import mount_web
 from gpsd_server.errors import DataError
 from gpsd_server.sinks.live import MOVING_KMH, SubscriptionError, iso, parse_subscription
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder()
-TRACK_MAX_SPAN = timedelta(days=31)
-TRACK_MAX_POINTS = 200000
 WS_MAX_MESSAGE = 64 * 1024
 
 
@@ -131,6 +129,7 @@ def create_app(server: Server) -> FastAPI:
 
     app.include_router(alerts.router(server))
     app.include_router(dispatch.router(server))
+    app.include_router(history.router(server))
 
     @app.get("/api/geofences", tags=["city"], dependencies=[Depends(require("viewer"))])
     async def geofences() -> Response:
@@ -190,46 +189,6 @@ def create_app(server: Server) -> FastAPI:
                 for r in rows
             ]
         }
-
-    @app.get("/api/vehicles/{vehicle_id}/track", tags=["vehicles"], dependencies=[Depends(require("viewer"))])
-    async def track(vehicle_id: str, start: str | None = None, end: str | None = None) -> Response:
-        """A vehicle's track in [start, end) as a GeoJSON FeatureCollection:
-        a LineString of the non-late fixes, then one Point per fix with its
-        time, speed, heading and flags (1 late, 2 backfill, 4 invalid)."""
-        t0, t1 = parse_range(start, end, max_span=TRACK_MAX_SPAN, now=datetime.now(UTC))
-        async with server.pool.connection() as conn:
-            if not await queries.vehicle_exists(conn, vehicle_id):
-                raise BadParameter("vehicle_id", f"unknown vehicle {vehicle_id!r}", status=404)
-            rows = await queries.track(conn, vehicle_id, t0, t1, TRACK_MAX_POINTS)
-        line = [[r["lon"], r["lat"]] for r in rows if not r["flags"] & 1]
-        features: list[dict[str, Any]] = [
-            {
-                "type": "Feature",
-                "geometry": {"type": "LineString", "coordinates": line},
-                "properties": {
-                    "vehicle_id": vehicle_id,
-                    "start": t0.isoformat(),
-                    "end": t1.isoformat(),
-                    "points": len(rows),
-                },
-            }
-        ]
-        features.extend(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-                "properties": {
-                    "ts": r["ts"].isoformat(),
-                    "speed": r["speed_kmh"],
-                    "heading": r["heading"],
-                    "flags": r["flags"],
-                    "late": bool(r["flags"] & 1),
-                },
-            }
-            for r in rows
-        )
-        body = msgspec.json.encode({"type": "FeatureCollection", "features": features})
-        return Response(body, media_type="application/geo+json")
 
     @app.websocket("/ws/live")
     async def ws_live(ws: WebSocket) -> None:

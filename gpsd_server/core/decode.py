@@ -67,16 +67,34 @@ def parse_json(payload: bytes, limits: DecodeLimits) -> Any:
     """Parse a payload or raise ``DecodeError`` (oversize, not_json)."""
     if len(payload) > limits.max_payload_bytes:
         raise DecodeError("oversize", f"{len(payload)} bytes > {limits.max_payload_bytes}")
+    if _HUGE_INT.search(payload):
+        # Integers beyond float range would raise OverflowError in every
+        # numeric check below: parse them as floats (inf) instead, so the
+        # field's own check rejects them.
+        return _lenient(payload, "integer beyond float range")
     try:
         return _json_decoder.decode(payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        # msgspec raises UnicodeDecodeError for bad UTF-8 in a key and
+        # RecursionError for deep nesting (found by tools/fuzz_decoders.py).
         # Terminals do send NaN, Infinity and 1e999. They are not JSON, but a
         # lenient second parse lets the position check name the real problem
         # (position_invalid) instead of a generic not_json.
-        try:
-            return json.loads(payload)
-        except (ValueError, RecursionError):
-            raise DecodeError("not_json", str(exc)[:120]) from None
+        return _lenient(payload, str(exc))
+
+
+_HUGE_INT = re.compile(rb"[0-9]{300}")
+
+
+def _int_or_float(text: str) -> int | float:
+    return float(text) if len(text) >= 300 else int(text)
+
+
+def _lenient(payload: bytes, why: str) -> Any:
+    try:
+        return json.loads(payload, parse_int=_int_or_float)
+    except (ValueError, RecursionError):
+        raise DecodeError("not_json", why[:120]) from None
 
 
 def parse_ts(value: Any) -> float:

@@ -10,6 +10,9 @@ carry its alarm bits, but do not drive the position rules.
 A batch costs a handful of array calls (one projection, one STRtree query,
 one ``contains_xy``, one ``distance``) and then a short Python loop that runs
 the vehicle's stages -- in the order of :data:`STAGES` -- on each fix.
+A fix that matches the vehicle's recorded rest (same zones, under every
+limit, same alarm bits and sensors; see :mod:`~gpsd_server.core.rules.quiet`)
+runs only the stages that change with every fix: the same events, less work.
 ``process`` never looks at ``now``: splitting a sequence into batches of any
 size gives the same events. Only :meth:`Engine.tick` uses the clock it is given.
 """
@@ -29,12 +32,13 @@ from gpsd_server.core import restore
 from gpsd_server.core.city import City, Vehicle
 from gpsd_server.core.geo import CityGeometry, Located, Projection, city_centre
 from gpsd_server.core.rules import offline
-from gpsd_server.core.rules.alarms import AlarmState, terminal_alarms
+from gpsd_server.core.rules.alarms import AlarmState, alarm_mask, terminal_alarms
 from gpsd_server.core.rules.base import Episode, Events, FixContext
 from gpsd_server.core.rules.cover import uncovered_load
 from gpsd_server.core.rules.curfew import curfew
 from gpsd_server.core.rules.delivery import DeliveryState, delivery_overtime
 from gpsd_server.core.rules.dumping import StopState, body_lift, drum_reverse, loaded_stop
+from gpsd_server.core.rules.quiet import ALWAYS_RUN, Rest, at_rest, still_at_rest
 from gpsd_server.core.rules.route import route_deviation
 from gpsd_server.core.rules.speed import overspeed
 from gpsd_server.core.rules.zones import ForbiddenState, ZoneState, forbidden_zone, zone_presence
@@ -97,6 +101,7 @@ class VehicleState:
     vehicle: Vehicle
     stages: tuple[Stage, ...] = ()
     rules: tuple[tuple[str, Rule], ...] = ()  # (state name, rule) of the stages, for the hot loop
+    busy_rules: tuple[tuple[str, Rule], ...] = ()  # the ones a fix at rest still runs (quiet.ALWAYS_RUN)
     states: dict[str, Any] = field(default_factory=dict)
     link: offline.LinkState = field(default_factory=offline.LinkState)
     last_ts: float | None = None  # last processed (non-late) fix
@@ -104,6 +109,7 @@ class VehicleState:
     last_y: float = math.nan
     route_index: tuple[int, ...] = ()  # corridor indices of every permitted route
     pending_restore: restore.PendingRestore | None = None
+    rest: Rest | None = None  # set when the skippable stages are at rest (the fast path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +128,12 @@ class Engine:
         settings: RuleSettings | None = None,
         tz: str | tzinfo = "Asia/Shanghai",
         epsg: int | None = None,
+        fast_path: bool = True,
     ) -> None:
+        """``fast_path=False`` runs every stage on every fix (tests compare the two)."""
         self.settings = settings or RuleSettings()
+        self.fast_path = fast_path
+        self._alarm_mask = alarm_mask(self.settings.alarm_bits)
         self.tz: tzinfo = ZoneInfo(tz) if isinstance(tz, str) else tz
         self._projection = None if epsg is None else Projection(epsg)
         self._vehicles: dict[str, VehicleState] = {}
@@ -155,6 +165,8 @@ class Engine:
         vs.vehicle = vehicle
         vs.stages = tuple(s for s in STAGES if s.applies(vehicle)) + POSITION_FREE
         vs.rules = tuple((s.name, s.rule) for s in vs.stages)
+        vs.busy_rules = tuple((s.name, s.rule) for s in vs.stages if s.name in ALWAYS_RUN)
+        vs.rest = None  # zone kinds and limits may have changed
         for stage in vs.stages:
             if stage.name not in vs.states:
                 vs.states[stage.name] = stage.new_state()
@@ -219,16 +231,34 @@ class Engine:
                 moving = math.hypot(x - vs.last_x, y - vs.last_y) > settings.stop_radius_m
             vs.last_x, vs.last_y = x, y
         events = offline.on_fix(vs.link, fix, settings, position_ok=located is not None, moving=moving)
+        states = vs.states
+        rest = vs.rest
+        if located is None:
+            rules = _POSITION_FREE_RULES
+        elif rest is not None and still_at_rest(
+            rest, fix, located.near[j], located.inside[j], moving, self._alarm_mask, states["terminal_alarms"].bits
+        ):
+            rules = vs.busy_rules
+            if not rules:  # nothing to run: not even a context to build
+                return self._reconcile(vs, fix, events)
+        else:
+            rules = vs.rules
         ctx = FixContext(fix, x, y, moving, vs.vehicle, settings, self._zones, self.tz, corridors=self._corridor_m)
         if located is not None:
             ctx.near, ctx.inside, ctx.route_dist = located.near[j], located.inside[j], located.route_dist[j]
-        states = vs.states
-        for name, rule in vs.rules if located is not None else _POSITION_FREE_RULES:
+            ctx.confirmed = states["zones"].inside  # as zone presence would set it, run or skipped
+        for name, rule in rules:
             states[name], produced = rule(states[name], fix, ctx)
             if produced:
                 events.extend(produced)
         if ctx.entered or ctx.exited:
             self._update_members(fix.vehicle_id, ctx.entered, ctx.exited)
+        if rules is vs.rules and self.fast_path:
+            vs.rest = at_rest(states, ctx)
+        return self._reconcile(vs, fix, events)
+
+    def _reconcile(self, vs: VehicleState, fix: Fix, events: list[Event]) -> list[Event]:
+        settings = self.settings
         if vs.pending_restore is not None:
             events, vs.pending_restore = restore.reconcile(vs.pending_restore, fix, events, settings.restore_grace_s)
         return events

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -147,13 +149,19 @@ async def test_replay_plays_and_seeks(page: Page) -> None:
     await page.open("operator")
     await page.page.click("button[data-tab=replay]")
     await page.page.fill("#replay-vehicles", vid)
-    start = time.strftime("%Y-%m-%dT%H:%M", time.localtime(now - 900))
-    end = time.strftime("%Y-%m-%dT%H:%M", time.localtime(now + 60))
+    # datetime-local inputs are in the browser's time zone, not this process's.
+    tz = ZoneInfo(await page.js("() => Intl.DateTimeFormat().resolvedOptions().timeZone"))
+    start = datetime.fromtimestamp(now - 900, tz).strftime("%Y-%m-%dT%H:%M")
+    end = datetime.fromtimestamp(now + 120, tz).strftime("%Y-%m-%dT%H:%M")
     await page.js("([s, e]) => { document.getElementById('replay-start').value = s; "
                   "document.getElementById('replay-end').value = e; }", [start, end])  # fmt: skip
     await page.page.select_option("#replay-speed", "100")
     await page.page.click("#replay-play")
-    await page.page.wait_for_function("document.getElementById('replay-clock').textContent !== '—'", timeout=10000)
+    try:
+        await page.page.wait_for_function("document.getElementById('replay-clock').textContent !== '—'", timeout=10000)
+    except Exception:
+        status = await page.js("() => document.getElementById('replay-status')?.textContent")
+        raise AssertionError(f"replay did not start; status: {status!r}; errors {page.errors}") from None
     # seek to the middle of the range
     await page.js("() => { const s = document.getElementById('replay-seek'); s.value = 500; "
                   "s.dispatchEvent(new Event('change')); }")  # fmt: skip

@@ -9,6 +9,7 @@ main power cut) are critical; the rest are warnings. Key ``alarm:<name>``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from gpsd_server.core.rules.base import NO_EVENTS, Events, FixContext
 from gpsd_server.model import Event, Fix, Severity
@@ -58,16 +59,22 @@ def alarm_kind(bit: int) -> tuple[str, Severity]:
     return "terminal_alarm", "warning"
 
 
+@cache
+def alarm_mask(bits: tuple[int, ...]) -> int:
+    """The watched bits as one int (cached: the rule runs on every fix)."""
+    mask = 0
+    for bit in bits:
+        mask |= 1 << bit
+    return mask
+
+
 @dataclass(slots=True)
 class AlarmState:
     bits: int = 0  # the watched bits as last seen
 
 
 def terminal_alarms(state: AlarmState, fix: Fix, ctx: FixContext) -> tuple[AlarmState, Events]:
-    mask = 0
-    for bit in ctx.settings.alarm_bits:
-        mask |= 1 << bit
-    bits = fix.alarm & mask
+    bits = fix.alarm & alarm_mask(ctx.settings.alarm_bits)
     if bits == state.bits:
         return state, NO_EVENTS
     events: list[Event] = []

@@ -1,0 +1,253 @@
+"""History routes: a vehicle's track (GeoJSON, GPX, CSV; simplified or
+bucketed), its trips and stops, who is or was inside a zone; the report
+routes (``api.reports``) and the replay websocket (``api.replay``) are
+mounted by the same ``router(server)``.
+
+Tracks stream from a server-side cursor on a pool connection of their own:
+a month of one vehicle passes through in pages, and ingest (which writes on
+the writer's connection) never waits for a reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, WebSocket
+from fastapi.responses import Response, StreamingResponse
+
+from gpsd_server.api import exports, replay, reports
+from gpsd_server.api.auth import require
+from gpsd_server.api.history_params import (
+    TRACK_FORMATS,
+    city_shapes,
+    history_range,
+    history_settings,
+    parse_bucket,
+    parse_format,
+    parse_positive,
+    parse_tolerance,
+)
+from gpsd_server.api.params import BadParameter
+from gpsd_server.core import history as core
+from gpsd_server.store import history as store
+
+if TYPE_CHECKING:
+    from gpsd_server.app import Server
+
+
+def _nan_none(v: float) -> float | None:
+    return None if v != v else v
+
+
+def track_rows(track: store.Track, keep: Any) -> list[store.TrackRow]:
+    """Rows of chosen fixes of an in-memory track (usable fixes: flags 0)."""
+    return [
+        (datetime.fromtimestamp(t, UTC), lon, lat, _nan_none(s), _nan_none(h), _nan_none(a), 0)
+        for t, lon, lat, s, h, a in zip(
+            track.ts[keep].tolist(),
+            track.lon[keep].tolist(),
+            track.lat[keep].tolist(),
+            track.speed[keep].tolist(),
+            track.heading[keep].tolist(),
+            track.alt[keep].tolist(),
+            strict=True,
+        )
+    ]
+
+
+def first_per_bucket(ts: core.FloatArray, bucket_s: float) -> core.IntArray:
+    """Index of the first fix in each time bucket (the SQL ``time_bucket`` overview, in numpy)."""
+    _, first = np.unique(np.floor(ts / bucket_s), return_index=True)
+    return first.astype(np.intp)
+
+
+def router(server: Server) -> APIRouter:
+    r = APIRouter(tags=["history"])
+    settings = history_settings(server.cfg)
+
+    async def require_vehicle(vehicle_id: str) -> None:
+        async with server.pool.connection() as conn:
+            if not await store.vehicle_exists(conn, vehicle_id):
+                raise BadParameter("vehicle_id", f"unknown vehicle {vehicle_id!r}", status=404)
+
+    async def simplified(
+        vehicle_id: str, t0: datetime, t1: datetime, tolerance: float | None, bucket: timedelta | None
+    ) -> list[store.TrackRow]:
+        """Simplification needs every point of the range at once: capped, in arrays."""
+        async with server.pool.connection() as conn:
+            n = await store.count_fixes(conn, vehicle_id, t0, t1)
+            if n > settings.simplify_max_points:
+                raise BadParameter(
+                    "simplify_m", f"{n} fixes in range, more than {settings.simplify_max_points}: add bucket or narrow"
+                )
+            track = (await store.fetch_tracks(conn, [vehicle_id], t0, t1)).get(vehicle_id)
+        if track is None:
+            return []
+        keep = np.arange(len(track), dtype=np.intp)
+        if bucket is not None:
+            keep = first_per_bucket(track.ts, bucket.total_seconds())
+        if tolerance is not None:
+            x, y = city_shapes(server).projection.to_xy(track.lon[keep], track.lat[keep])
+            keep = keep[core.simplify_indices(x, y, tolerance)]
+        return track_rows(track, keep)
+
+    @r.get("/api/vehicles/{vehicle_id}/track", dependencies=[Depends(require("viewer"))])
+    async def track(
+        vehicle_id: str,
+        start: str | None = Query(None, description="RFC 3339 or epoch seconds; default end - 24 h"),
+        end: str | None = Query(None, description="RFC 3339 or epoch seconds; default now"),
+        format: str = Query("geojson", description="geojson | gpx | csv"),
+        simplify_m: str | None = Query(None, description="Douglas–Peucker tolerance in metres, 0 < t <= 1000"),
+        bucket: str | None = Query(None, description="first fix per interval: 30s, 1 min, 5 min, 1 hour"),
+    ) -> Response:
+        """A vehicle's track in [start, end), streamed. GeoJSON: a LineString of
+        the non-late fixes, then a Point per fix with ts, speed, heading, flags
+        (1 late, 2 backfill, 4 invalid, 8 jump, 16 filtered) and late. GPX 1.1:
+        the non-late fixes, speed/heading/flags in extensions. CSV: every fix.
+        Simplified or bucketed tracks hold usable fixes only."""
+        fmt = parse_format(format, tuple(TRACK_FORMATS))
+        tolerance, step = parse_tolerance(simplify_m), parse_bucket(bucket)
+        t0, t1 = history_range(start, end, settings.max_range_days)
+        await require_vehicle(vehicle_id)
+        rows = await simplified(vehicle_id, t0, t1, tolerance, step) if tolerance is not None else None
+
+        async def pages(line_only: bool) -> AsyncIterator[list[store.TrackRow]]:
+            if rows is not None:
+                yield rows
+                return
+            async with server.pool.connection() as conn:
+                async for page in store.stream_track(
+                    conn, vehicle_id, t0, t1, bucket=step, timescaledb=server.timescaledb, line_only=line_only
+                ):
+                    yield page
+
+        props = {
+            "vehicle_id": vehicle_id, "start": t0.isoformat(), "end": t1.isoformat(),
+            "simplify_m": tolerance, "bucket_s": step.total_seconds() if step else None,
+        }  # fmt: skip
+        body: AsyncIterator[bytes]
+        if fmt == "geojson":
+            body = exports.geojson(pages, props)
+        elif fmt == "gpx":
+            body = exports.gpx(pages, vehicle_id, f"{t0.isoformat()} / {t1.isoformat()}")
+        else:
+            body = exports.csv_rows(pages, vehicle_id)
+        headers = {}
+        if fmt != "geojson":
+            stamp = t0.strftime("%Y%m%dT%H%M%SZ")
+            headers["Content-Disposition"] = f'attachment; filename="{vehicle_id}-{stamp}.{fmt}"'
+        return StreamingResponse(body, media_type=TRACK_FORMATS[fmt], headers=headers)
+
+    async def stops_and_trips(
+        vehicle_id: str, start: str | None, end: str | None, radius_m: float | None, min_s: float | None
+    ) -> tuple[list[core.Stop], list[core.Trip], store.Track | None]:
+        radius = parse_positive("radius_m", radius_m, settings.stop_radius_m, 5000)
+        minimum = parse_positive("min_s", min_s, settings.stop_min_s, 86400)
+        t0, t1 = history_range(start, end, settings.max_range_days)
+        await require_vehicle(vehicle_id)
+        async with server.pool.connection() as conn:
+            track = (await store.fetch_tracks(conn, [vehicle_id], t0, t1)).get(vehicle_id)
+        if track is None:
+            return [], [], None
+        x, y = city_shapes(server).projection.to_xy(track.lon, track.lat)
+        stops = core.find_stops(track.ts, x, y, track.lon, track.lat, radius_m=radius, min_s=minimum)
+        trips = core.find_trips(
+            track.ts, track.lon, track.lat, track.speed, stops, moving_kmh=settings.moving_kmh, gap_s=settings.gap_s
+        )
+        return stops, trips, track
+
+    def place(lon: float, lat: float) -> dict[str, Any]:
+        zones = city_shapes(server).zones_at(lon, lat)
+        return {
+            "lon": round(lon, 6),
+            "lat": round(lat, 6),
+            "zones": [{"id": z.id, "name": z.name, "kind": z.kind} for z in zones],
+        }
+
+    def stop_json(s: core.Stop) -> dict[str, Any]:
+        return {
+            "start": iso(s.start_ts), "end": iso(s.end_ts), "duration_s": round(s.duration_s, 1),
+            **place(s.lon, s.lat),
+        }  # fmt: skip
+
+    @r.get("/api/vehicles/{vehicle_id}/stops", dependencies=[Depends(require("viewer"))])
+    async def vehicle_stops(
+        vehicle_id: str,
+        start: str | None = None,
+        end: str | None = None,
+        radius_m: float | None = Query(None, description="default [history] stop_radius_m"),
+        min_s: float | None = Query(None, description="default [history] stop_min_s"),
+    ) -> dict[str, Any]:
+        """Stops: fixes within radius_m of each other for at least min_s, each with the zones it lies in."""
+        stops, _, _ = await stops_and_trips(vehicle_id, start, end, radius_m, min_s)
+        return {"vehicle_id": vehicle_id, "stops": [stop_json(s) for s in stops]}
+
+    @r.get("/api/vehicles/{vehicle_id}/trips", dependencies=[Depends(require("viewer"))])
+    async def vehicle_trips(
+        vehicle_id: str,
+        start: str | None = None,
+        end: str | None = None,
+        radius_m: float | None = Query(None, description="stop radius; default [history] stop_radius_m"),
+        min_s: float | None = Query(None, description="stop minimum; default [history] stop_min_s"),
+    ) -> dict[str, Any]:
+        """Trips: the movements between stops, with distance, driving time and top speed."""
+        stops, trips, track = await stops_and_trips(vehicle_id, start, end, radius_m, min_s)
+        out = []
+        for t in trips:
+            assert track is not None
+            out.append(
+                {
+                    "start": iso(t.start_ts),
+                    "end": iso(t.end_ts),
+                    "duration_s": round(t.end_ts - t.start_ts, 1),
+                    **t.stats.json(),
+                    "from": place(float(track.lon[t.first]), float(track.lat[t.first])),
+                    "to": place(float(track.lon[t.last]), float(track.lat[t.last])),
+                }
+            )
+        return {"vehicle_id": vehicle_id, "trips": out, "stops": len(stops)}
+
+    @r.get("/api/zones/{zone_id}/inside", dependencies=[Depends(require("viewer"))])
+    async def zone_inside(
+        zone_id: str,
+        start: str | None = Query(None, description="with end: who was inside in [start, end); absent: now"),
+        end: str | None = None,
+    ) -> dict[str, Any]:
+        """Who is inside the zone now (the engine's confirmed presence), or who
+        was inside in a past window (stored fixes, bbox in SQL, polygon in shapely)."""
+        zone = city_shapes(server).zones.get(zone_id)
+        if zone is None:
+            raise BadParameter("zone_id", f"unknown zone {zone_id!r}", status=404)
+        if start is None and end is None:
+            inside = sorted(server.engine.vehicles_in_zone(zone_id))
+            return {"zone_id": zone_id, "name": zone.name, "now": True, "vehicles": [{"id": v} for v in inside]}
+        t0, t1 = history_range(start, end, settings.max_range_days)
+        async with server.pool.connection() as conn:
+            tracks = await store.fetch_tracks(conn, [], t0, t1, bbox=zone.geometry.bounds)
+        per_vehicle = []
+        for vehicle_id, t in tracks.items():
+            v = core.zone_visits([zone.geometry], [(vehicle_id, t.ts, t.lon, t.lat)], gap_s=settings.gap_s)[0]
+            if v.fixes:
+                per_vehicle.append(
+                    {"id": vehicle_id, "first": iso(v.first_ts), "last": iso(v.last_ts),
+                     "inside_s": round(v.inside_s, 1), "fixes": v.fixes}
+                )  # fmt: skip
+        return {
+            "zone_id": zone_id, "name": zone.name, "now": False, "start": t0.isoformat(), "end": t1.isoformat(),
+            "vehicles": per_vehicle,
+        }  # fmt: skip
+
+    r.include_router(reports.router(server, settings))
+
+    @r.websocket("/ws/replay")
+    async def ws_replay(ws: WebSocket) -> None:
+        await replay.session(server, ws, settings)
+
+    return r
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()

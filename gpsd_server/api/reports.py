@@ -1,0 +1,218 @@
+"""Supervisor reports, JSON or ``format=csv``: daily mileage, violations,
+muck-truck permit compliance, patrol coverage per grid. Days are the city's
+local days (``[city] timezone``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from gpsd_server.api.auth import require
+from gpsd_server.api.exports import table_csv
+from gpsd_server.api.history_params import city_shapes, history_range, local_day, parse_format
+from gpsd_server.core import history as core
+from gpsd_server.core.history_city import check_trip
+from gpsd_server.store import history as store
+
+if TYPE_CHECKING:
+    from gpsd_server.app import Server
+
+FORMATS = ("json", "csv")
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _answer(fmt: str, body: dict[str, Any], header: tuple[str, ...], rows: list[tuple[Any, ...]], name: str) -> Any:
+    if fmt == "csv":
+        return Response(
+            table_csv(header, rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    return body
+
+
+def day_bounds(t0: datetime, t1: datetime, timezone: str) -> list[tuple[str, float, float]]:
+    """Local days overlapping [t0, t1) as (date, start, end) epoch bounds clipped to the range."""
+    tz = ZoneInfo(timezone)
+    day = t0.astimezone(tz).date()
+    out: list[tuple[str, float, float]] = []
+    while True:
+        a = datetime.combine(day, time(), tz).timestamp()
+        b = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
+        if a >= t1.timestamp():
+            return out
+        out.append((day.isoformat(), max(a, t0.timestamp()), min(b, t1.timestamp())))
+        day += timedelta(days=1)
+
+
+def router(server: Server, settings: core.HistorySettings) -> APIRouter:
+    r = APIRouter(prefix="/api/reports", tags=["reports"])
+    tzname = server.cfg.city.timezone
+
+    @r.get("/mileage", dependencies=[Depends(require("viewer"))])
+    async def mileage(
+        day: str | None = Query(None, description="local date YYYY-MM-DD; default yesterday"),
+        format: str = "json",
+        by: str = Query("vehicle", description="CSV rows: vehicle | company"),
+    ) -> Any:
+        """Kilometres and driving time per vehicle and per company for one local day."""
+        fmt = parse_format(format, FORMATS)
+        d, t0, t1 = local_day(day, tzname)
+        async with server.pool.connection() as conn:
+            rows = await store.daily_mileage(conn, t0, t1, moving_kmh=settings.moving_kmh, gap_s=settings.gap_s)
+        vehicles: list[dict[str, Any]] = [
+            {"id": v, "plate": plate, "class": cls, "company": company, "distance_km": round(km, 3),
+             "driving_s": round(drv, 1), "max_speed_kmh": round(top, 1), "fixes": n}
+            for v, plate, cls, company, km, drv, top, n in rows
+        ]  # fmt: skip
+        companies: dict[str, dict[str, Any]] = {}
+        for v in vehicles:
+            c = companies.setdefault(v["company"] or "", {"company": v["company"], "vehicles": 0, "distance_km": 0.0,
+                                                            "driving_s": 0.0})  # fmt: skip
+            c["vehicles"] += 1
+            c["distance_km"] = round(c["distance_km"] + v["distance_km"], 3)
+            c["driving_s"] = round(c["driving_s"] + v["driving_s"], 1)
+        body = {"day": d.isoformat(), "timezone": tzname, "vehicles": vehicles, "companies": list(companies.values())}
+        if by == "company":
+            header: tuple[str, ...] = ("company", "vehicles", "distance_km", "driving_s")
+            table = [tuple(c.values()) for c in companies.values()]
+        else:
+            header = ("id", "plate", "class", "company", "distance_km", "driving_s", "max_speed_kmh", "fixes")
+            table = [tuple(v.values()) for v in vehicles]
+        return _answer(fmt, body, header, table, f"mileage-{d}")
+
+    @r.get("/violations", dependencies=[Depends(require("viewer"))])
+    async def violation_counts(
+        start: str | None = None,
+        end: str | None = None,
+        format: str = "json",
+    ) -> Any:
+        """Warning and critical alerts counted per vehicle, company, kind and local day."""
+        fmt = parse_format(format, FORMATS)
+        t0, t1 = history_range(start, end, settings.max_range_days)
+        async with server.pool.connection() as conn:
+            rows = await store.violations(conn, t0, t1, tzname)
+        totals: dict[str, defaultdict[str, int]] = {k: defaultdict(int) for k in ("vehicle", "company", "kind", "day")}
+        for vehicle, _plate, company, kind, day, n in rows:
+            for key, value in (("vehicle", vehicle), ("company", company or ""), ("kind", kind), ("day", day)):
+                totals[key][value] += n
+        body = {
+            "start": t0.isoformat(), "end": t1.isoformat(), "timezone": tzname,
+            "rows": [{"vehicle_id": v, "plate": p, "company": c, "kind": k, "day": d, "count": n}
+                     for v, p, c, k, d, n in rows],
+            **{f"by_{k}": dict(sorted(t.items())) for k, t in totals.items()},
+        }  # fmt: skip
+        return _answer(fmt, body, ("vehicle_id", "plate", "company", "kind", "day", "count"), rows, "violations")
+
+    @r.get("/permits", dependencies=[Depends(require("viewer"))])
+    async def permits(
+        day: str | None = Query(None, description="local date YYYY-MM-DD; default yesterday"),
+        format: str = "json",
+    ) -> Any:
+        """Per trip of every muck truck with a permit valid that day: share of the
+        trip on a permitted route (or in its sites), share inside the permit's
+        hours, origin and destination reached."""
+        fmt = parse_format(format, FORMATS)
+        d, t0, t1 = local_day(day, tzname)
+        shapes = city_shapes(server)
+        ordinal = d.toordinal()
+        permitted = {
+            v.id: [p for p in v.permits if p.valid_on(ordinal)]
+            for v in (server.city.city.vehicles or {}).values()
+            if v.vehicle_class == "muck_truck"
+        }
+        permitted = {k: v for k, v in permitted.items() if v}
+        async with server.pool.connection() as conn:
+            tracks = await store.fetch_tracks(conn, sorted(permitted), t0, t1)
+        out = []
+        for vehicle_id, t in sorted(tracks.items()):
+            x, y = shapes.projection.to_xy(t.lon, t.lat)
+            stops = core.find_stops(
+                t.ts, x, y, t.lon, t.lat, radius_m=settings.stop_radius_m, min_s=settings.stop_min_s
+            )
+            trips = core.find_trips(
+                t.ts, t.lon, t.lat, t.speed, stops, moving_kmh=settings.moving_kmh, gap_s=settings.gap_s
+            )
+            vehicle = shapes.city.vehicle(vehicle_id)
+            for trip in trips:
+                check = check_trip(
+                    shapes, permitted[vehicle_id], trip, t.ts, x, y, tz=ZoneInfo(tzname),
+                    corridor_m=server.engine.settings.corridor_m,
+                )  # fmt: skip
+                if check is None:
+                    continue
+                out.append(
+                    (vehicle_id, vehicle.plate if vehicle else None, vehicle.company if vehicle else None,
+                     _iso(trip.start_ts), _iso(trip.end_ts), round(trip.stats.distance_km, 3), check.permit_id,
+                     check.on_route_pct, check.inside_hours_pct, check.origin_reached, check.destination_reached,
+                     check.compliant)
+                )  # fmt: skip
+        header = (
+            "vehicle_id", "plate", "company", "start", "end", "distance_km", "permit_id", "on_route_pct",
+            "inside_hours_pct", "origin_reached", "destination_reached", "compliant",
+        )  # fmt: skip
+        body = {
+            "day": d.isoformat(), "timezone": tzname, "trips": [dict(zip(header, row, strict=True)) for row in out],
+            "vehicles_with_permits": len(permitted),
+        }  # fmt: skip
+        return _answer(fmt, body, header, out, f"permits-{d}")
+
+    @r.get("/patrol-coverage", dependencies=[Depends(require("viewer"))])
+    async def patrol_coverage(
+        start: str | None = None,
+        end: str | None = None,
+        format: str = "json",
+        by: str = Query("grid", description="CSV rows: grid | vehicle (daily patrol mileage)"),
+    ) -> Any:
+        """Per grid: visited by a patrol vehicle or not, first and last visit, time
+        inside (vehicle-seconds); and each patrol car's mileage per local day."""
+        fmt = parse_format(format, FORMATS)
+        t0, t1 = history_range(start, end, settings.max_range_days)
+        shapes = city_shapes(server)
+        patrol = sorted(v.id for v in (server.city.city.vehicles or {}).values() if v.vehicle_class == "patrol")
+        async with server.pool.connection() as conn:
+            patrol = sorted(set(patrol) | set(await store.vehicles_of_class(conn, "patrol")))
+            tracks = await store.fetch_tracks(conn, patrol, t0, t1) if patrol else {}
+        visits = core.zone_visits(
+            [g.geometry for g in shapes.grids], [(v, t.ts, t.lon, t.lat) for v, t in tracks.items()],
+            gap_s=settings.gap_s,
+        )  # fmt: skip
+        grids = [
+            (g.id, g.name, v.fixes > 0, _iso(v.first_ts), _iso(v.last_ts), round(v.inside_s, 1), len(v.vehicles))
+            for g, v in zip(shapes.grids, visits, strict=True)
+        ]
+        days = day_bounds(t0, t1, tzname)
+        daily = []
+        for vehicle_id, t in sorted(tracks.items()):
+            cuts = np.searchsorted(t.ts, [lo for _, lo, _ in days] + [days[-1][2]])
+            for (day, _lo, _hi), a, b in zip(days, cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+                part = slice(a, b)
+                s = core.track_stats(
+                    t.ts[part], t.lon[part], t.lat[part], t.speed[part],
+                    moving_kmh=settings.moving_kmh, gap_s=settings.gap_s,
+                )  # fmt: skip
+                daily.append((vehicle_id, day, round(s.distance_km, 3), round(s.driving_s, 1)))
+        grid_header = ("id", "name", "visited", "first_visit", "last_visit", "inside_s", "vehicles")
+        body = {
+            "start": t0.isoformat(), "end": t1.isoformat(), "timezone": tzname,
+            "grids": [dict(zip(grid_header, g, strict=True)) for g in grids],
+            "unvisited": [g[0] for g in grids if not g[2]],
+            "patrol_mileage": [{"vehicle_id": v, "day": d, "distance_km": km, "driving_s": s} for v, d, km, s in daily],
+        }  # fmt: skip
+        if by == "vehicle":
+            return _answer(fmt, body, ("vehicle_id", "day", "distance_km", "driving_s"), daily, "patrol-mileage")
+        return _answer(fmt, body, grid_header, grids, "patrol-coverage")
+
+    return r
+
+
+__all__ = ["day_bounds", "router"]

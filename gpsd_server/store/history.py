@@ -1,0 +1,305 @@
+"""History queries: streamed tracks, bulk track arrays, reports, replay pages
+and retention.
+
+Every function takes a connection from the API pool (never the writer's), so
+a slow read holds a pool slot, not ingest. Long results come from
+server-side cursors page by page or from ``COPY ... TO STDOUT (FORMAT binary)``
+decoded straight into numpy arrays: a month of one vehicle or a day of a
+whole fleet never becomes millions of Python tuples.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from gpsd_server.core.history import EARTH_RADIUS_M, UNUSABLE_FLAGS, FloatArray
+
+log = logging.getLogger(__name__)
+
+TrackRow = tuple[datetime, float, float, float | None, float | None, float | None, int]
+TRACK_COLUMNS = ("ts", "lon", "lat", "speed_kmh", "heading", "alt_m", "flags")
+LATE = 1
+
+
+# -- one vehicle's track, streamed ---------------------------------------------
+
+
+def _track_query(bucket: timedelta | None, timescaledb: bool, line_only: bool) -> sql.Composed:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in TRACK_COLUMNS)
+    where: sql.Composable = sql.SQL("vehicle_id = %(v)s AND ts >= %(t0)s AND ts < %(t1)s")
+    if line_only or bucket is not None:
+        where = sql.Composed([where, sql.SQL(" AND flags & 1 = 0")])
+    if bucket is None:
+        return sql.SQL("SELECT {} FROM fixes WHERE {} ORDER BY ts").format(cols, where)
+    # First fix per bucket; DISTINCT ON over (bucket, ts) is already in time order.
+    fn = sql.SQL("time_bucket(%(b)s, ts)" if timescaledb else "date_bin(%(b)s, ts, TIMESTAMPTZ '2000-01-03')")
+    return sql.SQL("SELECT DISTINCT ON ({fn}) {cols} FROM fixes WHERE {where} ORDER BY {fn}, ts").format(
+        fn=fn, cols=cols, where=where
+    )
+
+
+async def stream_track(
+    conn: psycopg.AsyncConnection[Any],
+    vehicle_id: str,
+    start: datetime,
+    end: datetime,
+    *,
+    bucket: timedelta | None = None,
+    timescaledb: bool = True,
+    line_only: bool = False,
+    page_rows: int = 5000,
+) -> AsyncIterator[list[TrackRow]]:
+    """Pages of ``TRACK_COLUMNS`` rows in time order from a server-side cursor.
+
+    ``line_only`` leaves out late fixes (the track line is drawn from fixes in
+    the order they were processed). The caller's connection must stay in its
+    transaction while the pages are read.
+    """
+    query = _track_query(bucket, timescaledb, line_only)
+    params = {"v": vehicle_id, "t0": start, "t1": end, "b": bucket}
+    async with conn.cursor(name="track") as cur:
+        cur.itersize = page_rows
+        await cur.execute(query, params)
+        while rows := await cur.fetchmany(page_rows):
+            yield rows
+
+
+async def vehicle_exists(conn: psycopg.AsyncConnection[Any], vehicle_id: str) -> bool:
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM vehicles WHERE id = %s) OR EXISTS (SELECT 1 FROM fixes WHERE vehicle_id = %s)",
+        (vehicle_id, vehicle_id),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def known_vehicles(conn: psycopg.AsyncConnection[Any], vehicle_ids: Sequence[str]) -> set[str]:
+    cur = await conn.execute("SELECT id FROM vehicles WHERE id = ANY(%s)", (list(vehicle_ids),))
+    return {r[0] for r in await cur.fetchall()}
+
+
+async def count_fixes(conn: psycopg.AsyncConnection[Any], vehicle_id: str, start: datetime, end: datetime) -> int:
+    cur = await conn.execute(
+        "SELECT count(*) FROM fixes WHERE vehicle_id = %s AND ts >= %s AND ts < %s", (vehicle_id, start, end)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- many tracks as arrays ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One vehicle's usable fixes in time order (late, invalid, jump, filtered left out)."""
+
+    ts: FloatArray  # epoch seconds
+    lon: FloatArray
+    lat: FloatArray
+    speed: FloatArray  # NaN where the terminal sent none
+    heading: FloatArray
+    alt: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+# COPY binary rows of fixed width: a field count, then (length, value) pairs.
+_ROW = np.dtype(
+    [("n", ">i2"), ("l0", ">i4"), ("vehicle", ">i4")]
+    + [
+        item
+        for name in ("ts", "lon", "lat", "speed", "heading", "alt")
+        for item in ((f"l_{name}", ">i4"), (name, ">f8"))
+    ]
+)
+_COPY_HEADER = 19  # signature (11) + flags (4) + header extension length (4, zero)
+
+
+async def fetch_tracks(
+    conn: psycopg.AsyncConnection[Any],
+    vehicle_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+) -> dict[str, Track]:
+    """Usable fixes of the given vehicles (all vehicles when empty) as arrays.
+
+    One ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` whose rows are all
+    fixed-width, decoded by numpy in one call: ~60 bytes a fix on the wire and
+    no Python object per fix.
+    """
+    ids = list(vehicle_ids)
+    if not ids:
+        cur = await conn.execute("SELECT DISTINCT vehicle_id FROM fixes WHERE ts >= %s AND ts < %s", (start, end))
+        ids = sorted(r[0] for r in await cur.fetchall())
+    if not ids:
+        return {}
+    area = "" if bbox is None else " AND lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s"
+    query = (
+        "COPY (SELECT array_position(%s::text[], vehicle_id) - 1, extract(epoch FROM ts)::float8,"
+        " lon, lat, coalesce(speed_kmh::float8, 'NaN'), coalesce(heading::float8, 'NaN'),"
+        " coalesce(alt_m::float8, 'NaN')"
+        f" FROM fixes WHERE vehicle_id = ANY(%s) AND ts >= %s AND ts < %s AND flags & {UNUSABLE_FLAGS} = 0{area}"
+        " ORDER BY 1, 2) TO STDOUT (FORMAT binary)"
+    )
+    params: list[Any] = [ids, ids, start, end]
+    if bbox is not None:
+        params += [bbox[0], bbox[2], bbox[1], bbox[3]]
+    buf = bytearray()
+    async with conn.cursor() as cur, cur.copy(query, params) as copy:
+        async for data in copy:
+            buf += data
+    rows = np.frombuffer(bytes(buf[_COPY_HEADER:-2]), dtype=_ROW) if len(buf) > _COPY_HEADER + 2 else None
+    if rows is None or not len(rows):
+        return {}
+    vehicle = rows["vehicle"].astype(np.intp)
+    cuts = np.flatnonzero(np.diff(vehicle)) + 1
+    out: dict[str, Track] = {}
+    for part in np.split(np.arange(len(rows)), cuts):
+        r = rows[part]
+        out[ids[int(vehicle[part[0]])]] = Track(
+            *(np.ascontiguousarray(r[c], dtype=np.float64) for c in ("ts", "lon", "lat", "speed", "heading", "alt"))
+        )
+    return out
+
+
+# -- reports -------------------------------------------------------------------------------
+
+
+async def daily_mileage(
+    conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, *, moving_kmh: float, gap_s: float
+) -> list[tuple[str, str | None, str | None, str | None, float, float, float, int]]:
+    """(vehicle, plate, class, company, km, driving s, max km/h, fixes) for every
+    registered vehicle with fixes in [start, end) (the writer registers every
+    vehicle it stores). Computed in the database with the same step formula as
+    ``core.history.step_lengths_m``: one row per vehicle crosses the wire."""
+    # One index-ordered scan per vehicle (LATERAL) instead of sorting the whole
+    # fleet-day for one big window: measured 2.5x faster on 8.6 M fixes.
+    query = f"""
+        SELECT v.id, v.plate, v.class, v.company, x.km::float8, x.driving_s::float8, x.top::float8, x.n
+        FROM vehicles v CROSS JOIN LATERAL (
+            SELECT coalesce(sum(m), 0) / 1000 AS km,
+                   coalesce(sum(dt) FILTER (WHERE prev_speed >= %(moving)s AND dt <= %(gap)s), 0) AS driving_s,
+                   coalesce(max(speed_kmh), 0) AS top, count(*) AS n
+            FROM (
+                SELECT speed_kmh,
+                       {EARTH_RADIUS_M} * sqrt(
+                           (radians(lon - lag(lon) OVER w) * cos(radians((lat + lag(lat) OVER w) / 2))) ^ 2
+                           + radians(lat - lag(lat) OVER w) ^ 2) AS m,
+                       extract(epoch FROM ts - lag(ts) OVER w) AS dt,
+                       lag(speed_kmh) OVER w AS prev_speed
+                FROM fixes f
+                WHERE f.vehicle_id = v.id AND ts >= %(t0)s AND ts < %(t1)s AND flags & {UNUSABLE_FLAGS} = 0
+                WINDOW w AS (ORDER BY ts)
+            ) steps
+        ) x
+        WHERE x.n > 0
+        ORDER BY v.id"""
+    cur = await conn.execute(query.encode(), {"t0": start, "t1": end, "moving": moving_kmh, "gap": gap_s})
+    return await cur.fetchall()
+
+
+async def violations(
+    conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, timezone: str
+) -> list[tuple[str, str | None, str | None, str, str, int]]:
+    """(vehicle, plate, company, kind, local day, count) of warning and critical alerts."""
+    cur = await conn.execute(
+        "SELECT a.vehicle_id, v.plate, v.company, a.kind, to_char(a.ts AT TIME ZONE %(tz)s, 'YYYY-MM-DD') AS day,"
+        " count(*) FROM alerts a LEFT JOIN vehicles v ON v.id = a.vehicle_id"
+        " WHERE a.ts >= %(t0)s AND a.ts < %(t1)s AND a.severity IN ('warning', 'critical')"
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 5, 1, 4",
+        {"tz": timezone, "t0": start, "t1": end},
+    )
+    return await cur.fetchall()
+
+
+async def vehicles_of_class(conn: psycopg.AsyncConnection[Any], vehicle_class: str) -> dict[str, str | None]:
+    """Vehicle id -> plate for one class, from the registry table."""
+    cur = await conn.execute("SELECT id, plate FROM vehicles WHERE class = %s ORDER BY id", (vehicle_class,))
+    return {r[0]: r[1] for r in await cur.fetchall()}
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+ReplayRow = tuple[str, datetime, float, float, float | None, float | None]
+
+
+async def replay_page(
+    conn: psycopg.AsyncConnection[Any],
+    vehicle_ids: Sequence[str],
+    after: tuple[datetime, str] | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[ReplayRow]:
+    """The next ``limit`` usable fixes of the vehicles, ordered by (ts, vehicle).
+
+    Keyset pages instead of one long-lived cursor: between pages the
+    connection goes back to the pool, so a paused replay holds nothing.
+    """
+    keyset = "" if after is None else " AND (ts, vehicle_id) > (%(after_ts)s, %(after_v)s)"
+    cur = await conn.execute(
+        "SELECT vehicle_id, ts, lon, lat, speed_kmh, heading FROM fixes"
+        " WHERE vehicle_id = ANY(%(v)s) AND ts >= %(t0)s AND ts < %(t1)s"
+        f" AND flags & {UNUSABLE_FLAGS} = 0{keyset} ORDER BY ts, vehicle_id LIMIT %(n)s",
+        {
+            "v": list(vehicle_ids),
+            "t0": start,
+            "t1": end,
+            "n": limit,
+            "after_ts": after[0] if after else None,
+            "after_v": after[1] if after else None,
+        },
+    )
+    return await cur.fetchall()
+
+
+async def alerts_between(
+    conn: psycopg.AsyncConnection[Any], vehicle_ids: Sequence[str], start: datetime, end: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Alerts raised (by fix time) in [start, end) for the vehicles, oldest first."""
+    cur = await conn.execute(
+        "SELECT id, vehicle_id, kind, severity, zone_id, route_id, ts, lon, lat, ended_ts, details FROM alerts"
+        " WHERE vehicle_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY ts, id LIMIT %s",
+        (list(vehicle_ids), start, end, limit),
+    )
+    names = [d.name for d in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+
+
+# -- retention -----------------------------------------------------------------------------------
+
+
+async def drop_old_fixes(
+    conn: psycopg.AsyncConnection[Any], older_than: datetime, *, timescaledb: bool, batch_rows: int = 5000
+) -> list[str]:
+    """Remove fixes older than ``older_than``; returns what went (chunk names,
+    or ``"N rows"`` on plain PostgreSQL).
+
+    TimescaleDB drops whole chunks: a catalogue operation, no dead tuples, no
+    long lock on recent chunks. Without it, small DELETE batches keep each
+    transaction short so ingest never waits behind a big one.
+    """
+    if timescaledb:
+        cur = await conn.execute("SELECT drop_chunks('fixes', older_than => %s)::text", (older_than,))
+        return [r[0] for r in await cur.fetchall()]
+    total = 0
+    while True:
+        cur = await conn.execute(
+            "DELETE FROM fixes WHERE ctid = ANY(ARRAY(SELECT ctid FROM fixes WHERE ts < %s LIMIT %s))",
+            (older_than, batch_rows),
+        )
+        await conn.commit()
+        total += cur.rowcount
+        if cur.rowcount < batch_rows:
+            return [f"{total} rows"] if total else []

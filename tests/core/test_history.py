@@ -1,0 +1,91 @@
+"""Pure track maths: simplification, stops, trips, statistics, zone visits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely.geometry import box
+
+from gpsd_server.core.history import (
+    find_stops,
+    find_trips,
+    simplify_indices,
+    step_lengths_m,
+    track_stats,
+    zone_visits,
+)
+
+
+def test_simplify_keeps_corners_and_drops_collinear_points() -> None:
+    x = np.array([0.0, 10, 20, 30, 30, 30, 30])
+    y = np.array([0.0, 0.4, -0.3, 0, 10, 20, 30])
+    assert simplify_indices(x, y, 1.0).tolist() == [0, 3, 6]
+    assert simplify_indices(x, y, 0.35).tolist() == [0, 1, 2, 3, 6]
+    assert simplify_indices(x[:2], y[:2], 5.0).tolist() == [0, 1]
+
+
+def test_simplify_handles_a_closed_loop() -> None:
+    x = np.array([0.0, 100, 100, 0, 0])
+    y = np.array([0.0, 0, 100, 100, 0])
+    assert simplify_indices(x, y, 1.0).tolist() == [0, 1, 2, 3, 4]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-(10**4), 10**4), st.integers(-(10**4), 10**4)), min_size=3, max_size=60),
+    st.floats(0.1, 500),
+)
+def test_simplify_stays_within_tolerance(points: list[tuple[int, int]], tol: float) -> None:
+    """Every dropped point lies within the tolerance of the kept polyline."""
+    from shapely.geometry import LineString, Point
+
+    x, y = np.array([p[0] for p in points], dtype=float), np.array([p[1] for p in points], dtype=float)
+    keep = simplify_indices(x, y, tol)
+    assert keep[0] == 0 and keep[-1] == len(x) - 1 and np.all(np.diff(keep) > 0)
+    if len(keep) >= 2 and len(set(zip(x[keep].tolist(), y[keep].tolist(), strict=True))) >= 2:
+        line = LineString(np.column_stack([x[keep], y[keep]]))
+        assert max(line.distance(Point(px, py)) for px, py in points) <= tol * 1.0001 + 1e-6
+
+
+def test_step_lengths_match_a_degree_of_latitude() -> None:
+    d = step_lengths_m(np.array([112.0, 112.0]), np.array([28.0, 29.0]))
+    assert d[0] == pytest.approx(111_195, rel=1e-3)
+
+
+def stop_go_stop() -> tuple[np.ndarray, ...]:
+    """10 min still at x=0, 100 s driving 10 m/s to x=1000, 10 min still there."""
+    ts = np.arange(0, 1400, 10, dtype=float)
+    x = np.clip((ts - 600) * 10.0, 0, 1000)
+    y = np.zeros_like(ts)
+    speed = np.where((ts >= 600) & (ts < 700), 36.0, 0.0)
+    lon, lat = 112.0 + x / 97_900, np.full_like(ts, 28.6)
+    return ts, x, y, speed, lon, lat
+
+
+def test_stops_and_the_trip_between_them() -> None:
+    ts, x, y, speed, lon, lat = stop_go_stop()
+    stops = find_stops(ts, x, y, lon, lat, radius_m=50, min_s=300)
+    assert [(s.start_ts, s.end_ts) for s in stops] == [(0, 600), (700, 1390)]
+    trips = find_trips(ts, lon, lat, speed, stops, moving_kmh=5, gap_s=300)
+    assert len(trips) == 1 and (trips[0].from_stop, trips[0].to_stop) == (0, 1)
+    assert trips[0].stats.distance_km == pytest.approx(1.0, rel=0.01) and trips[0].stats.driving_s == 100
+    assert find_stops(ts, x, y, lon, lat, radius_m=50, min_s=1000) == []
+
+
+def test_stats_skip_gaps_and_nan_speeds() -> None:
+    ts = np.array([0.0, 10, 20, 1000])
+    speed = np.array([30.0, np.nan, 30, 30])
+    lon, lat = np.array([112.0, 112.001, 112.002, 112.003]), np.full(4, 28.6)
+    s = track_stats(ts, lon, lat, speed, moving_kmh=5, gap_s=300)
+    assert s.driving_s == 10 and s.max_speed_kmh == 30 and s.fixes == 4
+
+
+def test_zone_visits_count_time_inside_per_vehicle() -> None:
+    zones = [box(0, 0, 1, 1), box(5, 5, 6, 6)]
+    ts = np.array([0.0, 10, 20, 30, 1000])
+    lon, lat = np.array([0.5, 0.5, 0.5, 2, 0.5]), np.array([0.5, 0.5, 0.5, 2, 0.5])
+    visits = zone_visits(zones, [("a", ts, lon, lat), ("b", ts[:2], lon[:2], lat[:2])], gap_s=300)
+    assert (visits[0].first_ts, visits[0].last_ts, visits[0].inside_s) == (0, 1000, 30)
+    assert visits[0].vehicles == {"a", "b"} and visits[1].fixes == 0
