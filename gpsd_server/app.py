@@ -94,6 +94,8 @@ class Server:
             topics=self.pipeline.subscriptions(),
             handler=self.pipeline.handle,
             cycle_max_messages=ing.cycle_max_messages,
+            cycle_max_bytes=ing.cycle_max_bytes,
+            receive_maximum=cfg.mqtt.receive_maximum,
         )
         self.pipeline.dead_letter = self.ingest.publish
         self.pool = AsyncConnectionPool(

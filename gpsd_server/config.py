@@ -58,12 +58,13 @@ class MqttSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     reconnect_max_s: Positive = 30.0
     dead_letter_topic: str = "gpsd/rejected"
     max_queued_incoming: PositiveInt = 100000
+    receive_maximum: Annotated[int, Meta(ge=10, le=65535)] = 10000
 
 
 class DatabaseSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dsn: str = "postgresql://postgres@127.0.0.1:55432/gpsd"
     batch_max_rows: Annotated[int, Meta(ge=1, le=100000)] = 5000
-    flush_interval_ms: Annotated[int, Meta(ge=1, le=60000)] = 200
+    flush_interval_ms: Annotated[int, Meta(ge=0, le=60000)] = 5
     queue_max_rows: Annotated[int, Meta(ge=100)] = 200000
     connect_timeout_s: Positive = 5.0
     retry_min_s: Positive = 0.5
@@ -92,6 +93,7 @@ class IngestSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     reject_log_interval_s: Positive = 10.0
     stats_log_interval_s: Positive = 10.0
     cycle_max_messages: Annotated[int, Meta(ge=1)] = 5000
+    cycle_max_bytes: Annotated[int, Meta(ge=1024)] = 1048576
 
 
 class GeofenceSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -56,15 +56,21 @@ class MqttIngest:
         topics: Sequence[str],
         handler: Handler,
         cycle_max_messages: int = 5000,
+        cycle_max_bytes: int = 1 << 20,
         receive_maximum: int = 2000,
     ) -> None:
+        self._cycle_max_bytes = cycle_max_bytes
         self._s = settings
         self._topics = list(topics)
         self._handler = handler
         self._cycle_max = cycle_max_messages
         self._receive_max = receive_maximum
         self._client: aiomqtt.Client | None = None
-        self._acks: asyncio.Queue[tuple[Awaitable[None], list[Incoming]]] = asyncio.Queue(maxsize=64)
+        # Not bounded here: the broker never has more than receive_maximum
+        # unacknowledged messages in flight to us, which bounds this queue. A
+        # small bound here would throttle intake to a few small batches per
+        # database commit.
+        self._acks: asyncio.Queue[tuple[Awaitable[None], list[Incoming]]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.messages_in = 0
         self.connects = 0
@@ -148,8 +154,13 @@ class MqttIngest:
         queue = client._queue  # noqa: SLF001 - bulk drain, see the module docstring
         async for first in client.messages:
             batch = [first]
-            while len(batch) < self._cycle_max and not queue.empty():
-                batch.append(queue.get_nowait())
+            size = len(first.payload) if isinstance(first.payload, bytes) else 0
+            # Bounded by messages and by bytes: 5,000 batch messages of 50
+            # fixes would block the loop (HTTP, websockets) for seconds.
+            while len(batch) < self._cycle_max and size < self._cycle_max_bytes and not queue.empty():
+                msg = queue.get_nowait()
+                batch.append(msg)
+                size += len(msg.payload) if isinstance(msg.payload, bytes) else 0
             self.messages_in += len(batch)
             items = [Incoming(m.topic.value, _payload_bytes(m.payload), m.mid, m.qos) for m in batch]
             durable = await self._handler(items)

@@ -176,7 +176,7 @@ pid_file $MQ_DIR/mosquitto.pid
 log_dest file $MQ_DIR/mosquitto.log
 log_type error
 log_type warning
-max_inflight_messages 1000
+max_inflight_messages 10000
 max_queued_messages 200000
 max_queued_bytes 268435456
 persistent_client_expiration 1h

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import psycopg
 from fastapi import Body, Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpsd_server import __version__
 from gpsd_server.api import alerts, dispatch, history
+from gpsd_server.api import geofences as geofence_files
 from gpsd_server.api.auth import (
     ROLES,
     AuthError,
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder()
-WS_MAX_MESSAGE = 64 * 1024
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+WS_MAX_MESSAGE = 256 * 1024  # room for a subscription to 10,000 vehicles
 
 
 def create_app(server: Server) -> FastAPI:
@@ -57,6 +60,13 @@ def create_app(server: Server) -> FastAPI:
     async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(status_code=exc.status_code, content=exc.detail, headers=headers)
+
+    @app.exception_handler(psycopg.DataError)
+    async def bad_data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value the database cannot take (NUL characters, out-of-range
+        # numbers) that no route check caught: the client's input, not a 500.
+        log.warning("%s %s: value refused by the database: %s", request.method, request.url.path, exc)
+        return JSONResponse(status_code=400, content={"error": "invalid value", "parameter": "request"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -94,7 +104,7 @@ def create_app(server: Server) -> FastAPI:
 
     @app.post("/api/tokens", tags=["auth"], status_code=201)
     async def new_token(
-        name: str = Body(..., embed=True, min_length=1, max_length=100),
+        name: str = Body(..., embed=True, min_length=1, max_length=100, pattern=NO_NUL),
         role: Role = Body(..., embed=True),
         _: Principal = Depends(require("admin")),
     ) -> dict[str, str]:
@@ -130,6 +140,7 @@ def create_app(server: Server) -> FastAPI:
     app.include_router(alerts.router(server))
     app.include_router(dispatch.router(server))
     app.include_router(history.router(server))
+    app.include_router(geofence_files.router(server))
 
     @app.get("/api/geofences", tags=["city"], dependencies=[Depends(require("viewer"))])
     async def geofences() -> Response:
@@ -223,8 +234,14 @@ async def live_session(server: Server, ws: WebSocket) -> None:
         send_task = asyncio.create_task(sender(), name="ws-sender")
         try:
             while not send_task.done():
-                text = await ws.receive_text()
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
                 # Replies go through the client's queue: one sender per socket.
+                if text is None:
+                    hub.reply(client, b'{"type":"error","error":"binary messages are not supported"}')
+                    continue
                 if len(text) > WS_MAX_MESSAGE:
                     hub.reply(client, b'{"type":"error","error":"message too large"}')
                     continue
@@ -237,6 +254,8 @@ async def live_session(server: Server, ws: WebSocket) -> None:
                         raise SubscriptionError("type must be subscribe")
                 except (msgspec.DecodeError, SubscriptionError) as exc:
                     hub.reply(client, msgspec.json.encode({"type": "error", "error": str(exc)[:200]}))
+                except RecursionError:
+                    hub.reply(client, b'{"type":"error","error":"JSON nested too deeply"}')
         finally:
             send_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -265,12 +265,17 @@ async def _error(ws: WebSocket, exc: BadParameter) -> None:
 
 
 async def _receive(ws: WebSocket) -> dict[str, Any]:
-    text = await ws.receive_text()
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is None:
+        raise BadParameter("message", "binary messages are not supported")
     if len(text) > MAX_MESSAGE:
         raise BadParameter("message", "too large")
     try:
         msg = _decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise BadParameter("message", "not JSON") from None
     if not isinstance(msg, dict):
         raise BadParameter("message", "a JSON object with a type")

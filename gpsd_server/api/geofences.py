@@ -1,0 +1,325 @@
+"""Geofence and vehicle-registry uploads (admin) and the list of files (viewer).
+
+An upload is checked as the *whole* city it would produce (every file in the
+geofences folder with this one replaced, added or removed) by the pure loader
+before anything is written, so a rejected upload leaves the folder and the
+city in force untouched. Cheap limits come first (body size, nesting depth,
+feature and coordinate counts) so a hostile body never reaches shapely. A
+good file is written atomically (temporary file, fsync, rename) and the
+server reloads.
+
+Every rejection is a 4xx whose body names the parameter and, for data the
+loader refused, the file, the feature or vehicle id and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import Path as PathParam
+
+from gpsd_server.api.auth import require
+from gpsd_server.api.params import BadParameter
+from gpsd_server.citydata import VEHICLES_FILE
+from gpsd_server.config import resolve
+from gpsd_server.core.city import City, load_city
+from gpsd_server.errors import DataError
+
+if TYPE_CHECKING:
+    from gpsd_server.app import Server
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_FEATURES = 20_000  # per file
+MAX_GEOMETRY_COORDINATES = 100_000  # positions in one geometry
+MAX_FILE_COORDINATES = 500_000  # positions in one file
+MAX_VEHICLES = 50_000
+MAX_DEPTH = 64  # JSON nesting; GeoJSON needs about 8
+NAME_PATTERN = r"^[a-z0-9_-]{1,64}\.geojson$"
+
+_FEATURE_COLLECTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "features"],
+    "properties": {
+        "type": {"type": "string", "enum": ["FeatureCollection"]},
+        "features": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_VEHICLES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["vehicles"],
+    "properties": {"vehicles": {"type": "array", "items": {"type": "object"}}},
+}
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+class RejectedData(BadParameter):
+    """The loader (or a limit) refused the data: names the file and the item."""
+
+    def __init__(self, parameter: str, exc: DataError, status: int = 422) -> None:
+        detail = {"error": exc.reason, "parameter": parameter, "file": exc.file, "item": exc.item}
+        HTTPException.__init__(self, status_code=status, detail=detail)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadParameter("body", f"larger than {limit} bytes", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadParameter("body", f"larger than {limit} bytes", status=413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise BadParameter("body", "required: a JSON document")
+    return body
+
+
+def parse_document(body: bytes) -> Any:
+    """Decode strictly (no NaN, no deep nesting) before the loader sees it."""
+    try:
+        doc = msgspec.json.decode(body)
+    except RecursionError:
+        raise BadParameter("body", "JSON nested too deeply") from None
+    except msgspec.DecodeError as exc:
+        raise BadParameter("body", f"not valid JSON: {exc}") from None
+    if _depth(doc) > MAX_DEPTH:
+        raise BadParameter("body", f"JSON nested deeper than {MAX_DEPTH} levels")
+    return doc
+
+
+def _depth(doc: Any) -> int:
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def count_positions(coordinates: Any) -> int:
+    """Positions (innermost ``[lon, lat, ...]`` arrays) in a GeoJSON coordinates value."""
+    count = 0
+    stack = [coordinates]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, list) or not node:
+            continue
+        if isinstance(node[0], (int, float)):
+            count += 1
+        else:
+            stack.extend(node)
+    return count
+
+
+def check_geofence_limits(file_name: str, doc: Any) -> None:
+    """Feature and coordinate counts; the loader checks everything else."""
+    features = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(features, list):
+        return  # the loader names the problem
+    if len(features) > MAX_FEATURES:
+        raise RejectedData("body", DataError(file_name, "(file)", f"more than {MAX_FEATURES} features"), 413)
+    total = 0
+    for index, feature in enumerate(features):
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict):
+            continue
+        props = feature.get("properties")
+        fid = props.get("id") if isinstance(props, dict) else None
+        label = fid if isinstance(fid, str) and fid else f"#{index}"
+        n = count_positions(geometry.get("coordinates"))
+        if n > MAX_GEOMETRY_COORDINATES:
+            reason = f"{n} coordinates in one geometry (limit {MAX_GEOMETRY_COORDINATES})"
+            raise RejectedData("body", DataError(file_name, label, reason), 413)
+        total += n
+        if total > MAX_FILE_COORDINATES:
+            reason = f"more than {MAX_FILE_COORDINATES} coordinates in the file"
+            raise RejectedData("body", DataError(file_name, label, reason), 413)
+
+
+def check_vehicle_limits(doc: Any) -> None:
+    vehicles = doc.get("vehicles") if isinstance(doc, dict) else None
+    if isinstance(vehicles, list) and len(vehicles) > MAX_VEHICLES:
+        raise RejectedData("body", DataError(VEHICLES_FILE, "(file)", f"more than {MAX_VEHICLES} vehicles"), 413)
+
+
+class CityFolder:
+    """The geofences folder as name -> bytes, and atomic writes into it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def geofence_files(self) -> dict[str, bytes]:
+        if not self.folder.is_dir():
+            return {}
+        return {p.name: p.read_bytes() for p in sorted(self.folder.glob("*.geojson")) if p.is_file()}
+
+    def vehicles(self) -> bytes | None:
+        path = self.folder / VEHICLES_FILE
+        return path.read_bytes() if path.is_file() else None
+
+    def write(self, name: str, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Not *.geojson, so a reload never sees a half-written file.
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.folder / name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def restore(self, name: str, data: bytes | None) -> None:
+        if data is None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / name).unlink()
+        else:
+            self.write(name, data)
+
+
+def validate(geofences: dict[str, bytes], vehicles: bytes | None) -> City:
+    """The pure loader over the city as it would be; runs in a worker thread."""
+    files = sorted(geofences.items())
+    try:
+        return load_city(files, (VEHICLES_FILE, vehicles) if vehicles is not None else None)
+    except (TypeError, AttributeError, RecursionError) as exc:
+        # A loader gap, not the client's fault alone: refuse the data, keep serving.
+        log.warning("geofence loader failed on uploaded data: %r", exc)
+        raise DataError("(upload)", "(file)", "data not understood") from None
+
+
+def router(server: Server) -> APIRouter:
+    r = APIRouter(tags=["city"])
+    lock = asyncio.Lock()  # one change of the folder at a time
+
+    def folder() -> CityFolder:
+        return CityFolder(resolve(server.cfg, server.cfg.geofences.dir))
+
+    async def apply(name: str, data: bytes | None, parameter: str) -> dict[str, Any]:
+        """Validate the city with ``name`` replaced by ``data`` (None: removed), then write and reload."""
+        city_folder = folder()
+        geofences = city_folder.geofence_files()
+        vehicles = city_folder.vehicles()
+        previous = vehicles if name == VEHICLES_FILE else geofences.get(name)
+        if name == VEHICLES_FILE:
+            vehicles = data
+        elif data is None:
+            geofences.pop(name, None)
+        else:
+            geofences[name] = data
+        try:
+            await asyncio.to_thread(validate, geofences, vehicles)
+        except DataError as exc:
+            raise RejectedData(parameter, exc) from None
+        if data is None:
+            city_folder.restore(name, None)
+        else:
+            city_folder.write(name, data)
+        try:
+            loaded = server.load_city()
+        except DataError as exc:  # the folder changed under us: put the old file back
+            city_folder.restore(name, previous)
+            with contextlib.suppress(DataError):
+                server.load_city()
+            raise BadParameter(parameter, f"not applied: {exc.reason}", status=409) from None
+        await server.sync_registry()
+        c = loaded.city
+        return {
+            "file": name,
+            "zones": len(c.zones),
+            "routes": len(c.routes),
+            "markers": len(c.markers),
+            "vehicles": len(c.vehicles or {}),
+            "files": sorted(Path(f).name for f in loaded.files),
+        }
+
+    @r.get("/api/geofences/files", dependencies=[Depends(require("viewer"))])
+    async def list_files() -> dict[str, Any]:
+        """The geofence files and the vehicle registry in the geofences folder."""
+        base = folder().folder
+        paths = sorted(base.glob("*.geojson")) if base.is_dir() else []
+        vehicles = base / VEHICLES_FILE
+        if vehicles.is_file():
+            paths.append(vehicles)
+        return {
+            "files": [
+                {
+                    "name": p.name,
+                    "bytes": (st := p.stat()).st_size,
+                    "modified": datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
+                }
+                for p in paths
+                if p.is_file()
+            ],
+            "error": server.city_error,
+        }
+
+    @r.put(
+        "/api/geofences/files/{name}",
+        dependencies=[Depends(require("admin"))],
+        openapi_extra=_json_body(_FEATURE_COLLECTION_SCHEMA),
+        responses={413: {"description": "body, feature or coordinate limit exceeded"},
+                   422: {"description": "the city would not load: file, item and reason"}},
+    )  # fmt: skip
+    async def put_file(
+        request: Request,
+        name: str = PathParam(..., pattern=NAME_PATTERN, description="e.g. zones.geojson"),
+    ) -> dict[str, Any]:
+        """Add or replace one GeoJSON FeatureCollection; applied only if the whole city loads."""
+        body = await read_body(request)
+        doc = parse_document(body)
+        check_geofence_limits(name, doc)
+        async with lock:
+            return await apply(name, body, "body")
+
+    @r.delete("/api/geofences/files/{name}", dependencies=[Depends(require("admin"))])
+    async def delete_file(
+        name: str = PathParam(..., pattern=NAME_PATTERN, description="e.g. zones.geojson"),
+    ) -> dict[str, Any]:
+        """Remove one geofence file; refused if the rest would not load (e.g. permits refer to it)."""
+        async with lock:
+            if name not in folder().geofence_files():
+                raise BadParameter("name", "no such geofence file", status=404)
+            return await apply(name, None, "name")
+
+    @r.put(
+        "/api/vehicles/registry",
+        tags=["vehicles"],
+        dependencies=[Depends(require("admin"))],
+        openapi_extra=_json_body(_VEHICLES_SCHEMA),
+    )
+    async def put_vehicles(request: Request) -> dict[str, Any]:
+        """Replace vehicles.json (vehicles and permits); applied only if the whole city loads."""
+        body = await read_body(request)
+        check_vehicle_limits(parse_document(body))
+        async with lock:
+            return await apply(VEHICLES_FILE, body, "body")
+
+    return r
