@@ -93,9 +93,14 @@ SRC
     (cd "$tmp/src" && apt-get "${aptopts[@]}" source --download-only "timescaledb=$ver" >/dev/null)
     (cd "$tmp/src" && dpkg-source -x --no-check ./*.dsc tsdb >/dev/null)
     log "building TimescaleDB (Apache edition) against PostgreSQL $PG_VERSION"
-    (cd "$tmp/src/tsdb" && ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DAPACHE_ONLY=ON \
-        -DWARNINGS_AS_ERRORS=OFF -DSEND_TELEMETRY_DEFAULT=OFF -DPG_CONFIG="$PG_BIN/pg_config" >/dev/null \
-        && cd build && make -j"$(nproc)" >/dev/null && make install >/dev/null)
+    # cmake asks git for a revision and complains outside a repository: keep
+    # the build's output in a log and show it only when the build fails.
+    if ! (cd "$tmp/src/tsdb" && ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DAPACHE_ONLY=ON \
+            -DWARNINGS_AS_ERRORS=OFF -DSEND_TELEMETRY_DEFAULT=OFF -DPG_CONFIG="$PG_BIN/pg_config" \
+            && cd build && make -j"$(nproc)" && make install) >"$tmp/build.log" 2>&1; then
+        tail -30 "$tmp/build.log" >&2
+        die "TimescaleDB build failed (log: $tmp/build.log)"
+    fi
     tsdb_installed || die "TimescaleDB build finished but the extension is not installed"
     rm -rf "$tmp"
     log "TimescaleDB $TSDB_VERSION installed"
