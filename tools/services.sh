@@ -80,6 +80,7 @@ build_timescaledb() {
     chmod 755 "$tmp"  # apt's _apt sandbox user must read it
     log "fetching the timescaledb source package (trixie) into $tmp"
     mkdir -p "$tmp/lists/partial" "$tmp/parts" "$tmp/src"
+    chown _apt "$tmp/src" 2>/dev/null || true  # apt downloads as _apt
     cat >"$tmp/sources.list" <<SRC
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
 SRC
