@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 
 PRESENCE_KIND = "zone"
+_LATE = int(FixFlag.LATE)  # an int test: ``flags & FixFlag.LATE`` builds a Flag per fix
 DeadLetter = Callable[[str, bytes], Awaitable[None]]
 
 
@@ -183,7 +184,7 @@ class Pipeline:
         self.fixes_accepted += len(result.fixes)
         live = []
         for f in result.fixes:
-            if f.flags & FixFlag.LATE:
+            if f.flags & _LATE:
                 self.fixes_late += 1
                 continue
             info = self.vehicles.get(f.vehicle_id) or VehicleInfo()

@@ -179,6 +179,8 @@ class LiveHub:
                     self._offer(client, data)
 
     def publish_alerts(self, alerts: Iterable[dict[str, Any]]) -> None:
+        if not self._clients:
+            return  # nobody to tell: the messages are not even built
         for alert in alerts:
             data = _encoder.encode({"type": "alert", **alert})  # an own "type" (e.g. zone) wins
             vclass = str(alert.get("class") or "other")

@@ -6,6 +6,14 @@ Each batch is copied into a temporary staging table and moved into ``fixes``
 with ``ON CONFLICT DO NOTHING`` (COPY itself cannot skip duplicates);
 ``vehicles`` gets the newest non-late position per vehicle; alerts are
 inserted (unique per vehicle, key and start time) or closed.
+
+Alerts go the same way, through ``alerts_stage``: a dense city raises a zone
+enter or exit every few fixes, and one statement per event cost more than
+the rest of the batch. They are applied in the order the engine raised them,
+in rounds: round *n* holds the *n*-th event of each (vehicle, key), so the
+events of one round touch different alerts and one statement can apply them
+all, while a vehicle that leaves and re-enters a zone within one batch gets
+its end applied before its next start.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.types.json import Jsonb, set_json_dumps
+from psycopg.types.json import set_json_dumps
 
 from gpsd_server.model import Event, Fix, FixFlag, Sensors
 
@@ -32,7 +40,14 @@ TYPES = (
 _json_encoder = msgspec.json.Encoder()
 set_json_dumps(lambda obj: _json_encoder.encode(obj).decode())
 
-STAGE_SQL = "CREATE TEMP TABLE IF NOT EXISTS fixes_stage (LIKE fixes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+STAGE_SQL = """
+CREATE TEMP TABLE IF NOT EXISTS fixes_stage (LIKE fixes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS alerts_stage (
+    seq int4, round int4, is_end bool, id text, vehicle_id text, kind text, key text, severity text,
+    zone_id text, route_id text, ts timestamptz, raised_at timestamptz, lon float8, lat float8,
+    ended_ts timestamptz, ended_at timestamptz, details jsonb
+) ON COMMIT DELETE ROWS;
+"""
 _MOVE_SQL = (
     f"INSERT INTO fixes ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM fixes_stage ON CONFLICT DO NOTHING"
 )
@@ -53,15 +68,44 @@ WHERE v.last_ts IS NULL OR excluded.last_ts >= v.last_ts
 """
 
 
-_ALERT_INSERT = """
-INSERT INTO alerts (id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat,
-                    ended_ts, ended_at, details)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ALERT_STAGE_COLUMNS = (
+    "seq", "round", "is_end", "id", "vehicle_id", "kind", "key", "severity", "zone_id", "route_id",
+    "ts", "raised_at", "lon", "lat", "ended_ts", "ended_at", "details",
+)  # fmt: skip
+ALERT_STAGE_TYPES = (
+    "int4", "int4", "bool", "text", "text", "text", "text", "text", "text", "text",
+    "timestamptz", "timestamptz", "float8", "float8", "timestamptz", "timestamptz", "jsonb",
+)  # fmt: skip
+_ALERT_COLUMNS = (
+    "id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat, ended_ts, ended_at, details"
+)
+_ALERT_VALUES = (
+    "s.id::uuid, s.vehicle_id, s.kind, s.key, s.severity, s.zone_id, s.route_id, s.ts, s.raised_at, s.lon, s.lat,"
+    " s.ended_ts, s.ended_at, s.details"
+)
+# Starts and instants of one round: a start while the same alert is still
+# open (alerts_one_active) or already stored (a batch written twice) is skipped.
+_ALERT_INSERT = f"""
+INSERT INTO alerts ({_ALERT_COLUMNS})
+SELECT {_ALERT_VALUES} FROM alerts_stage s WHERE s.round = {{n}} AND NOT s.is_end ORDER BY s.seq
 ON CONFLICT DO NOTHING
 """
-_ALERT_END = """
-UPDATE alerts SET ended_ts = %s, ended_at = %s, details = details || %s
-WHERE vehicle_id = %s AND key = %s AND ended_ts IS NULL
+# Ends of one round close the open alert of their (vehicle, key); an end whose
+# start was never stored is recorded as the whole interval. An end whose own
+# alert is already closed was applied before (the batch is written again): it
+# must not close the alert that opened after it.
+_ALERT_END = f"""
+WITH closed AS (
+    UPDATE alerts a SET ended_ts = s.ended_ts, ended_at = s.ended_at, details = a.details || s.details
+    FROM alerts_stage s
+    WHERE s.round = {{n}} AND s.is_end AND a.vehicle_id = s.vehicle_id AND a.key = s.key AND a.ended_ts IS NULL
+      AND NOT EXISTS (SELECT 1 FROM alerts done WHERE done.id = s.id::uuid AND done.ended_ts IS NOT NULL)
+    RETURNING s.seq
+)
+INSERT INTO alerts ({_ALERT_COLUMNS})
+SELECT {_ALERT_VALUES} FROM alerts_stage s
+WHERE s.round = {{n}} AND s.is_end AND s.seq NOT IN (SELECT seq FROM closed) ORDER BY s.seq
+ON CONFLICT DO NOTHING
 """
 
 
@@ -106,35 +150,50 @@ def fix_row(f: Fix) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-async def write_batch(conn: psycopg.AsyncConnection[Any], rows: Sequence[Fix], alerts: Sequence[AlertRow]) -> int:
-    """Write one batch in one transaction; returns the number of new rows in ``fixes``."""
-    inserted = 0
-    async with conn.transaction(), conn.cursor() as cur:
+_COPY_FIXES = f"COPY fixes_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_ALERTS = f"COPY alerts_stage ({', '.join(ALERT_STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+
+def write_batch(conn: psycopg.Connection[Any], rows: Sequence[Fix], alerts: Sequence[AlertRow]) -> int:
+    """Write one batch in one transaction; returns the number of new rows in
+    ``fixes``. Blocking: the writer calls it in a worker thread."""
+    statements: list[str] = []
+    with conn.transaction(), conn.cursor() as cur:
         if rows:
-            async with cur.copy(f"COPY fixes_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            with cur.copy(_COPY_FIXES) as copy:
                 copy.set_types(list(TYPES))
                 for f in rows:
-                    await copy.write_row(fix_row(f))
-            await cur.execute(_MOVE_SQL)
-            inserted = cur.rowcount
-            await cur.execute(_LAST_SQL)
+                    copy.write_row(fix_row(f))
+            statements += (_MOVE_SQL, _LAST_SQL)
         if alerts:
-            await _write_alerts(cur, alerts)
+            stage, rounds = alert_stage_rows(alerts)
+            with cur.copy(_COPY_ALERTS) as copy:
+                copy.set_types(list(ALERT_STAGE_TYPES))
+                for row in stage:
+                    copy.write_row(row)
+            for n, (starts, ends) in enumerate(rounds):
+                statements += [sql.format(n=n) for sql, count in ((_ALERT_INSERT, starts), (_ALERT_END, ends)) if count]
+        # One round trip for the statements (no parameters, so the simple query
+        # protocol takes several at once).
+        if statements:
+            cur.execute(";".join(statements))
+        inserted = cur.rowcount if rows else 0  # the first statement's: the move into fixes
     return max(inserted, 0)
 
 
-async def _write_alerts(cur: psycopg.AsyncCursor[Any], alerts: Sequence[AlertRow]) -> None:
-    starts = [alert_insert_params(a) for a in alerts if a.event.phase != "end"]
-    if starts:
-        await cur.executemany(_ALERT_INSERT, [_jsonb(p) for p in starts])
-    for a in alerts:
+def alert_stage_rows(alerts: Sequence[AlertRow]) -> tuple[list[tuple[Any, ...]], list[list[int]]]:
+    """Staging rows in event order, and per round how many starts and ends it holds."""
+    seen: dict[tuple[str, str], int] = {}
+    rounds: list[list[int]] = []
+    rows = []
+    for seq, a in enumerate(alerts):
         e = a.event
-        if e.phase != "end":
-            continue
-        await cur.execute(_ALERT_END, (utc(e.ts), utc(a.raised_at), Jsonb(e.details), e.vehicle_id, e.key))
-        if cur.rowcount == 0:
-            await cur.execute(_ALERT_INSERT, _jsonb(alert_insert_params(a)))
-
-
-def _jsonb(params: tuple[Any, ...]) -> tuple[Any, ...]:
-    return (*params[:-1], Jsonb(params[-1]))
+        k = (e.vehicle_id, e.key)
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        if n == len(rounds):
+            rounds.append([0, 0])
+        is_end = e.phase == "end"
+        rounds[n][is_end] += 1
+        rows.append((seq, n, is_end, *alert_insert_params(a)))
+    return rows, rounds

@@ -120,7 +120,13 @@ class TrackWriter:
         self._has_room.set()
         self._closing = False
         self._deadline = float("inf")
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        # A blocking connection, used from a worker thread one operation at a
+        # time: ingest cycles hold the event loop for up to a tenth of a second,
+        # and a batch written through an asyncio connection needed about 17
+        # turns of the loop (round trips, COPY flushes), so under load each
+        # write waited for many cycles and the broker's window for its
+        # acknowledgements. In a thread it waits for the database only.
+        self._conn: psycopg.Connection[Any] | None = None
         self._abandoned: set[asyncio.Task[None]] = set()
         self._spool = Spool(spool_path, max_bytes=spool_max_bytes)
         self._read_offset = self._spool.start  # first record not yet replayed
@@ -218,7 +224,7 @@ class TrackWriter:
             await self._loop()
         finally:
             if self._conn is not None:
-                await self._conn.close()
+                await asyncio.to_thread(self._conn.close)
             await asyncio.to_thread(self._spool.close, remove_if_empty=True)
 
     # -- the loop -------------------------------------------------------------
@@ -340,8 +346,8 @@ class TrackWriter:
             raise exc
         self.stats.failures += 1
         if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            await asyncio.to_thread(conn.close)
         return _first_line(exc)
 
     def _db_down(self, why: str) -> None:
@@ -373,20 +379,28 @@ class TrackWriter:
     async def _connect_only(self) -> None:
         await self._connect()
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+    async def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = None
-            conn = await psycopg.AsyncConnection.connect(
-                self._dsn, connect_timeout=max(1, int(self._connect_timeout)), application_name="gpsd-writer"
-            )
-            await conn.execute(STAGE_SQL)
-            await conn.commit()
-            self._conn = conn
+            self._conn = await asyncio.to_thread(self._open)
         return self._conn
+
+    def _open(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(
+            self._dsn, connect_timeout=max(1, int(self._connect_timeout)), application_name="gpsd-writer"
+        )
+        try:
+            conn.execute(STAGE_SQL)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def _write(self, rows: list[Fix], alerts: list[AlertRow]) -> None:
         t0 = time.perf_counter()
-        inserted = await write_batch(await self._connect(), rows, alerts)
+        conn = await self._connect()
+        inserted = await asyncio.to_thread(write_batch, conn, rows, alerts)
         self.stats.alerts_written += len(alerts)
         self.stats.rows_copied += len(rows)
         self.stats.rows_inserted += inserted

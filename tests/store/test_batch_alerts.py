@@ -1,0 +1,83 @@
+"""Alerts written through the staging table: applied in the order the engine
+raised them, idempotent when a batch is written twice."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from gpsd_server.model import Event, Phase
+from gpsd_server.store.batch import STAGE_SQL, AlertRow, alert_stage_rows, write_batch
+from gpsd_server.store.schema import migrate
+
+T0 = 1.7e9
+
+
+def row(phase: Phase, ts: float, key: str = "zone:Z1", vehicle: str = "V1", alert_id: str | None = None) -> AlertRow:
+    e = Event("zone", phase, vehicle, ts, 112.3, 28.5, key, "info", zone_id="Z1", details={"at": ts})
+    return AlertRow(alert_id or str(uuid.uuid4()), e, ts + 1)
+
+
+@pytest.fixture
+async def conn(database: str) -> AsyncIterator[psycopg.Connection[Any]]:
+    async with await psycopg.AsyncConnection.connect(database) as c:
+        await migrate(c)
+    with psycopg.connect(database) as c:
+        c.execute("DELETE FROM alerts")
+        c.execute(STAGE_SQL)
+        c.commit()
+        yield c
+
+
+def alerts(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    rows = conn.execute(
+        "SELECT extract(epoch FROM ts), extract(epoch FROM ended_ts), details FROM alerts ORDER BY ts"
+    ).fetchall()
+    conn.commit()
+    return [(float(ts), None if end is None else float(end), details) for ts, end, details in rows]
+
+
+def test_rounds_hold_one_event_per_alert_key() -> None:
+    batch = [row("start", T0), row("start", T0, key="k2"), row("end", T0 + 10), row("start", T0 + 20)]
+    rows, rounds = alert_stage_rows(batch)
+    assert [(r[0], r[1], r[2]) for r in rows] == [(0, 0, False), (1, 0, False), (2, 1, True), (3, 2, False)]
+    assert rounds == [[2, 0], [0, 1], [1, 0]]
+
+
+def test_leave_and_reenter_within_one_batch(conn: psycopg.Connection[Any]) -> None:
+    first = row("start", T0)
+    write_batch(conn, [], [first])
+    # One batch: the first visit ends, a second starts, ends, and a third starts.
+    second = row("start", T0 + 20)
+    batch = [row("end", T0 + 10, alert_id=first.id), second, row("end", T0 + 30, alert_id=second.id)]
+    batch.append(row("start", T0 + 40))
+    write_batch(conn, [], batch)
+    got = alerts(conn)
+    assert [(ts - T0, None if end is None else end - T0) for ts, end, _ in got] == [
+        (0.0, 10.0),
+        (20.0, 30.0),
+        (40.0, None),
+    ]
+    assert got[0][2] == {"at": T0 + 10}  # the end's details merged into the start's
+
+
+def test_batch_written_twice_stores_alerts_once(conn: psycopg.Connection[Any]) -> None:
+    start = row("start", T0)
+    batch = [start, row("end", T0 + 10, alert_id=start.id), row("start", T0 + 20), row("instant", T0 + 25, key="sos")]
+    write_batch(conn, [], batch)
+    before = alerts(conn)
+    write_batch(conn, [], batch)
+    assert alerts(conn) == before
+    assert len(before) == 3
+
+
+def test_end_without_a_stored_start_records_the_interval(conn: psycopg.Connection[Any]) -> None:
+    end = row("end", T0 + 60)
+    end.event.details["start_ts"] = T0
+    write_batch(conn, [], [end])
+    got = alerts(conn)
+    assert [(ts - T0, None if e is None else e - T0) for ts, e, _ in got] == [(0.0, 60.0)]
