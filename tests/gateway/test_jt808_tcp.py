@@ -22,11 +22,12 @@ from gpsd_server.core.decode_jt808 import decode_jt808, phone_from_topic
 from gpsd_server.gateway.jt808_session import SessionSettings
 from gpsd_server.gateway.jt808_tcp import GatewaySettings, Jt808Gateway, MqttPublisher
 from gpsd_server.model import Fix, FixFlag
+from tests.conftest import MQTT_PORT
 from tools.jt808_terminal import SimulatedTerminal, TerminalError, location
 
 SOS = 1 << 0
 POWER_CUT = 1 << 8
-BROKER = ("127.0.0.1", 18830)
+BROKER = ("127.0.0.1", MQTT_PORT)
 
 
 @dataclass
@@ -192,9 +193,9 @@ async def broker_reachable() -> bool:
     return True
 
 
-async def test_mqtt_round_trip_through_the_broker() -> None:
-    if not await broker_reachable():
-        pytest.skip(f"no MQTT broker on {BROKER[0]}:{BROKER[1]} (start it with tools/services.sh start)")
+async def test_mqtt_round_trip_through_the_broker(services: None) -> None:
+    # The `services` fixture starts the project's broker when it is not running.
+    assert await broker_reachable(), f"no MQTT broker on {BROKER[0]}:{BROKER[1]}"
     prefix = f"test-jt808-{uuid.uuid4().hex[:8]}"
     publisher = MqttPublisher(*BROKER, client_id=f"{prefix}-gw")
     settings = GatewaySettings(session=SessionSettings(auth_code="", topic_prefix=prefix))
