@@ -67,6 +67,8 @@ class Page:
             await self.page.add_init_script(f"localStorage.setItem('gpsd.token', {token!r})")
         await self.page.goto(self.server.http + "/")
         await self.page.wait_for_function("window.gpsd && document.body.classList.contains('ready')", timeout=15000)
+        # Live messages published from now on reach the page: its socket is registered with the hub.
+        await self.page.wait_for_function("window.gpsd.liveConnected()", timeout=15000)
 
     async def js(self, expression: str, arg: Any = None) -> Any:
         return await self.page.evaluate(expression, arg)

@@ -157,6 +157,9 @@ function handleLive(msg) {
   switch (msg.type) {
     case "snapshot":
       for (const v of msg.vehicles || []) app.store.enqueue(v);
+      // Each (re)connect: fetch the desk again, so alerts raised while the
+      // socket was down (or before it was up) are not missed.
+      app.alerts?.load().catch(() => {});
       break;
     case "position":
       app.store.enqueue(msg);
