@@ -27,14 +27,16 @@ PG_BIN="/usr/lib/postgresql/$PG_VERSION/bin"
 PG_DATA="$STATE/pg"
 PG_SOCK="$STATE/pgsock"
 MQ_DIR="$STATE/mosquitto"
-# PostgreSQL runs as the postgres user, which must reach its data folder. A
-# checkout under a private home (mode 700) is not reachable: keep the cluster
-# under /var/lib/gpsd-server then, keyed by the state folder's path.
+# PostgreSQL runs as the postgres user and Mosquitto drops to the mosquitto
+# user; both must reach their folders. A checkout under a private folder
+# (mode 700, e.g. mktemp -d) is not reachable: keep both services' data under
+# /var/lib/gpsd-server then, keyed by the state folder's path.
 if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1 \
         && ! runuser -u postgres -- test -x "$(dirname "$STATE")" 2>/dev/null; then
     PG_HOME="/var/lib/gpsd-server/$(printf '%s' "$STATE" | sha1sum | cut -c1-12)"
     PG_DATA="$PG_HOME/pg"
     PG_SOCK="$PG_HOME/pgsock"
+    MQ_DIR="$PG_HOME/mosquitto"
 fi
 APT_PACKAGES=(postgresql-$PG_VERSION postgresql-server-dev-$PG_VERSION cmake mosquitto
               build-essential dpkg-dev)
@@ -116,7 +118,7 @@ pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
 
 # PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
 as_pg() {
-    if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [[ $EUID -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 start_pg() {
