@@ -1,4 +1,9 @@
-"""The ``gpsd-server`` command: run, check-config, migrate."""
+"""The ``gpsd-server`` command: run, check-config, migrate, token.
+
+``--config`` and ``--log-level`` are accepted before or after the command
+(``gpsd-server --config X token create ...`` and ``gpsd-server token create
+--config X ...`` mean the same).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ import sys
 from pathlib import Path
 
 from gpsd_server import __version__, config
-from gpsd_server.errors import ConfigError
+from gpsd_server.errors import ConfigError, DataError
+from gpsd_server.settings import Config
+
+ROLES = ("viewer", "operator", "admin")
 
 
 def _default_config() -> str | None:
@@ -22,7 +30,7 @@ def _default_config() -> str | None:
     return "config.toml" if Path("config.toml").is_file() else None
 
 
-def _load(path: str | None) -> config.Config:
+def _load(path: str | None) -> Config:
     try:
         return config.load(path)
     except ConfigError as exc:
@@ -31,12 +39,25 @@ def _load(path: str | None) -> config.Config:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from gpsd_server.cityfolder import CityFolder, parse
+
     cfg = _load(args.config)
+    folder = CityFolder(config.resolve(cfg, cfg.geofences.dir))
+    try:
+        city, _ = parse(folder.geofence_files(), folder.vehicles(), label=folder.folder)
+    except DataError as exc:
+        print(f"gpsd-server: invalid city data: {exc}", file=sys.stderr)
+        return 2
     print(f"{args.config or 'defaults'}: OK")
     print(f"  mqtt      {cfg.mqtt.host}:{cfg.mqtt.port} topics {cfg.mqtt.topic_prefix}/+/fix")
     print(f"  database  {_redact(cfg.database.dsn)}")
     print(f"  http      {cfg.http.host}:{cfg.http.port}")
     print(f"  city      {cfg.city.name} ({cfg.city.timezone})")
+    print(
+        f"  geofences {folder.folder}: {len(city.zones)} zones, {len(city.routes)} routes, "
+        f"{len(city.vehicles or {})} vehicles"
+    )
+    print(f"  state     {cfg.state_dir}")
     return 0
 
 
@@ -84,6 +105,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     import psycopg
 
     from gpsd_server.api.auth import create_token
+    from gpsd_server.store import tokens
     from gpsd_server.store.schema import migrate
 
     async def main() -> int:
@@ -92,23 +114,31 @@ def cmd_token(args: argparse.Namespace) -> int:
             if args.action == "create":
                 print(await create_token(conn, name=args.name, role=args.role))
             elif args.action == "list":
-                cur = await conn.execute("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
-                for row in await cur.fetchall():
-                    print(
-                        f"{row[0]:>5}  {row[2]:<8}  {row[1]:<24}  {row[3]:%Y-%m-%d %H:%M}"
-                        f"  {'revoked' if row[4] else ''}"
-                    )
-            else:
-                cur = await conn.execute(
-                    "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (args.id,)
-                )
-                if cur.rowcount == 0:
-                    print(f"gpsd-server: no active token {args.id}", file=sys.stderr)
-                    return 1
+                for t in await tokens.all_tokens(conn):
+                    revoked = "revoked" if t.revoked_at else ""
+                    print(f"{t.id:>5}  {t.role:<8}  {t.name:<24}  {t.created_at:%Y-%m-%d %H:%M}  {revoked}")
+            elif await tokens.revoke(conn, args.id):
                 print(f"revoked {args.id}")
+            else:
+                print(f"gpsd-server: no active token {args.id}", file=sys.stderr)
+                return 1
         return 0
 
     return asyncio.run(main())
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Options every command takes; on a command they override the top level's."""
+    default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=default(_default_config()),
+        help="config file (default: $GPSD_CONFIG, else ./config.toml if present, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--log-level", default=default(os.environ.get("GPSD_LOG_LEVEL", "INFO")), help="DEBUG, INFO, WARNING"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,26 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gpsd-server", description="Real-time GPS monitoring server for urban-management control rooms."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("GPSD_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING")
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    cfg_help = "config file (default: $GPSD_CONFIG, else ./config.toml if present, else built-in defaults)"
     for name, func, text in (
         ("run", cmd_run, "run the server: MQTT ingest, database writer, HTTP API and websockets"),
-        ("check-config", cmd_check_config, "validate a config file; exits non-zero naming the file, key and reason"),
+        ("check-config", cmd_check_config, "validate a config file and its city; exits 2 naming file, key and reason"),
         ("migrate", cmd_migrate, "apply database migrations and exit"),
     ):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--config", "-c", default=_default_config(), help=cfg_help)
+        _common(p, top=False)
         p.set_defaults(func=func)
     tok = sub.add_parser("token", help="create, list or revoke API tokens", description="manage API tokens")
-    tok.add_argument("--config", "-c", default=_default_config(), help=cfg_help)
+    _common(tok, top=False)
     tok.set_defaults(func=cmd_token)
     actions = tok.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a token and print it (shown only once)")
+    _common(create, top=False)
     create.add_argument("--name", required=True, help="who or what uses the token")
-    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
-    actions.add_parser("list", help="list tokens (never their values)")
+    create.add_argument("--role", required=True, choices=ROLES)
+    _common(actions.add_parser("list", help="list tokens (never their values)"), top=False)
     revoke = actions.add_parser("revoke", help="revoke a token by id")
+    _common(revoke, top=False)
     revoke.add_argument("id", type=int)
     return parser
 

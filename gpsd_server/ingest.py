@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import struct
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,7 +34,8 @@ import paho.mqtt.client as paho_mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from gpsd_server.config import MqttSettings
+from gpsd_server.backoff import Backoff
+from gpsd_server.settings import IngestSettings, MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +53,21 @@ class Incoming:
 Handler = Callable[[Sequence[Incoming]], Awaitable[Awaitable[None]]]
 
 
-def jittered(delay: float) -> float:
-    return delay * (0.5 + random.random())
-
-
 class MqttIngest:
     def __init__(
         self,
         *,
         settings: MqttSettings,
+        cycle: IngestSettings,
         topics: Sequence[str],
         handler: Handler,
-        cycle_max_messages: int = 5000,
-        cycle_max_bytes: int = 1 << 20,
-        receive_maximum: int = 2000,
     ) -> None:
-        self._cycle_max_bytes = cycle_max_bytes
+        self._cycle_max_bytes = cycle.cycle_max_bytes
         self._s = settings
         self._topics = list(topics)
         self._handler = handler
-        self._cycle_max = cycle_max_messages
-        self._receive_max = receive_maximum
+        self._cycle_max = cycle.cycle_max_messages
+        self._receive_max = settings.receive_maximum
         self._client: aiomqtt.Client | None = None
         self._fast: _FastPath | None = None
         # Not bounded here: the broker never has more than receive_maximum
@@ -91,9 +85,13 @@ class MqttIngest:
         self.messages_in = 0
         self.connects = 0
 
+    @property
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
     def _make_client(self) -> aiomqtt.Client:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600 if self._s.persistent_session else 0
+        props.SessionExpiryInterval = self._s.session_expiry_s if self._s.persistent_session else 0
         props.ReceiveMaximum = self._receive_max
         tls = None
         if self._s.tls:
@@ -130,7 +128,7 @@ class MqttIngest:
             log.debug("publish to %s failed: %s", topic, exc)
 
     async def run(self) -> None:
-        delay = self._s.reconnect_min_s
+        backoff = Backoff(self._s.reconnect_min_s, self._s.reconnect_max_s)
         while True:
             try:
                 async with self._make_client() as client:
@@ -142,7 +140,7 @@ class MqttIngest:
                         "MQTT connected to %s:%d, subscribed to %s", self._s.host, self._s.port, ", ".join(self._topics)
                     )
                     self.connected.set()
-                    delay = self._s.reconnect_min_s
+                    backoff.reset()
                     # Not a TaskGroup: its ExceptionGroup would hide MqttError.
                     acker = asyncio.create_task(self._ack_loop(client), name="mqtt-acker")
                     try:
@@ -154,12 +152,11 @@ class MqttIngest:
                 self.connected.clear()
                 self._client = None
                 self._drop_pending_acks()
-                wait = jittered(delay)
+                wait = backoff.next()
                 log.warning(
                     "MQTT %s:%d unavailable (%s); reconnecting in %.1f s", self._s.host, self._s.port, exc, wait
                 )
                 await asyncio.sleep(wait)
-                delay = min(delay * 2, self._s.reconnect_max_s)
 
     def _drop_pending_acks(self) -> None:
         # Unacknowledged messages are redelivered by the broker on the next

@@ -11,7 +11,6 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-VehicleClass = Literal["muck_truck", "mixer_truck", "patrol", "other"]
 VEHICLE_CLASSES: tuple[str, ...] = ("muck_truck", "mixer_truck", "patrol", "other")
 
 DrumState = Literal["cw", "ccw", "stopped"]
@@ -61,10 +60,6 @@ class Fix:
     mileage_km: float | None = None
     source: str = "native"  # native | owntracks | jt808
     flags: int = 0  # FixFlag bits
-
-    @property
-    def late(self) -> bool:
-        return bool(self.flags & FixFlag.LATE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,30 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import psycopg
 
-from gpsd_server.api.history_params import history_settings
+from gpsd_server.settings import HistorySettings
+from gpsd_server.store.db import DB_ERRORS, Database
 from gpsd_server.store.history import drop_old_fixes
-
-if TYPE_CHECKING:
-    from gpsd_server.app import Server
 
 log = logging.getLogger(__name__)
 
 
-async def retention_pass(server: Server, now: datetime | None = None) -> list[str]:
+async def retention_pass(
+    db: Database, settings: HistorySettings, *, timescaledb: bool, now: datetime | None = None
+) -> list[str]:
     """One pass: what was dropped (chunk names or a row count); [] when retention is off."""
-    settings = history_settings(server.cfg)
     if settings.retention_days <= 0:
         return []
     cut = (now or datetime.now(UTC)) - timedelta(days=settings.retention_days)
-    async with server.pool.connection() as conn:
-        dropped = await drop_old_fixes(
-            conn, cut, timescaledb=server.timescaledb, batch_rows=settings.retention_batch_rows
-        )
+    async with db.connection() as conn:
+        dropped = await drop_old_fixes(conn, cut, timescaledb=timescaledb, batch_rows=settings.retention_batch_rows)
     if dropped:
         log.info("retention: dropped fixes older than %s: %s", cut.isoformat(timespec="seconds"), ", ".join(dropped))
     else:
@@ -41,19 +38,17 @@ async def retention_pass(server: Server, now: datetime | None = None) -> list[st
     return dropped
 
 
-async def run_retention(server: Server) -> None:
+async def run_retention(db: Database, settings: HistorySettings, timescaledb: Callable[[], bool]) -> None:
     """The scheduled task: a pass at start, then every ``retention_check_s``."""
-    settings = history_settings(server.cfg)
     if settings.retention_days <= 0:
         log.info("retention off ([history] retention_days = 0): fixes are kept forever")
-        # Stay alive: the server stops when any of its tasks ends.
-        await asyncio.Event().wait()
+        return
     log.info(
         "retention: keeping %g days of fixes, checking every %g s", settings.retention_days, settings.retention_check_s
     )
     while True:
         try:
-            await retention_pass(server)
-        except (psycopg.Error, OSError) as exc:
+            await retention_pass(db, settings, timescaledb=timescaledb())
+        except (psycopg.Error, *DB_ERRORS) as exc:
             log.warning("retention pass failed (%s); retrying in %g s", exc, settings.retention_check_s)
         await asyncio.sleep(settings.retention_check_s)

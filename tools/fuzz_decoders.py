@@ -36,14 +36,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gpsd_server.core.decode import DecodeLimits, decode_native
-from gpsd_server.core.decode_jt808 import decode_jt808, terminal_registry
-from gpsd_server.core.decode_owntracks import decode_owntracks
+from gpsd_server.core.decode.jt808 import decode_jt808, terminal_registry
+from gpsd_server.core.decode.native import decode_native
+from gpsd_server.core.decode.owntracks import decode_owntracks
 from gpsd_server.errors import DecodeError
 from gpsd_server.model import Fix
+from gpsd_server.settings import IngestSettings
 
 NOW = 1_795_000_000.0  # a fixed clock: runs are reproducible
-LIMITS = DecodeLimits(max_payload_bytes=65536, max_batch_items=200)
+LIMITS = IngestSettings(max_payload_bytes=65536, max_batch_items=200)
 PHONE, VEHICLE, DEVICE = "13800138000", "MT-001", "alice/phone"
 TERMINALS = terminal_registry([(PHONE, VEHICLE)])
 DEVICES = {DEVICE: "PT-001"}

@@ -21,9 +21,9 @@ import math
 import time
 from types import TracebackType
 
-from gpsd_server.core import jt808
-from gpsd_server.core import jt808_messages as m
-from gpsd_server.core.jt808 import Edition, Frame, Header
+from gpsd_server.core.jt808 import frame as jt808
+from gpsd_server.core.jt808 import messages as m
+from gpsd_server.core.jt808.frame import Edition, Frame, Header
 
 STATUS_ACC = 1 << 0
 STATUS_POSITIONED = 1 << 1

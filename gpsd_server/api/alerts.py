@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Body, Depends, Query
-from psycopg.rows import dict_row
+from fastapi.responses import Response
 
+from gpsd_server import alerts as view
+from gpsd_server import wire
 from gpsd_server.api.auth import Principal, require
+from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter, parse_time
-
-if TYPE_CHECKING:
-    from gpsd_server.app import Server
-
-_COLUMNS = (
-    "id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat, ended_ts, ended_at,"
-    " details, state, acked_by, acked_at, closed_by, closed_at, comment"
-)
-
-
-def alert_json(row: dict[str, Any], server: Server) -> dict[str, Any]:
-    out = dict(row)
-    out["id"] = str(row["id"])
-    for k in ("ts", "raised_at", "ended_ts", "ended_at", "acked_at", "closed_at"):
-        if out.get(k) is not None:
-            out[k] = out[k].isoformat()
-    info = server.pipeline.vehicles.get(row["vehicle_id"])
-    out["plate"] = info.plate if info else None
-    out["class"] = info.vehicle_class if info else None
-    out["zone_name"] = server.pipeline.place_name(row["zone_id"] or row["route_id"])
-    out["active"] = row["ended_ts"] is None
-    return out
+from gpsd_server.api.responses import json_response
+from gpsd_server.store import alerts as store
+from gpsd_server.store.alerts import AlertRecord, TransitionRefused
 
 
 def _alert_id(value: str) -> uuid.UUID:
@@ -42,8 +26,9 @@ def _alert_id(value: str) -> uuid.UUID:
         raise BadParameter("alert_id", "not an alert id (UUID)") from None
 
 
-def router(server: Server) -> APIRouter:
+def router(services: ApiServices) -> APIRouter:
     r = APIRouter(prefix="/api/alerts", tags=["alerts"])
+    directory = services.directory
 
     @r.get("")
     async def list_alerts(
@@ -55,69 +40,44 @@ def router(server: Server) -> APIRouter:
         kind: str | None = Query(None, description="an alert kind; 'zone' lists zone presence records"),
         since: str | None = Query(None, description="fix time lower bound, RFC 3339"),
         limit: int = Query(200, ge=1, le=5000),
-    ) -> dict[str, Any]:
-        where: list[str] = []
-        args: list[Any] = []
-        if state == "active":
-            where.append("state <> 'closed'")
-        elif state != "all":
-            where.append("state = %s")
-            args.append(state)
-        if vehicle_id:
-            where.append("vehicle_id = %s")
-            args.append(vehicle_id)
-        if kind:
-            where.append("kind = %s")
-            args.append(kind)
-        else:  # zone presence records are not alerts for the desk
-            where.append("kind <> 'zone'")
-        if since:
-            where.append("ts >= %s")
-            args.append(parse_time("since", since))
-        sql = f"SELECT {_COLUMNS} FROM alerts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts DESC LIMIT %s"
-        async with server.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.encode(), [*args, limit])
-            rows = await cur.fetchall()
-        return {"alerts": [alert_json(row, server) for row in rows]}
+    ) -> Response:
+        lower = parse_time("since", since) if since else None
+        async with services.db.connection() as conn:
+            rows = await store.list_alerts(
+                conn, state=state, vehicle_id=vehicle_id or None, kind=kind or None, since=lower, limit=limit
+            )
+        return json_response(wire.AlertList(alerts=[view.from_record(row, directory) for row in rows]))
 
-    async def _transition(alert_id: str, sql: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    async def transition(alert_id: str, change: str, who: Principal, comment: str = "") -> Response:
         aid = _alert_id(alert_id)
-        async with server.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.encode(), (*args, aid))
-            row = await cur.fetchone()
-            if row is None:
-                await cur.execute("SELECT state FROM alerts WHERE id = %s", (aid,))
-                current = await cur.fetchone()
-                if current is None:
-                    raise BadParameter("alert_id", "no such alert", status=404)
-                raise BadParameter("alert_id", f"alert is {current['state']}", status=409)
-        out = alert_json(row, server)
-        server.hub.publish_alerts([{**out, "phase": "update"}])
-        return out
+        now = datetime.now(UTC)
+        try:
+            async with services.db.connection() as conn:
+                row: AlertRecord
+                if change == "ack":
+                    row = await store.acknowledge(conn, aid, by=who.name, at=now)
+                else:
+                    row = await store.close(conn, aid, by=who.name, at=now, comment=comment)
+        except TransitionRefused as exc:
+            if exc.state is None:
+                raise BadParameter("alert_id", "no such alert", status=404) from None
+            raise BadParameter("alert_id", f"alert is {exc.state}", status=409) from None
+        out: wire.Alert = view.from_record(row, directory)
+        update: wire.Alert = view.from_record(row, directory)
+        update.phase = "update"
+        services.live.publish_alerts([update])
+        return json_response(out)
 
     @r.post("/{alert_id}/ack")
-    async def ack(alert_id: str, who: Principal = Depends(require("operator"))) -> dict[str, Any]:
-        return await _transition(
-            alert_id,
-            f"UPDATE alerts SET state = 'acked', acked_by = %s, acked_at = %s"
-            f" WHERE state = 'open' AND id = %s RETURNING {_COLUMNS}",
-            (who.name, datetime.now(UTC)),
-        )
+    async def ack(alert_id: str, who: Principal = Depends(require("operator"))) -> Response:
+        return await transition(alert_id, "ack", who)
 
     @r.post("/{alert_id}/close")
     async def close(
         alert_id: str,
         comment: str = Body("", embed=True, max_length=2000),
         who: Principal = Depends(require("operator")),
-    ) -> dict[str, Any]:
-        return await _transition(
-            alert_id,
-            f"UPDATE alerts SET state = 'closed', closed_by = %s, closed_at = %s, comment = %s"
-            f" WHERE state <> 'closed' AND id = %s RETURNING {_COLUMNS}",
-            (who.name, datetime.now(UTC), comment),
-        )
+    ) -> Response:
+        return await transition(alert_id, "close", who, comment)
 
     return r

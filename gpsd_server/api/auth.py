@@ -20,11 +20,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import psycopg
 from fastapi import HTTPException, Request, WebSocket
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from gpsd_server.store import tokens
+from gpsd_server.store.db import DB_ERRORS, Database
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -59,8 +61,8 @@ class AuthError(HTTPException):
 class TokenStore:
     """Digest -> principal, cached briefly so a request costs no query."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self._cache: dict[bytes, tuple[Principal | None, float]] = {}
 
     async def lookup(self, token: str) -> Principal | None:
@@ -70,20 +72,17 @@ class TokenStore:
         if hit is not None and now - hit[1] < _CACHE_S:
             return hit[0]
         try:
-            async with self._pool.connection(timeout=5) as conn:
-                cur = await conn.execute(
-                    "SELECT name, role, digest FROM api_tokens WHERE digest = %s AND revoked_at IS NULL", (d,)
-                )
-                row = await cur.fetchone()
-        except (psycopg.Error, PoolTimeout):
+            async with self._db.connection(wait_s=5) as conn:
+                row = await tokens.lookup(conn, d)
+        except (psycopg.Error, *DB_ERRORS):
             # Database away: a token seen before keeps working (the control
             # room must not be locked out during an outage); others wait.
             if hit is not None:
                 return hit[0]
             raise AuthError(503, "cannot check the token: database unavailable") from None
         principal = None
-        if row is not None and hmac.compare_digest(bytes(row[2]), d):
-            principal = Principal(row[0], row[1])
+        if row is not None and hmac.compare_digest(row[2], d):
+            principal = Principal(row[0], cast(Role, row[1]))
         if len(self._cache) > 10000:
             self._cache.clear()
         self._cache[d] = (principal, now)
@@ -138,5 +137,5 @@ async def create_token(conn: psycopg.AsyncConnection[Any], *, name: str, role: R
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     token = new_token()
-    await conn.execute("INSERT INTO api_tokens (name, role, digest) VALUES (%s, %s, %s)", (name, role, digest(token)))
+    await tokens.insert(conn, name=name, role=role, digest=digest(token))
     return token

@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 import msgspec
 
 from gpsd_server.store.history import LATE, TrackRow
+from gpsd_server.wire import ts_text
 
 Pages = Callable[[bool], AsyncIterator[list[TrackRow]]]
 _encode = msgspec.json.Encoder().encode
@@ -103,7 +104,7 @@ async def csv_rows(pages: Pages, vehicle_id: str) -> AsyncIterator[bytes]:
         for r in rows:
             late = int(bool(r[6] & LATE))
             writer.writerow(
-                (vehicle_id, r[0].isoformat(), r[1], r[2], _round(r[3]), _round(r[4]), _round(r[5]), r[6], late)
+                (vehicle_id, ts_text(r[0]), r[1], r[2], _round(r[3]), _round(r[4]), _round(r[5]), r[6], late)
             )
         yield out.getvalue().encode()
 

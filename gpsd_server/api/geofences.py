@@ -15,27 +15,20 @@ loader refused, the file, the feature or vehicle id and the reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import tempfile
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
+from fastapi.responses import Response
 
 from gpsd_server.api.auth import require
+from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter
-from gpsd_server.citydata import VEHICLES_FILE
-from gpsd_server.config import resolve
-from gpsd_server.core.city import City, load_city
+from gpsd_server.api.responses import json_response
+from gpsd_server.cityfolder import VEHICLES_FILE
 from gpsd_server.errors import DataError
-
-if TYPE_CHECKING:
-    from gpsd_server.app import Server
 
 log = logging.getLogger(__name__)
 
@@ -166,120 +159,27 @@ def check_vehicle_limits(doc: Any) -> None:
         raise RejectedData("body", DataError(VEHICLES_FILE, "(file)", f"more than {MAX_VEHICLES} vehicles"), 413)
 
 
-class CityFolder:
-    """The geofences folder as name -> bytes, and atomic writes into it."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def geofence_files(self) -> dict[str, bytes]:
-        if not self.folder.is_dir():
-            return {}
-        return {p.name: p.read_bytes() for p in sorted(self.folder.glob("*.geojson")) if p.is_file()}
-
-    def vehicles(self) -> bytes | None:
-        path = self.folder / VEHICLES_FILE
-        return path.read_bytes() if path.is_file() else None
-
-    def write(self, name: str, data: bytes) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # Not *.geojson, so a reload never sees a half-written file.
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.folder / name)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def restore(self, name: str, data: bytes | None) -> None:
-        if data is None:
-            with contextlib.suppress(FileNotFoundError):
-                (self.folder / name).unlink()
-        else:
-            self.write(name, data)
-
-
-def validate(geofences: dict[str, bytes], vehicles: bytes | None) -> City:
-    """The pure loader over the city as it would be; runs in a worker thread."""
-    files = sorted(geofences.items())
-    try:
-        return load_city(files, (VEHICLES_FILE, vehicles) if vehicles is not None else None)
-    except (TypeError, AttributeError, RecursionError) as exc:
-        # A loader gap, not the client's fault alone: refuse the data, keep serving.
-        log.warning("geofence loader failed on uploaded data: %r", exc)
-        raise DataError("(upload)", "(file)", "data not understood") from None
-
-
-def router(server: Server) -> APIRouter:
+def router(services: ApiServices) -> APIRouter:
     r = APIRouter(tags=["city"])
-    lock = asyncio.Lock()  # one change of the folder at a time
+    city = services.city
 
-    def folder() -> CityFolder:
-        return CityFolder(resolve(server.cfg, server.cfg.geofences.dir))
-
-    async def apply(name: str, data: bytes | None, parameter: str) -> dict[str, Any]:
-        """Validate the city with ``name`` replaced by ``data`` (None: removed), then write and reload."""
-        city_folder = folder()
-        geofences = city_folder.geofence_files()
-        vehicles = city_folder.vehicles()
-        previous = vehicles if name == VEHICLES_FILE else geofences.get(name)
-        if name == VEHICLES_FILE:
-            vehicles = data
-        elif data is None:
-            geofences.pop(name, None)
-        else:
-            geofences[name] = data
+    async def apply(name: str, data: bytes | None, parameter: str) -> Response:
+        """Validate the city with ``name`` replaced by ``data`` (None: removed), then write and swap it in."""
         try:
-            await asyncio.to_thread(validate, geofences, vehicles)
+            loaded = await city.replace(name, data)
         except DataError as exc:
             raise RejectedData(parameter, exc) from None
-        if data is None:
-            city_folder.restore(name, None)
-        else:
-            city_folder.write(name, data)
-        try:
-            loaded = server.load_city()
-        except DataError as exc:  # the folder changed under us: put the old file back
-            city_folder.restore(name, previous)
-            with contextlib.suppress(DataError):
-                server.load_city()
-            raise BadParameter(parameter, f"not applied: {exc.reason}", status=409) from None
-        await server.sync_registry()
-        c = loaded.city
-        return {
-            "file": name,
-            "zones": len(c.zones),
-            "routes": len(c.routes),
-            "markers": len(c.markers),
-            "vehicles": len(c.vehicles or {}),
-            "files": sorted(Path(f).name for f in loaded.files),
-        }
+        except FileNotFoundError:
+            raise BadParameter("name", "no such geofence file", status=404) from None
+        return json_response({"file": name, **loaded.summary()})
 
     @r.get("/api/geofences/files", dependencies=[Depends(require("viewer"))])
-    async def list_files() -> dict[str, Any]:
+    async def list_files() -> Response:
         """The geofence files and the vehicle registry in the geofences folder."""
-        base = folder().folder
-        paths = sorted(base.glob("*.geojson")) if base.is_dir() else []
-        vehicles = base / VEHICLES_FILE
-        if vehicles.is_file():
-            paths.append(vehicles)
-        return {
-            "files": [
-                {
-                    "name": p.name,
-                    "bytes": (st := p.stat()).st_size,
-                    "modified": datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
-                }
-                for p in paths
-                if p.is_file()
-            ],
-            "error": server.city_error,
-        }
+        files = await asyncio.to_thread(city.folder.listing)
+        return json_response(
+            {"files": [{"name": f.name, "bytes": f.bytes, "modified": f.modified} for f in files], "error": city.error}
+        )
 
     @r.put(
         "/api/geofences/files/{name}",
@@ -291,23 +191,19 @@ def router(server: Server) -> APIRouter:
     async def put_file(
         request: Request,
         name: str = PathParam(..., pattern=NAME_PATTERN, description="e.g. zones.geojson"),
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Add or replace one GeoJSON FeatureCollection; applied only if the whole city loads."""
         body = await read_body(request)
         doc = parse_document(body)
         check_geofence_limits(name, doc)
-        async with lock:
-            return await apply(name, body, "body")
+        return await apply(name, body, "body")
 
     @r.delete("/api/geofences/files/{name}", dependencies=[Depends(require("admin"))])
     async def delete_file(
         name: str = PathParam(..., pattern=NAME_PATTERN, description="e.g. zones.geojson"),
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Remove one geofence file; refused if the rest would not load (e.g. permits refer to it)."""
-        async with lock:
-            if name not in folder().geofence_files():
-                raise BadParameter("name", "no such geofence file", status=404)
-            return await apply(name, None, "name")
+        return await apply(name, None, "name")
 
     @r.put(
         "/api/vehicles/registry",
@@ -315,11 +211,10 @@ def router(server: Server) -> APIRouter:
         dependencies=[Depends(require("admin"))],
         openapi_extra=_json_body(_VEHICLES_SCHEMA),
     )
-    async def put_vehicles(request: Request) -> dict[str, Any]:
+    async def put_vehicles(request: Request) -> Response:
         """Replace vehicles.json (vehicles and permits); applied only if the whole city loads."""
         body = await read_body(request)
         check_vehicle_limits(parse_document(body))
-        async with lock:
-            return await apply(VEHICLES_FILE, body, "body")
+        return await apply(VEHICLES_FILE, body, "body")
 
     return r

@@ -1,7 +1,5 @@
 """History routes: a vehicle's track (GeoJSON, GPX, CSV; simplified or
-bucketed), its trips and stops, who is or was inside a zone; the report
-routes (``api.reports``) and the replay websocket (``api.replay``) are
-mounted by the same ``router(server)``.
+bucketed), its trips and stops, who is or was inside a zone.
 
 Tracks stream from a server-side cursor on a pool connection of their own:
 a month of one vehicle passes through in pages, and ingest (which writes on
@@ -12,30 +10,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, WebSocket
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
-from gpsd_server.api import exports, replay, reports
+from gpsd_server import wire
+from gpsd_server.api import exports
 from gpsd_server.api.auth import require
+from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.history_params import (
     TRACK_FORMATS,
-    city_shapes,
     history_range,
-    history_settings,
     parse_bucket,
     parse_format,
     parse_positive,
     parse_tolerance,
 )
 from gpsd_server.api.params import BadParameter
+from gpsd_server.api.responses import json_response
 from gpsd_server.core import history as core
+from gpsd_server.core.geo import FloatArray, IntArray
 from gpsd_server.store import history as store
-
-if TYPE_CHECKING:
-    from gpsd_server.app import Server
+from gpsd_server.store.vehicles import vehicle_exists
 
 
 def _nan_none(v: float) -> float | None:
@@ -58,26 +56,28 @@ def track_rows(track: store.Track, keep: Any) -> list[store.TrackRow]:
     ]
 
 
-def first_per_bucket(ts: core.FloatArray, bucket_s: float) -> core.IntArray:
+def first_per_bucket(ts: FloatArray, bucket_s: float) -> IntArray:
     """Index of the first fix in each time bucket (the SQL ``time_bucket`` overview, in numpy)."""
     _, first = np.unique(np.floor(ts / bucket_s), return_index=True)
     return first.astype(np.intp)
 
 
-def router(server: Server) -> APIRouter:
+def router(services: ApiServices) -> APIRouter:
     r = APIRouter(tags=["history"])
-    settings = history_settings(server.cfg)
+    settings = services.config.history
+    moving_kmh = services.config.rules.moving_kmh
+    db = services.db
 
     async def require_vehicle(vehicle_id: str) -> None:
-        async with server.pool.connection() as conn:
-            if not await store.vehicle_exists(conn, vehicle_id):
+        async with db.connection() as conn:
+            if not await vehicle_exists(conn, vehicle_id):
                 raise BadParameter("vehicle_id", f"unknown vehicle {vehicle_id!r}", status=404)
 
     async def simplified(
         vehicle_id: str, t0: datetime, t1: datetime, tolerance: float | None, bucket: timedelta | None
     ) -> list[store.TrackRow]:
         """Simplification needs every point of the range at once: capped, in arrays."""
-        async with server.pool.connection() as conn:
+        async with db.connection() as conn:
             n = await store.count_fixes(conn, vehicle_id, t0, t1)
             if n > settings.simplify_max_points:
                 raise BadParameter(
@@ -90,7 +90,7 @@ def router(server: Server) -> APIRouter:
         if bucket is not None:
             keep = first_per_bucket(track.ts, bucket.total_seconds())
         if tolerance is not None:
-            x, y = city_shapes(server).projection.to_xy(track.lon[keep], track.lat[keep])
+            x, y = services.city.shapes().projection.to_xy(track.lon[keep], track.lat[keep])
             keep = keep[core.simplify_indices(x, y, tolerance)]
         return track_rows(track, keep)
 
@@ -118,14 +118,14 @@ def router(server: Server) -> APIRouter:
             if rows is not None:
                 yield rows
                 return
-            async with server.pool.connection() as conn:
+            async with db.connection() as conn:
                 async for page in store.stream_track(
-                    conn, vehicle_id, t0, t1, bucket=step, timescaledb=server.timescaledb, line_only=line_only
+                    conn, vehicle_id, t0, t1, bucket=step, timescaledb=services.status.timescaledb, line_only=line_only
                 ):
                     yield page
 
         props = {
-            "vehicle_id": vehicle_id, "start": t0.isoformat(), "end": t1.isoformat(),
+            "vehicle_id": vehicle_id, "start": t0, "end": t1,
             "simplify_m": tolerance, "bucket_s": step.total_seconds() if step else None,
         }  # fmt: skip
         body: AsyncIterator[bytes]
@@ -148,19 +148,19 @@ def router(server: Server) -> APIRouter:
         minimum = parse_positive("min_s", min_s, settings.stop_min_s, 86400)
         t0, t1 = history_range(start, end, settings.max_range_days)
         await require_vehicle(vehicle_id)
-        async with server.pool.connection() as conn:
+        async with db.connection() as conn:
             track = (await store.fetch_tracks(conn, [vehicle_id], t0, t1)).get(vehicle_id)
         if track is None:
             return [], [], None
-        x, y = city_shapes(server).projection.to_xy(track.lon, track.lat)
+        x, y = services.city.shapes().projection.to_xy(track.lon, track.lat)
         stops = core.find_stops(track.ts, x, y, track.lon, track.lat, radius_m=radius, min_s=minimum)
         trips = core.find_trips(
-            track.ts, track.lon, track.lat, track.speed, stops, moving_kmh=settings.moving_kmh, gap_s=settings.gap_s
+            track.ts, track.lon, track.lat, track.speed, stops, moving_kmh=moving_kmh, gap_s=settings.gap_s
         )
         return stops, trips, track
 
     def place(lon: float, lat: float) -> dict[str, Any]:
-        zones = city_shapes(server).zones_at(lon, lat)
+        zones = services.city.shapes().zones_at(lon, lat)
         return {
             "lon": round(lon, 6),
             "lat": round(lat, 6),
@@ -180,10 +180,10 @@ def router(server: Server) -> APIRouter:
         end: str | None = None,
         radius_m: float | None = Query(None, description="default [history] stop_radius_m"),
         min_s: float | None = Query(None, description="default [history] stop_min_s"),
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Stops: fixes within radius_m of each other for at least min_s, each with the zones it lies in."""
         stops, _, _ = await stops_and_trips(vehicle_id, start, end, radius_m, min_s)
-        return {"vehicle_id": vehicle_id, "stops": [stop_json(s) for s in stops]}
+        return json_response({"vehicle_id": vehicle_id, "stops": [stop_json(s) for s in stops]})
 
     @r.get("/api/vehicles/{vehicle_id}/trips", dependencies=[Depends(require("viewer"))])
     async def vehicle_trips(
@@ -192,7 +192,7 @@ def router(server: Server) -> APIRouter:
         end: str | None = None,
         radius_m: float | None = Query(None, description="stop radius; default [history] stop_radius_m"),
         min_s: float | None = Query(None, description="stop minimum; default [history] stop_min_s"),
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Trips: the movements between stops, with distance, driving time and top speed."""
         stops, trips, track = await stops_and_trips(vehicle_id, start, end, radius_m, min_s)
         out = []
@@ -208,24 +208,26 @@ def router(server: Server) -> APIRouter:
                     "to": place(float(track.lon[t.last]), float(track.lat[t.last])),
                 }
             )
-        return {"vehicle_id": vehicle_id, "trips": out, "stops": len(stops)}
+        return json_response({"vehicle_id": vehicle_id, "trips": out, "stops": len(stops)})
 
     @r.get("/api/zones/{zone_id}/inside", dependencies=[Depends(require("viewer"))])
     async def zone_inside(
         zone_id: str,
         start: str | None = Query(None, description="with end: who was inside in [start, end); absent: now"),
         end: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Who is inside the zone now (the engine's confirmed presence), or who
         was inside in a past window (stored fixes, bbox in SQL, polygon in shapely)."""
-        zone = city_shapes(server).zones.get(zone_id)
+        zone = services.city.shapes().zones.get(zone_id)
         if zone is None:
             raise BadParameter("zone_id", f"unknown zone {zone_id!r}", status=404)
         if start is None and end is None:
-            inside = sorted(server.engine.vehicles_in_zone(zone_id))
-            return {"zone_id": zone_id, "name": zone.name, "now": True, "vehicles": [{"id": v} for v in inside]}
+            inside = sorted(services.presence.vehicles_in_zone(zone_id))
+            return json_response(
+                {"zone_id": zone_id, "name": zone.name, "now": True, "vehicles": [{"id": v} for v in inside]}
+            )
         t0, t1 = history_range(start, end, settings.max_range_days)
-        async with server.pool.connection() as conn:
+        async with db.connection() as conn:
             tracks = await store.fetch_tracks(conn, [], t0, t1, bbox=zone.geometry.bounds)
         per_vehicle = []
         for vehicle_id, t in tracks.items():
@@ -235,19 +237,12 @@ def router(server: Server) -> APIRouter:
                     {"id": vehicle_id, "first": iso(v.first_ts), "last": iso(v.last_ts),
                      "inside_s": round(v.inside_s, 1), "fixes": v.fixes}
                 )  # fmt: skip
-        return {
-            "zone_id": zone_id, "name": zone.name, "now": False, "start": t0.isoformat(), "end": t1.isoformat(),
-            "vehicles": per_vehicle,
-        }  # fmt: skip
-
-    r.include_router(reports.router(server, settings))
-
-    @r.websocket("/ws/replay")
-    async def ws_replay(ws: WebSocket) -> None:
-        await replay.session(server, ws, settings)
+        return json_response({
+            "zone_id": zone_id, "name": zone.name, "now": False, "start": t0, "end": t1, "vehicles": per_vehicle,
+        })  # fmt: skip
 
     return r
 
 
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+def iso(ts: float | None) -> datetime | None:
+    return None if ts is None else wire.utc(ts)

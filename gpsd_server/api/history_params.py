@@ -1,48 +1,16 @@
-"""Parameters of the history routes, each 4xx naming its parameter, and the
-``[history]`` settings as core values."""
+"""Parameters of the history routes, each 4xx naming its parameter."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import msgspec
-
 from gpsd_server.api.params import BadParameter, parse_range
-from gpsd_server.core.history import HistorySettings
-from gpsd_server.core.history_city import CityShapes
-
-if TYPE_CHECKING:
-    from gpsd_server.app import Server
-    from gpsd_server.config import Config
 
 TRACK_FORMATS = {"geojson": "application/geo+json", "gpx": "application/gpx+xml", "csv": "text/csv; charset=utf-8"}
 _BUCKET = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def history_settings(cfg: Config) -> HistorySettings:
-    """``cfg.history`` (a struct or a table) as HistorySettings; defaults when absent."""
-    section: Any = getattr(cfg, "history", None)
-    if section is None:
-        return HistorySettings()
-    raw = section if isinstance(section, dict) else msgspec.structs.asdict(section)
-    return HistorySettings(**raw)
-
-
-_shapes_cache: dict[int, CityShapes] = {}
-
-
-def city_shapes(server: Server) -> CityShapes:
-    """Projected city for history, rebuilt when the city is reloaded."""
-    city = server.city.city
-    shapes = _shapes_cache.get(id(city))
-    if shapes is None or shapes.city is not city:
-        _shapes_cache.clear()
-        shapes = _shapes_cache[id(city)] = CityShapes(city)
-    return shapes
 
 
 def parse_format(value: str, allowed: tuple[str, ...]) -> str:

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException
 
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+
 
 class BadParameter(HTTPException):
     def __init__(self, name: str, reason: str, status: int = 400) -> None:
@@ -26,7 +28,7 @@ def parse_time(name: str, value: str | None, default: datetime | None = None) ->
         raise BadParameter(name, f"not an RFC 3339 time or epoch seconds: {value[:40]!r}") from None
     if dt.tzinfo is None:
         raise BadParameter(name, "RFC 3339 time needs an offset (Z or +08:00)")
-    return dt
+    return dt.astimezone(UTC)
 
 
 def parse_range(start: str | None, end: str | None, *, max_span: timedelta, now: datetime) -> tuple[datetime, datetime]:

@@ -26,26 +26,27 @@ import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from gpsd_server import alerts as view
+from gpsd_server import wire
 from gpsd_server.api.auth import websocket_principal
-from gpsd_server.api.history_params import city_shapes
+from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter, parse_time
 from gpsd_server.core import history as core
+from gpsd_server.settings import HistorySettings
+from gpsd_server.store import alerts as alert_store
 from gpsd_server.store import history as store
-
-if TYPE_CHECKING:
-    from gpsd_server.app import Server
+from gpsd_server.store.alerts import AlertRecord
+from gpsd_server.store.vehicles import known_vehicles
 
 MAX_IDLE_S = 10.0
 START_TIMEOUT_S = 60.0
 MAX_MESSAGE = 16 * 1024
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ def _speed(value: Any) -> float:
     return float(value)
 
 
-def parse_request(msg: dict[str, Any], settings: core.HistorySettings) -> ReplayRequest:
+def parse_request(msg: dict[str, Any], settings: HistorySettings) -> ReplayRequest:
     vehicles = msg.get("vehicles")
     if not isinstance(vehicles, list) or not vehicles or not all(isinstance(v, str) and v for v in vehicles):
         raise BadParameter("vehicles", "a non-empty list of vehicle ids")
@@ -109,15 +110,15 @@ class Clock:
 class Player:
     def __init__(
         self,
-        server: Server,
+        services: ApiServices,
         ws: WebSocket,
         req: ReplayRequest,
-        alerts: list[dict[str, Any]],
-        settings: core.HistorySettings,
+        alerts: list[AlertRecord],
     ) -> None:
-        self.server, self.ws, self.req, self.settings = server, ws, req, settings
+        self.services, self.ws, self.req = services, ws, req
+        self.settings = services.config.history
         self.alerts = alerts
-        self.alert_ts = [a["ts"].timestamp() for a in alerts]
+        self.alert_ts = [a.ts.timestamp() for a in alerts]
         self.clock = Clock(req.start.timestamp(), req.speed, time.monotonic())
         self.changed = asyncio.Event()
         self.seek_to: float | None = None
@@ -155,7 +156,7 @@ class Player:
     async def _fill(self) -> None:
         if self.page or self.exhausted:
             return
-        async with self.server.pool.connection() as conn:
+        async with self.services.db.connection() as conn:
             rows = await store.replay_page(
                 conn, self.req.vehicles, self.after, self.lower, self.req.end, self.settings.replay_page_rows
             )
@@ -188,7 +189,7 @@ class Player:
             if wait == 0.0:
                 return True
             if wall - last_clock >= self.settings.replay_clock_s:
-                await self._send({"type": "replay_clock", "ts": _iso(self.clock.now(wall))})
+                await self._send(wire.ReplayClock(ts=wire.utc(self.clock.now(wall))))
                 last_clock = wall
             timeout = self.settings.replay_clock_s if wait is None else min(wait, self.settings.replay_clock_s)
             with contextlib.suppress(TimeoutError):
@@ -201,7 +202,7 @@ class Player:
             if self.seek_to is not None:
                 self._reset(self.seek_to)
                 self.seek_to = None
-                await self._send({"type": "replay_clock", "ts": _iso(self.clock.now(time.monotonic()))})
+                await self._send(wire.ReplayClock(ts=wire.utc(self.clock.now(time.monotonic()))))
             await self._fill()
             nxt = self._next_ts()
             if nxt is None:
@@ -213,38 +214,33 @@ class Player:
                 self.next_alert += 1
             else:
                 await self._send(self._position(self.page.popleft()))
-        await self._send({"type": "replay_end", "stats": await self.stats()})
+        await self._send(wire.ReplayEnd(stats=await self.stats()))
 
-    async def _send(self, msg: dict[str, Any]) -> None:
-        await self.ws.send_text(_encode(msg).decode())
+    async def _send(self, msg: wire.Message) -> None:
+        await self.ws.send_text(wire.encode(msg).decode())
 
-    def _position(self, row: store.ReplayRow) -> dict[str, Any]:
+    def _position(self, row: store.ReplayRow) -> wire.ReplayPosition:
         vehicle_id, ts, lon, lat, speed, heading = row
-        info = self.server.pipeline.vehicles.get(vehicle_id)
-        return {
-            "type": "replay_position", "vehicle_id": vehicle_id, "ts": ts, "lon": lon, "lat": lat,
-            "speed": speed, "heading": heading,
-            "plate": info.plate if info else None, "class": info.vehicle_class if info else None,
-        }  # fmt: skip
+        info = self.services.directory.info(vehicle_id)
+        return wire.ReplayPosition(
+            vehicle_id=vehicle_id, ts=ts, lon=lon, lat=lat, speed=speed, heading=heading,
+            plate=info.plate, vehicle_class=info.vehicle_class,
+        )  # fmt: skip
 
-    def _alert(self, a: dict[str, Any]) -> dict[str, Any]:
-        info = self.server.pipeline.vehicles.get(a["vehicle_id"])
-        return {
-            "type": "replay_alert", **a, "id": str(a["id"]),
-            "plate": info.plate if info else None,
-            "zone_name": self.server.pipeline.place_name(a["zone_id"] or a["route_id"]),
-        }  # fmt: skip
+    def _alert(self, a: AlertRecord) -> wire.ReplayAlert:
+        return view.from_record(a, self.services.directory, wire.ReplayAlert)
 
     async def stats(self) -> dict[str, Any]:
         s = self.settings
-        async with self.server.pool.connection() as conn:
+        moving_kmh = self.services.config.rules.moving_kmh
+        async with self.services.db.connection() as conn:
             tracks = await store.fetch_tracks(conn, self.req.vehicles, self.req.start, self.req.end)
-        projection = city_shapes(self.server).projection
+        projection = self.services.city.shapes().projection
         per: dict[str, Any] = {}
         for vehicle_id, t in tracks.items():
             x, y = projection.to_xy(t.lon, t.lat)
             stops = core.find_stops(t.ts, x, y, t.lon, t.lat, radius_m=s.stop_radius_m, min_s=s.stop_min_s)
-            stats = core.track_stats(t.ts, t.lon, t.lat, t.speed, moving_kmh=s.moving_kmh, gap_s=s.gap_s)
+            stats = core.track_stats(t.ts, t.lon, t.lat, t.speed, moving_kmh=moving_kmh, gap_s=s.gap_s)
             per[vehicle_id] = {**stats.json(), "stops": len(stops)}
         return {
             "distance_km": round(sum(v["distance_km"] for v in per.values()), 3),
@@ -255,13 +251,10 @@ class Player:
         }
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
 async def _error(ws: WebSocket, exc: BadParameter) -> None:
     detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
-    await ws.send_text(_encode({"type": "error", **detail}).decode())
+    error = wire.Error(error=str(detail.get("error", "")), parameter=detail.get("parameter"))
+    await ws.send_text(wire.encode(error).decode())
 
 
 async def _receive(ws: WebSocket) -> dict[str, Any]:
@@ -274,7 +267,7 @@ async def _receive(ws: WebSocket) -> dict[str, Any]:
     if len(text) > MAX_MESSAGE:
         raise BadParameter("message", "too large")
     try:
-        msg = _decode(text)
+        msg = wire.decode(text)
     except (msgspec.DecodeError, RecursionError):
         raise BadParameter("message", "not JSON") from None
     if not isinstance(msg, dict):
@@ -282,42 +275,39 @@ async def _receive(ws: WebSocket) -> dict[str, Any]:
     return msg
 
 
-async def _start(server: Server, ws: WebSocket, settings: core.HistorySettings) -> Player:
+async def _start(services: ApiServices, ws: WebSocket) -> Player:
     """Wait for a valid start message (errors are answered and the client may retry)."""
     while True:
         try:
             msg = await _receive(ws)
             if msg.get("type") != "start":
                 raise BadParameter("type", "the first message must be start")
+            settings = services.config.history
             req = parse_request(msg, settings)
-            async with server.pool.connection() as conn:
-                known = await store.known_vehicles(conn, req.vehicles)
+            async with services.db.connection() as conn:
+                known = await known_vehicles(conn, req.vehicles)
                 unknown = [v for v in req.vehicles if v not in known]
                 if unknown:
                     raise BadParameter("vehicles", f"unknown vehicle {unknown[0]!r}", status=404)
-                alerts = await store.alerts_between(conn, req.vehicles, req.start, req.end, settings.replay_max_alerts)
-            return Player(server, ws, req, alerts, settings)
+                alerts = await alert_store.between(conn, req.vehicles, req.start, req.end, settings.replay_max_alerts)
+            return Player(services, ws, req, alerts)
         except BadParameter as exc:
             await _error(ws, exc)
 
 
-async def session(server: Server, ws: WebSocket, settings: core.HistorySettings) -> None:
+async def session(services: ApiServices, ws: WebSocket) -> None:
     if await websocket_principal(ws, "viewer") is None:
         return
     await ws.accept()
     with contextlib.suppress(WebSocketDisconnect, TimeoutError):
-        player = await asyncio.wait_for(_start(server, ws, settings), START_TIMEOUT_S)
+        player = await asyncio.wait_for(_start(services, ws), START_TIMEOUT_S)
         req = player.req
-        await ws.send_text(
-            _encode(
-                {
-                    "type": "replay_info", "start": req.start, "end": req.end, "speed": req.speed,
-                    "vehicles": list(req.vehicles),
-                    "alerts": [{"id": str(a["id"]), "ts": a["ts"], "kind": a["kind"], "vehicle_id": a["vehicle_id"],
-                                "severity": a["severity"]} for a in player.alerts],
-                }
-            ).decode()
+        info = wire.ReplayInfo(
+            start=req.start, end=req.end, speed=req.speed, vehicles=list(req.vehicles),
+            alerts=[wire.TimelineAlert(id=str(a.id), ts=a.ts, kind=a.kind, vehicle_id=a.vehicle_id,
+                                       severity=a.severity) for a in player.alerts],
         )  # fmt: skip
+        await ws.send_text(wire.encode(info).decode())
         playing = asyncio.create_task(player.play(), name="replay")
         try:
             while not playing.done():
@@ -339,3 +329,13 @@ async def session(server: Server, ws: WebSocket, settings: core.HistorySettings)
                 await playing
     with contextlib.suppress(Exception):
         await ws.close()
+
+
+def router(services: ApiServices) -> APIRouter:
+    r = APIRouter()
+
+    @r.websocket("/ws/replay")
+    async def ws_replay(ws: WebSocket) -> None:
+        await session(services, ws)
+
+    return r

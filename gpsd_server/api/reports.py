@@ -5,8 +5,8 @@ local days (``[city] timezone``)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -14,20 +14,21 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from gpsd_server.api.auth import require
+from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.exports import table_csv
-from gpsd_server.api.history_params import city_shapes, history_range, local_day, parse_format
+from gpsd_server.api.history_params import history_range, local_day, parse_format
+from gpsd_server.api.responses import json_response
 from gpsd_server.core import history as core
 from gpsd_server.core.history_city import check_trip
 from gpsd_server.store import history as store
-
-if TYPE_CHECKING:
-    from gpsd_server.app import Server
+from gpsd_server.store.vehicles import vehicles_of_class
+from gpsd_server.wire import ts_text, utc
 
 FORMATS = ("json", "csv")
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+    return None if ts is None else ts_text(utc(ts))
 
 
 def _answer(fmt: str, body: dict[str, Any], header: tuple[str, ...], rows: list[tuple[Any, ...]], name: str) -> Any:
@@ -37,7 +38,7 @@ def _answer(fmt: str, body: dict[str, Any], header: tuple[str, ...], rows: list[
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
-    return body
+    return json_response(body)
 
 
 def day_bounds(t0: datetime, t1: datetime, timezone: str) -> list[tuple[str, float, float]]:
@@ -54,9 +55,13 @@ def day_bounds(t0: datetime, t1: datetime, timezone: str) -> list[tuple[str, flo
         day += timedelta(days=1)
 
 
-def router(server: Server, settings: core.HistorySettings) -> APIRouter:
+def router(services: ApiServices) -> APIRouter:
     r = APIRouter(prefix="/api/reports", tags=["reports"])
-    tzname = server.cfg.city.timezone
+    settings = services.config.history
+    rules = services.config.rules
+    moving_kmh = rules.moving_kmh
+    tzname = services.config.city.timezone
+    db = services.db
 
     @r.get("/mileage", dependencies=[Depends(require("viewer"))])
     async def mileage(
@@ -67,8 +72,8 @@ def router(server: Server, settings: core.HistorySettings) -> APIRouter:
         """Kilometres and driving time per vehicle and per company for one local day."""
         fmt = parse_format(format, FORMATS)
         d, t0, t1 = local_day(day, tzname)
-        async with server.pool.connection() as conn:
-            rows = await store.daily_mileage(conn, t0, t1, moving_kmh=settings.moving_kmh, gap_s=settings.gap_s)
+        async with db.connection() as conn:
+            rows = await store.daily_mileage(conn, t0, t1, moving_kmh=moving_kmh, gap_s=settings.gap_s)
         vehicles: list[dict[str, Any]] = [
             {"id": v, "plate": plate, "class": cls, "company": company, "distance_km": round(km, 3),
              "driving_s": round(drv, 1), "max_speed_kmh": round(top, 1), "fixes": n}
@@ -99,14 +104,14 @@ def router(server: Server, settings: core.HistorySettings) -> APIRouter:
         """Warning and critical alerts counted per vehicle, company, kind and local day."""
         fmt = parse_format(format, FORMATS)
         t0, t1 = history_range(start, end, settings.max_range_days)
-        async with server.pool.connection() as conn:
+        async with db.connection() as conn:
             rows = await store.violations(conn, t0, t1, tzname)
         totals: dict[str, defaultdict[str, int]] = {k: defaultdict(int) for k in ("vehicle", "company", "kind", "day")}
         for vehicle, _plate, company, kind, day, n in rows:
             for key, value in (("vehicle", vehicle), ("company", company or ""), ("kind", kind), ("day", day)):
                 totals[key][value] += n
         body = {
-            "start": t0.isoformat(), "end": t1.isoformat(), "timezone": tzname,
+            "start": t0, "end": t1, "timezone": tzname,
             "rows": [{"vehicle_id": v, "plate": p, "company": c, "kind": k, "day": d, "count": n}
                      for v, p, c, k, d, n in rows],
             **{f"by_{k}": dict(sorted(t.items())) for k, t in totals.items()},
@@ -123,15 +128,15 @@ def router(server: Server, settings: core.HistorySettings) -> APIRouter:
         hours, origin and destination reached."""
         fmt = parse_format(format, FORMATS)
         d, t0, t1 = local_day(day, tzname)
-        shapes = city_shapes(server)
+        shapes = services.city.shapes()
         ordinal = d.toordinal()
         permitted = {
             v.id: [p for p in v.permits if p.valid_on(ordinal)]
-            for v in (server.city.city.vehicles or {}).values()
+            for v in (services.city.current.city.vehicles or {}).values()
             if v.vehicle_class == "muck_truck"
         }
         permitted = {k: v for k, v in permitted.items() if v}
-        async with server.pool.connection() as conn:
+        async with db.connection() as conn:
             tracks = await store.fetch_tracks(conn, sorted(permitted), t0, t1)
         out = []
         for vehicle_id, t in sorted(tracks.items()):
@@ -139,15 +144,12 @@ def router(server: Server, settings: core.HistorySettings) -> APIRouter:
             stops = core.find_stops(
                 t.ts, x, y, t.lon, t.lat, radius_m=settings.stop_radius_m, min_s=settings.stop_min_s
             )
-            trips = core.find_trips(
-                t.ts, t.lon, t.lat, t.speed, stops, moving_kmh=settings.moving_kmh, gap_s=settings.gap_s
-            )
+            trips = core.find_trips(t.ts, t.lon, t.lat, t.speed, stops, moving_kmh=moving_kmh, gap_s=settings.gap_s)
             vehicle = shapes.city.vehicle(vehicle_id)
             for trip in trips:
                 check = check_trip(
-                    shapes, permitted[vehicle_id], trip, t.ts, x, y, tz=ZoneInfo(tzname),
-                    corridor_m=server.engine.settings.corridor_m,
-                )  # fmt: skip
+                    shapes, permitted[vehicle_id], trip, t.ts, t.lon, t.lat, tz=ZoneInfo(tzname), settings=rules
+                )
                 if check is None:
                     continue
                 out.append(
@@ -177,10 +179,12 @@ def router(server: Server, settings: core.HistorySettings) -> APIRouter:
         inside (vehicle-seconds); and each patrol car's mileage per local day."""
         fmt = parse_format(format, FORMATS)
         t0, t1 = history_range(start, end, settings.max_range_days)
-        shapes = city_shapes(server)
-        patrol = sorted(v.id for v in (server.city.city.vehicles or {}).values() if v.vehicle_class == "patrol")
-        async with server.pool.connection() as conn:
-            patrol = sorted(set(patrol) | set(await store.vehicles_of_class(conn, "patrol")))
+        shapes = services.city.shapes()
+        patrol = sorted(
+            v.id for v in (services.city.current.city.vehicles or {}).values() if v.vehicle_class == "patrol"
+        )
+        async with db.connection() as conn:
+            patrol = sorted(set(patrol) | set(await vehicles_of_class(conn, "patrol")))
             tracks = await store.fetch_tracks(conn, patrol, t0, t1) if patrol else {}
         visits = core.zone_visits(
             [g.geometry for g in shapes.grids], [(v, t.ts, t.lon, t.lat) for v, t in tracks.items()],
@@ -198,12 +202,12 @@ def router(server: Server, settings: core.HistorySettings) -> APIRouter:
                 part = slice(a, b)
                 s = core.track_stats(
                     t.ts[part], t.lon[part], t.lat[part], t.speed[part],
-                    moving_kmh=settings.moving_kmh, gap_s=settings.gap_s,
+                    moving_kmh=moving_kmh, gap_s=settings.gap_s,
                 )  # fmt: skip
                 daily.append((vehicle_id, day, round(s.distance_km, 3), round(s.driving_s, 1)))
         grid_header = ("id", "name", "visited", "first_visit", "last_visit", "inside_s", "vehicles")
         body = {
-            "start": t0.isoformat(), "end": t1.isoformat(), "timezone": tzname,
+            "start": t0, "end": t1, "timezone": tzname,
             "grids": [dict(zip(grid_header, g, strict=True)) for g in grids],
             "unvisited": [g[0] for g in grids if not g[2]],
             "patrol_mileage": [{"vehicle_id": v, "day": d, "distance_km": km, "driving_s": s} for v, d, km, s in daily],

@@ -5,16 +5,18 @@ order) and returns the same fixes with their flags set plus the events they
 caused. One vehicle's fixes are processed in fix-time order; a fix older than
 the vehicle's last processed fix is marked late: stored, but it moves no
 state. Fixes flagged INVALID, JUMP or FILTERED keep the vehicle online and
-carry its alarm bits, but do not drive the position rules.
+run the position-free rules (alarms), not the position rules.
+
+Per fix the stages are: the link clock (offline/online), zone presence (the
+pre-stage), then the rules of :data:`gpsd_server.core.rules.RULES` that apply
+to the vehicle, each with a read-only :class:`FixContext`.
 
 A batch costs a handful of array calls (one projection, one STRtree query,
-one ``contains_xy``, one ``distance``) and then a short Python loop that runs
-the vehicle's stages -- in the order of :data:`STAGES` -- on each fix.
-A fix that matches the vehicle's recorded rest (same zones, under every
-limit, same alarm bits and sensors; see :mod:`~gpsd_server.core.rules.quiet`)
-runs only the stages that change with every fix: the same events, less work.
-``process`` never looks at ``now``: splitting a sequence into batches of any
-size gives the same events. Only :meth:`Engine.tick` uses the clock it is given.
+one ``contains_xy``, one ``distance``) and then a short Python loop. A fix
+that matches the vehicle's recorded rest (see :class:`Rest` and
+``Rule.at_rest``) runs only the ``always_run`` rules: the same events, less
+work. ``process`` never looks at ``now``: splitting a sequence into batches
+of any size gives the same events. Only :meth:`Engine.tick` uses the clock.
 """
 
 from __future__ import annotations
@@ -28,70 +30,46 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from gpsd_server.core import restore
 from gpsd_server.core.city import City, Vehicle
 from gpsd_server.core.geo import CityGeometry, Located, Projection, city_centre
-from gpsd_server.core.rules import offline
-from gpsd_server.core.rules.alarms import AlarmState, alarm_mask, terminal_alarms
-from gpsd_server.core.rules.base import Episode, Events, FixContext
-from gpsd_server.core.rules.cover import uncovered_load
-from gpsd_server.core.rules.curfew import curfew
-from gpsd_server.core.rules.delivery import DeliveryState, delivery_overtime
-from gpsd_server.core.rules.dumping import StopState, body_lift, drum_reverse, loaded_stop
-from gpsd_server.core.rules.quiet import ALWAYS_RUN, Rest, at_rest, still_at_rest
-from gpsd_server.core.rules.route import route_deviation
-from gpsd_server.core.rules.speed import overspeed
-from gpsd_server.core.rules.zones import ForbiddenState, ZoneState, forbidden_zone, zone_presence
-from gpsd_server.core.settings import RuleSettings
-from gpsd_server.model import VEHICLE_CLASSES, Event, Fix, FixFlag
+from gpsd_server.core.rules import RULES, offline, presence
+from gpsd_server.core.rules.base import Events, FixContext, OpenAlert, RestoreContext, Rule, make_event
+from gpsd_server.model import VEHICLE_CLASSES, Event, Fix, FixFlag, Sensors
+from gpsd_server.settings import RuleSettings
 
-Rule = Callable[[Any, Fix, FixContext], tuple[Any, Events]]
 # Plain ints: IntFlag arithmetic runs in Python and shows up per fix.
 _LATE = int(FixFlag.LATE)
 _NOT_FOR_RULES = int(FixFlag.INVALID | FixFlag.JUMP | FixFlag.FILTERED)
 _CLASS_CODE = {c: i for i, c in enumerate(VEHICLE_CLASSES)}
+Step = Callable[[Any, FixContext], Events]
 
 
 @dataclass(frozen=True, slots=True)
-class Stage:
-    name: str
-    rule: Rule
-    new_state: Callable[[], Any]
-    applies: Callable[[Vehicle], bool]
+class Rest:
+    """The inputs of the last full fix after which every skippable rule was at rest.
 
+    A later fix with equal zones, sensors (and ``moving`` when sensors are
+    reported), status word and a speed at or below ``ceiling`` runs only the
+    ``always_run`` rules (see ``Rule.at_rest``).
+    """
 
-def _always(v: Vehicle) -> bool:
-    return True
+    near: tuple[str, ...]
+    inside: tuple[str, ...]
+    ceiling: float
+    sensors: Sensors | None
+    moving: bool
+    status: int
 
-
-def _permitted(v: Vehicle) -> bool:
-    return bool(v.permits)
-
-
-def _muck(v: Vehicle) -> bool:
-    return v.vehicle_class == "muck_truck"
-
-
-def _mixer(v: Vehicle) -> bool:
-    return v.vehicle_class == "mixer_truck"
-
-
-# The order matters: zone presence fills ctx.confirmed/entered/exited for the rest.
-STAGES: tuple[Stage, ...] = (
-    Stage("zones", zone_presence, ZoneState, _always),
-    Stage("forbidden_zone", forbidden_zone, ForbiddenState, _always),
-    Stage("overspeed", overspeed, Episode, _always),
-    Stage("route_deviation", route_deviation, Episode, _permitted),
-    Stage("curfew", curfew, Episode, _permitted),
-    Stage("loaded_stop", loaded_stop, StopState, _muck),
-    Stage("body_lift", body_lift, StopState, _muck),
-    Stage("uncovered_load", uncovered_load, Episode, _muck),
-    Stage("drum_reverse", drum_reverse, StopState, _mixer),
-    Stage("delivery_overtime", delivery_overtime, DeliveryState, _mixer),
-)
-# Stages that need no position: they also run for INVALID/JUMP/FILTERED fixes.
-POSITION_FREE: tuple[Stage, ...] = (Stage("terminal_alarms", terminal_alarms, AlarmState, _always),)
-_POSITION_FREE_RULES = tuple((s.name, s.rule) for s in POSITION_FREE)
+    def matches(self, fix: Fix, near: tuple[str, ...], inside: tuple[str, ...], moving: bool) -> bool:
+        if inside != self.inside or near != self.near or fix.status != self.status:
+            return False
+        speed = fix.speed_kmh
+        if speed is not None and speed > self.ceiling:
+            return False
+        sensors = fix.sensors
+        if sensors is None:
+            return self.sensors is None
+        return sensors == self.sensors and moving == self.moving
 
 
 @dataclass(slots=True)
@@ -99,17 +77,19 @@ class VehicleState:
     """What the engine remembers about one vehicle."""
 
     vehicle: Vehicle
-    stages: tuple[Stage, ...] = ()
-    rules: tuple[tuple[str, Rule], ...] = ()  # (state name, rule) of the stages, for the hot loop
-    busy_rules: tuple[tuple[str, Rule], ...] = ()  # the ones a fix at rest still runs (quiet.ALWAYS_RUN)
-    states: dict[str, Any] = field(default_factory=dict)
+    states: dict[str, Any] = field(default_factory=dict)  # rule name -> its state (kept across reloads)
+    rules: tuple[tuple[Step, Any], ...] = ()  # (rule.step, state) of the applicable rules, in order
+    busy: tuple[tuple[Step, Any], ...] = ()  # the always_run ones (the fast path)
+    free: tuple[tuple[Step, Any], ...] = ()  # the position-free ones (fixes without a usable position)
+    skippable: tuple[tuple[Rule[Any], Any], ...] = ()  # asked at_rest after a full run
+    presence: presence.PresenceState = field(default_factory=presence.PresenceState)
     link: offline.LinkState = field(default_factory=offline.LinkState)
     last_ts: float | None = None  # last processed (non-late) fix
     last_x: float = math.nan  # last usable position, projected
     last_y: float = math.nan
     route_index: tuple[int, ...] = ()  # corridor indices of every permitted route
-    pending_restore: restore.PendingRestore | None = None
-    rest: Rest | None = None  # set when the skippable stages are at rest (the fast path)
+    rest: Rest | None = None  # set when the skippable rules are at rest (the fast path)
+    stale: list[OpenAlert] = field(default_factory=list)  # restored alerts no rule owns: ended at the next fix
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +110,9 @@ class Engine:
         epsg: int | None = None,
         fast_path: bool = True,
     ) -> None:
-        """``fast_path=False`` runs every stage on every fix (tests compare the two)."""
+        """``fast_path=False`` runs every rule on every fix (tests compare the two)."""
         self.settings = settings or RuleSettings()
         self.fast_path = fast_path
-        self._alarm_mask = alarm_mask(self.settings.alarm_bits)
         self.tz: tzinfo = ZoneInfo(tz) if isinstance(tz, str) else tz
         self._projection = None if epsg is None else Projection(epsg)
         self._vehicles: dict[str, VehicleState] = {}
@@ -142,34 +121,48 @@ class Engine:
 
     # -- configuration ---------------------------------------------------
 
-    def reload(self, city: City) -> None:
-        """Swap in a new City; vehicle states, and the projection, carry over."""
-        if self._projection is None:
+    def reload(self, city: City, geometry: CityGeometry | None = None) -> None:
+        """Swap in a new City (and its geometry, if built elsewhere, e.g. off the
+        event loop); vehicle states and the projection carry over."""
+        if geometry is not None:
+            self._projection = geometry.projection
+        elif self._projection is None:
             centre = city_centre(city)
             if centre is not None:
                 self._projection = Projection.near(*centre)
         self.city = city
         self._zones = {z.id: z for z in city.zones}
         self._corridor_m = {r.id: r.corridor_m for r in city.routes}
-        self._geometry = None if self._projection is None else self._build_geometry(self._projection)
+        if geometry is None and self._projection is not None:
+            geometry = self.build_geometry(city, self._projection)
+        self._geometry = geometry
         for vehicle_id, vs in self._vehicles.items():
             self._configure(vs, self._vehicle(vehicle_id))
 
-    def _build_geometry(self, projection: Projection) -> CityGeometry:
-        return CityGeometry(self.city, projection, self.settings.zone_exit_band_m)
+    def build_geometry(self, city: City, projection: Projection | None = None) -> CityGeometry:
+        """The projected city (slow for big cities: the driver calls it in a thread)."""
+        projection = projection or self._projection or Projection.near(*(city_centre(city) or (112.5, 28.5)))
+        return CityGeometry(city, projection, self.settings.zone_exit_band_m)
+
+    @property
+    def projection(self) -> Projection | None:
+        return self._projection
 
     def _vehicle(self, vehicle_id: str) -> Vehicle:
         return self.city.vehicle(vehicle_id) or Vehicle(vehicle_id)
 
     def _configure(self, vs: VehicleState, vehicle: Vehicle) -> None:
         vs.vehicle = vehicle
-        vs.stages = tuple(s for s in STAGES if s.applies(vehicle)) + POSITION_FREE
-        vs.rules = tuple((s.name, s.rule) for s in vs.stages)
-        vs.busy_rules = tuple((s.name, s.rule) for s in vs.stages if s.name in ALWAYS_RUN)
+        applicable = [r for r in RULES if r.applies(vehicle)]
+        for rule in applicable:
+            if rule.name not in vs.states:
+                vs.states[rule.name] = rule.new_state()
+        bound = [(r, vs.states[r.name]) for r in applicable]
+        vs.rules = tuple((r.step, s) for r, s in bound)
+        vs.busy = tuple((r.step, s) for r, s in bound if r.always_run)
+        vs.free = tuple((r.step, s) for r, s in bound if r.position_free)
+        vs.skippable = tuple((r, s) for r, s in bound if not r.always_run)
         vs.rest = None  # zone kinds and limits may have changed
-        for stage in vs.stages:
-            if stage.name not in vs.states:
-                vs.states[stage.name] = stage.new_state()
         index = self._geometry.corridors.index if self._geometry is not None else {}
         vs.route_index = tuple(sorted({index[r] for p in vehicle.permits for r in p.routes if r in index}))
 
@@ -209,10 +202,9 @@ class Engine:
     def _locate(self, usable: list[tuple[Fix, VehicleState]]) -> Located | None:
         if not usable:
             return None
-        if self._projection is None:  # no geometry in the city: project near the fleet
-            self._projection = Projection.near(usable[0][0].lon, usable[0][0].lat)
-            self._geometry = self._build_geometry(self._projection)
-        assert self._geometry is not None
+        if self._geometry is None:  # no geometry in the city: project near the fleet
+            self._projection = self._projection or Projection.near(usable[0][0].lon, usable[0][0].lat)
+            self._geometry = self.build_geometry(self.city, self._projection)
         lon = np.fromiter((f.lon for f, _ in usable), dtype=np.float64, count=len(usable))
         lat = np.fromiter((f.lat for f, _ in usable), dtype=np.float64, count=len(usable))
         codes = np.fromiter((_CLASS_CODE[vs.vehicle.vehicle_class] for _, vs in usable), np.intp, len(usable))
@@ -221,46 +213,61 @@ class Engine:
     def _run(self, vs: VehicleState, fix: Fix, located: Located | None, j: int) -> list[Event]:
         settings = self.settings
         if located is None:
-            x = y = math.nan
-            moving = False
-        else:
-            x, y = located.x[j], located.y[j]
-            if fix.speed_kmh is not None:
-                moving = fix.speed_kmh >= settings.moving_kmh
-            else:  # no speed reported: moved further than GPS noise since the last fix
-                moving = math.hypot(x - vs.last_x, y - vs.last_y) > settings.stop_radius_m
-            vs.last_x, vs.last_y = x, y
-        events = offline.on_fix(vs.link, fix, settings, position_ok=located is not None, moving=moving)
-        states = vs.states
+            events = offline.on_fix(vs.link, fix, settings, position_ok=False, moving=False)
+            ctx = FixContext(fix, math.nan, math.nan, False, vs.vehicle, settings, self._zones, self.tz)
+            for step, state in vs.free:
+                if produced := step(state, ctx):
+                    events.extend(produced)
+            return self._close_stale(vs, fix, events)
+        x, y = located.x[j], located.y[j]
+        if fix.speed_kmh is not None:
+            moving = fix.speed_kmh >= settings.moving_kmh
+        else:  # no speed reported: moved further than GPS noise since the last fix
+            moving = math.hypot(x - vs.last_x, y - vs.last_y) > settings.stop_radius_m
+        vs.last_x, vs.last_y = x, y
+        events = offline.on_fix(vs.link, fix, settings, position_ok=True, moving=moving)
+        near, inside = located.near[j], located.inside[j]
         rest = vs.rest
-        if located is None:
-            rules = _POSITION_FREE_RULES
-        elif rest is not None and still_at_rest(
-            rest, fix, located.near[j], located.inside[j], moving, self._alarm_mask, states["terminal_alarms"].bits
-        ):
-            rules = vs.busy_rules
-            if not rules:  # nothing to run: not even a context to build
-                return self._reconcile(vs, fix, events)
+        if rest is not None and rest.matches(fix, near, inside, moving):
+            rules, seen = vs.busy, presence.UNCHANGED
         else:
             rules = vs.rules
-        ctx = FixContext(fix, x, y, moving, vs.vehicle, settings, self._zones, self.tz, corridors=self._corridor_m)
-        if located is not None:
-            ctx.near, ctx.inside, ctx.route_dist = located.near[j], located.inside[j], located.route_dist[j]
-            ctx.confirmed = states["zones"].inside  # as zone presence would set it, run or skipped
-        for name, rule in rules:
-            states[name], produced = rule(states[name], fix, ctx)
-            if produced:
-                events.extend(produced)
-        if ctx.entered or ctx.exited:
-            self._update_members(fix.vehicle_id, ctx.entered, ctx.exited)
-        if rules is vs.rules and self.fast_path:
-            vs.rest = at_rest(states, ctx)
-        return self._reconcile(vs, fix, events)
+            seen = presence.step(vs.presence, fix, near, inside, self._zones)
+            events.extend(seen.events)
+        if rules:
+            ctx = FixContext(
+                fix, x, y, moving, vs.vehicle, settings, self._zones, self.tz, self._corridor_m,
+                near, inside, located.route_dist[j], vs.presence.inside, seen.entered, seen.exited,
+            )  # fmt: skip
+            for step, state in rules:
+                if produced := step(state, ctx):
+                    events.extend(produced)
+            if rules is vs.rules and self.fast_path:
+                vs.rest = self._at_rest(vs, ctx)
+        if seen.entered or seen.exited:
+            self._update_members(fix.vehicle_id, seen.entered, seen.exited)
+        return self._close_stale(vs, fix, events)
 
-    def _reconcile(self, vs: VehicleState, fix: Fix, events: list[Event]) -> list[Event]:
-        settings = self.settings
-        if vs.pending_restore is not None:
-            events, vs.pending_restore = restore.reconcile(vs.pending_restore, fix, events, settings.restore_grace_s)
+    def _at_rest(self, vs: VehicleState, ctx: FixContext) -> Rest | None:
+        if not presence.idle(vs.presence, ctx.near, ctx.inside):
+            return None
+        ceiling = math.inf
+        for rule, state in vs.skippable:
+            limit = rule.at_rest(state, ctx)
+            if limit is None:
+                return None
+            ceiling = min(ceiling, limit)
+        fix = ctx.fix
+        return Rest(ctx.near, ctx.inside, ceiling, fix.sensors, ctx.moving, fix.status)
+
+    def _close_stale(self, vs: VehicleState, fix: Fix, events: list[Event]) -> list[Event]:
+        if vs.stale:
+            for alert in vs.stale:
+                events.append(
+                    make_event(fix, alert.kind, "end", alert.key, alert.severity, zone_id=alert.zone_id,
+                               route_id=alert.route_id, details={"restored": True})
+                )  # fmt: skip
+            vs.stale = []
         return events
 
     def _update_members(self, vehicle_id: str, entered: tuple[str, ...], exited: tuple[str, ...]) -> None:
@@ -284,29 +291,43 @@ class Engine:
 
     def zones_of(self, vehicle_id: str) -> tuple[str, ...]:
         vs = self._vehicles.get(vehicle_id)
-        return () if vs is None else tuple(vs.states["zones"].inside)
+        return () if vs is None else tuple(vs.presence.inside)
 
-    def seed(self, vehicle_id: str, last_ts: float) -> None:
-        """Restore a vehicle's last processed fix time (after a restart)."""
-        vs = self._state(vehicle_id)
-        vs.last_ts = vs.link.last_ts = last_ts
+    def restore(self, vehicle_id: str, last_fix: Fix | None, open_alerts: Iterable[OpenAlert] = ()) -> None:
+        """Rebuild a vehicle after a restart from its last stored fix and its open alerts.
 
-    def restore(self, vehicle_id: str, last_fix: Fix | None, open_keys: Iterable[str] = ()) -> None:
-        """Rebuild a vehicle after a restart from its last stored fix and open alert keys.
-
-        The last fix sets the late cut-off and the offline clock. Open keys are
-        the ``Event.key`` of alerts still open in the store: a start the rules
-        raise again for one of them is swallowed (the alert is already open),
-        and any not raised again within ``restore_grace_s`` of fix time is
-        closed with an end event whose details say ``restored: true``.
+        The last fix sets the late cut-off and the offline clock. Each open
+        alert is handed to the rule that owns its key, which rebuilds the
+        state that decides its end (an open episode with its start figures,
+        the zones the vehicle is in, the alarm bits that are set); so the
+        rules neither raise it again nor miss its end. An open alert no
+        applicable rule owns (its zone or permit was removed) is ended at the
+        vehicle's next fix with ``restored: true``.
         """
         vs = self._state(vehicle_id)
         if last_fix is not None:
-            vs.last_ts = vs.link.last_ts = last_fix.ts
-            vs.link.lon, vs.link.lat = last_fix.lon, last_fix.lat
-            vs.link.moving = (last_fix.speed_kmh or 0.0) >= self.settings.moving_kmh
-        keys = set(open_keys)
-        if offline.KEY in keys:
-            vs.link.offline = True  # the next fix closes it
-            keys.discard(offline.KEY)
-        vs.pending_restore = restore.PendingRestore(keys) if keys else None
+            vs.last_ts = last_fix.ts
+        alerts = list(open_alerts)
+        offline.restore(vs.link, last_fix, self.settings, offline=any(a.key == offline.KEY for a in alerts))
+        to_xy = self._to_xy
+        ctx = RestoreContext(self.settings, to_xy)
+        applicable = {r.name: r for r in RULES if r.applies(vs.vehicle)}
+        for alert in alerts:
+            if alert.key == offline.KEY:
+                continue
+            if alert.key.startswith(presence.PREFIX) and alert.key.removeprefix(presence.PREFIX) in self._zones:
+                presence.restore(vs.presence, alert)
+                self._update_members(vehicle_id, (alert.key.removeprefix(presence.PREFIX),), ())
+                continue
+            owner = next((r for r in applicable.values() if r.owns(alert.key)), None)
+            if owner is None:
+                vs.stale.append(alert)
+            else:
+                owner.restore(vs.states[owner.name], alert, ctx)
+        vs.rest = None
+
+    def _to_xy(self, lon: float, lat: float) -> tuple[float, float]:
+        if self._projection is None:
+            self._projection = Projection.near(lon, lat)
+        x, y = self._projection.to_xy(np.array([lon]), np.array([lat]))
+        return float(x[0]), float(y[0])

@@ -8,6 +8,7 @@ one ``contains_xy``, and every (fix, route) distance with one
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,11 +56,25 @@ class Projection:
 
 
 def city_centre(city: City) -> tuple[float, float] | None:
-    geoms = [z.geometry for z in city.zones] + [r.geometry for r in city.routes]
+    """The middle of the city's areas and districts (of everything, if it has none):
+    the map's first view and the choice of metric projection."""
+    geoms = [z.geometry for z in city.zones if z.kind in ("area", "district")]
+    geoms = geoms or [z.geometry for z in city.zones] + [r.geometry for r in city.routes]
     if not geoms:
         return None
     minx, miny, maxx, maxy = shapely.total_bounds(np.array(geoms, dtype=object))
     return (minx + maxx) / 2.0, (miny + maxy) / 2.0
+
+
+EARTH_RADIUS_M = 6371008.8
+
+
+def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance in metres (for a few points; batches go through Projection)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass(frozen=True, slots=True)

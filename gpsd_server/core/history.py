@@ -14,37 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.intp]
+from gpsd_server.core.geo import EARTH_RADIUS_M, FloatArray, IntArray
 
-EARTH_RADIUS_M = 6371008.8
 # Fix flags that keep a fix out of statistics (late, invalid, jump, filtered).
 UNUSABLE_FLAGS = 1 | 4 | 8 | 16
-
-
-@dataclass(frozen=True, slots=True)
-class HistorySettings:
-    """The ``[history]`` section; the defaults are the shipped values."""
-
-    max_range_days: float = 31.0  # track, trips, stops, zone presence, reports
-    stop_radius_m: float = 50.0
-    stop_min_s: float = 300.0
-    moving_kmh: float = 5.0  # at or above: driving
-    gap_s: float = 300.0  # a longer silence between two fixes is not driving time
-    simplify_max_points: int = 1_000_000  # simplification loads the range; more asks for bucket
-    retention_days: float = 0.0  # 0: keep every fix
-    retention_check_s: float = 3600.0
-    retention_batch_rows: int = 5000  # plain PostgreSQL only: rows per DELETE
-    replay_max_vehicles: int = 50
-    replay_max_range_days: float = 7.0
-    replay_page_rows: int = 2000
-    replay_max_alerts: int = 5000
-    replay_clock_s: float = 1.0
 
 
 # -- distances and statistics --------------------------------------------------

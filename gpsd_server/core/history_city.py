@@ -1,5 +1,7 @@
 """The city as history needs it: zones to name stops, grids for coverage,
-projected routes for permit compliance. Pure; built once per loaded City."""
+and permit compliance per trip. Pure; built once per loaded city, on the same
+projected geometry the engine uses, so a report measures what the rules
+measured."""
 
 from __future__ import annotations
 
@@ -7,57 +9,41 @@ from dataclasses import dataclass
 from datetime import tzinfo
 
 import numpy as np
-import shapely
 
 from gpsd_server.core.city import City, Permit, Zone
-from gpsd_server.core.geo import Projection, city_centre
-from gpsd_server.core.history import BoolArray, FloatArray, Trip, zones_at
+from gpsd_server.core.geo import CityGeometry, FloatArray
+from gpsd_server.core.history import Trip, zones_at
+from gpsd_server.core.permits import permit_margin
 from gpsd_server.core.schedule import local_time
+from gpsd_server.model import VEHICLE_CLASSES
+from gpsd_server.settings import RuleSettings
 
 # Where a truck sits is named by its small zones first; the 5 areas and 9
 # districts contain everything and would only add noise to a stop.
 _STOP_ZONE_ORDER = {"construction_site": 0, "disposal_site": 0, "plant": 0, "prohibited": 1, "grid": 2}
+_MUCK = VEHICLE_CLASSES.index("muck_truck")
 
 
 class CityShapes:
-    def __init__(self, city: City, projection: Projection | None = None) -> None:
+    def __init__(self, city: City, geometry: CityGeometry) -> None:
         self.city = city
-        centre = city_centre(city) or (112.5, 28.5)
-        self.projection = projection or Projection.near(*centre)
+        self.geometry = geometry
+        self.projection = geometry.projection
         self.zones = {z.id: z for z in city.zones}
         self._zone_list = list(city.zones)
         self._zone_ids = [z.id for z in self._zone_list]
         self._zone_geoms = [z.geometry for z in self._zone_list]
-        shapely.prepare(self._zone_geoms)
         self.grids = [z for z in city.zones if z.kind == "grid"]
-        self._routes = {r.id: self.projection.geometry(r.geometry) for r in city.routes}
         self._corridor = {r.id: r.corridor_m for r in city.routes}
-        self._sites = {z.id: self.projection.geometry(z.geometry) for z in city.zones if z.kind.endswith("_site")}
+
+    def corridor_m(self, route_id: str, default_m: float) -> float:
+        own = self._corridor.get(route_id)
+        return default_m if own is None else own
 
     def zones_at(self, lon: float, lat: float) -> list[Zone]:
         """Zones containing a point, the most specific kinds first."""
         hit = [self.zones[z] for z in zones_at(self._zone_ids, self._zone_geoms, lon, lat)]
         return sorted(hit, key=lambda z: (_STOP_ZONE_ORDER.get(z.kind, 3), z.id))
-
-    def on_route(self, permit: Permit, x: FloatArray, y: FloatArray, *, corridor_m: float) -> BoolArray:
-        """Per point: within the corridor of a permitted route, or inside its
-        origin or destination site (the deviation rule's own exemption)."""
-        points = shapely.points(x, y)
-        ok = np.zeros(len(x), dtype=bool)
-        for route_id in permit.routes:
-            line = self._routes.get(route_id)
-            if line is not None:
-                width = self._corridor.get(route_id) or corridor_m
-                ok |= np.asarray(shapely.distance(line, points), dtype=np.float64) <= width
-        for site_id in (permit.origin, permit.destination):
-            site = self._sites.get(site_id)
-            if site is not None:
-                ok |= np.asarray(shapely.contains(site, points), dtype=bool)
-        return ok
-
-    def reached(self, site_id: str, x: FloatArray, y: FloatArray) -> bool:
-        site = self._sites.get(site_id)
-        return bool(site is not None and len(x) and shapely.contains_xy(site, x, y).any())
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,30 +69,39 @@ def check_trip(
     permits: list[Permit],
     trip: Trip,
     ts: FloatArray,
-    x: FloatArray,
-    y: FloatArray,
+    lon: FloatArray,
+    lat: FloatArray,
     *,
     tz: tzinfo,
-    corridor_m: float,
-    margin_m: float = 0.0,
+    settings: RuleSettings,
 ) -> PermitCheck | None:
-    """Score one trip against the permit that fits it best (most on route)."""
+    """Score one trip against the permit that fits it best (most on route).
+
+    "On route" is :func:`~gpsd_server.core.permits.permit_margin` of the live
+    rule, on the zones and route distances the engine's geometry gives.
+    """
     part = slice(trip.first, trip.last + 1)
-    tx, ty, tt = x[part], y[part], ts[part]
+    tt = ts[part]
+    n = len(tt)
+    if not n:
+        return None
+    index = shapes.geometry.corridors.index
+    routes = tuple(sorted({index[r] for p in permits for r in p.routes if r in index}))
+    located = shapes.geometry.locate(lon[part], lat[part], np.full(n, _MUCK, dtype=np.intp), [routes] * n)
+
+    def corridor_m(route_id: str) -> float:
+        return shapes.corridor_m(route_id, settings.corridor_m)
+
     best: PermitCheck | None = None
     for permit in permits:
-        on = shapes.on_route(permit, tx, ty, corridor_m=corridor_m + margin_m)
-        hours = (
-            np.ones(len(tt), dtype=bool)
-            if permit.hours is None
-            else np.fromiter((permit.hours.active(local_time(t, tz)) for t in tt.tolist()), dtype=bool, count=len(tt))
-        )
+        on = [permit_margin((permit,), located.route_dist[i], located.near[i], corridor_m).on_route for i in range(n)]
+        hours = [True] * n if permit.hours is None else [permit.hours.active(local_time(t, tz)) for t in tt.tolist()]
         check = PermitCheck(
             permit_id=permit.id,
-            on_route_pct=round(100.0 * float(on.mean()), 1) if len(on) else 0.0,
-            inside_hours_pct=round(100.0 * float(hours.mean()), 1) if len(hours) else 0.0,
-            origin_reached=shapes.reached(permit.origin, tx, ty),
-            destination_reached=shapes.reached(permit.destination, tx, ty),
+            on_route_pct=round(100.0 * sum(on) / n, 1),
+            inside_hours_pct=round(100.0 * sum(hours) / n, 1),
+            origin_reached=any(permit.origin in z for z in located.inside),
+            destination_reached=any(permit.destination in z for z in located.inside),
         )
         if best is None or check.on_route_pct > best.on_route_pct:
             best = check

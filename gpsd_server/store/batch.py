@@ -154,6 +154,33 @@ _COPY_FIXES = f"COPY fixes_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINAR
 _COPY_ALERTS = f"COPY alerts_stage ({', '.join(ALERT_STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
+def open_writer_connection(
+    dsn: str, *, connect_timeout_s: float, statement_timeout_s: float
+) -> psycopg.Connection[Any]:
+    """The writer's blocking connection, staging tables ready. A write that
+    hangs fails by itself after ``statement_timeout_s``: the server cancels a
+    slow statement, the kernel gives up on a dead peer (TCP user timeout)."""
+    timeout_ms = int(statement_timeout_s * 1000)
+    conn = psycopg.connect(
+        dsn,
+        connect_timeout=max(1, int(connect_timeout_s)),
+        application_name="gpsd-writer",
+        options=f"-c statement_timeout={timeout_ms} -c timezone=UTC",
+        tcp_user_timeout=timeout_ms,
+        keepalives=1,
+        keepalives_idle=max(1, int(statement_timeout_s / 3)),
+        keepalives_interval=max(1, int(statement_timeout_s / 9)),
+        keepalives_count=3,
+    )
+    try:
+        conn.execute(STAGE_SQL)
+        conn.commit()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def write_batch(conn: psycopg.Connection[Any], rows: Sequence[Fix], alerts: Sequence[AlertRow]) -> int:
     """Write one batch in one transaction; returns the number of new rows in
     ``fixes``. Blocking: the writer calls it in a worker thread."""

@@ -20,7 +20,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from gpsd_server.core.history import EARTH_RADIUS_M, UNUSABLE_FLAGS, FloatArray
+from gpsd_server.core.geo import EARTH_RADIUS_M, FloatArray
+from gpsd_server.core.history import UNUSABLE_FLAGS
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +71,6 @@ async def stream_track(
         await cur.execute(query, params)
         while rows := await cur.fetchmany(page_rows):
             yield rows
-
-
-async def vehicle_exists(conn: psycopg.AsyncConnection[Any], vehicle_id: str) -> bool:
-    cur = await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM vehicles WHERE id = %s) OR EXISTS (SELECT 1 FROM fixes WHERE vehicle_id = %s)",
-        (vehicle_id, vehicle_id),
-    )
-    row = await cur.fetchone()
-    return bool(row and row[0])
-
-
-async def known_vehicles(conn: psycopg.AsyncConnection[Any], vehicle_ids: Sequence[str]) -> set[str]:
-    cur = await conn.execute("SELECT id FROM vehicles WHERE id = ANY(%s)", (list(vehicle_ids),))
-    return {r[0] for r in await cur.fetchall()}
 
 
 async def count_fixes(conn: psycopg.AsyncConnection[Any], vehicle_id: str, start: datetime, end: datetime) -> int:
@@ -223,12 +210,6 @@ async def violations(
     return await cur.fetchall()
 
 
-async def vehicles_of_class(conn: psycopg.AsyncConnection[Any], vehicle_class: str) -> dict[str, str | None]:
-    """Vehicle id -> plate for one class, from the registry table."""
-    cur = await conn.execute("SELECT id, plate FROM vehicles WHERE class = %s ORDER BY id", (vehicle_class,))
-    return {r[0]: r[1] for r in await cur.fetchall()}
-
-
 # -- replay -------------------------------------------------------------------------------------
 
 ReplayRow = tuple[str, datetime, float, float, float | None, float | None]
@@ -262,19 +243,6 @@ async def replay_page(
         },
     )
     return await cur.fetchall()
-
-
-async def alerts_between(
-    conn: psycopg.AsyncConnection[Any], vehicle_ids: Sequence[str], start: datetime, end: datetime, limit: int
-) -> list[dict[str, Any]]:
-    """Alerts raised (by fix time) in [start, end) for the vehicles, oldest first."""
-    cur = await conn.execute(
-        "SELECT id, vehicle_id, kind, severity, zone_id, route_id, ts, lon, lat, ended_ts, details FROM alerts"
-        " WHERE vehicle_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY ts, id LIMIT %s",
-        (list(vehicle_ids), start, end, limit),
-    )
-    names = [d.name for d in cur.description or ()]
-    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
 
 
 # -- retention -----------------------------------------------------------------------------------

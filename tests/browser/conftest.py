@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, RunningServer
+from tests.fixtures.server import RunningServer
+from tests.fixtures.services import REPO
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright not installed: run tools/web_setup.sh")
 

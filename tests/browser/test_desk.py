@@ -15,8 +15,8 @@ import pytest
 import websockets
 
 from tests.browser.conftest import Page
-from tests.conftest import RunningServer
-from tests.integration.helpers import publish
+from tests.fixtures.server import RunningServer
+from tests.helpers import publish
 
 POWER_CUT = 1 << 8  # JT/T 808 alarm bit 8: main power cut -> a critical "tampering" alert at once
 

@@ -10,7 +10,7 @@ import time
 import httpx
 
 from tests.browser.conftest import Page
-from tests.integration.helpers import publish
+from tests.helpers import publish
 
 
 async def test_page_loads_without_console_errors(page: Page) -> None:

@@ -27,7 +27,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import REPO, free_port, make_tokens
+from tests.fixtures.server import make_tokens
+from tests.fixtures.services import REPO, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -17,8 +17,9 @@ import psycopg
 import pytest
 import websockets
 
-from tests.conftest import MQTT_PORT, REPO, RunningServer
-from tests.integration.helpers import wait_for
+from tests.fixtures.server import RunningServer
+from tests.fixtures.services import MQTT_PORT, REPO
+from tests.helpers import wait_for
 
 RUN_START = "2025-06-02T10:00:00+08:00"
 

@@ -8,8 +8,9 @@ import time
 import aiomqtt
 import psycopg
 
-from tests.conftest import MQTT_PORT, RunningServer
-from tests.integration.helpers import publish, wait_for
+from tests.fixtures.server import RunningServer
+from tests.fixtures.services import MQTT_PORT
+from tests.helpers import publish, wait_for
 
 
 def fix(ts: float, lon: float, lat: float, **extra: object) -> bytes:

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 import websockets
 
-from tests.conftest import RunningServer
-from tests.integration.helpers import publish, wait_for
+from tests.fixtures.server import RunningServer
+from tests.helpers import publish, wait_for
 from tools.jt808_terminal import SimulatedTerminal, location
 
 # From geofences/vehicles.json (the demo city's registry).

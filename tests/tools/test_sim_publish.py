@@ -1,9 +1,7 @@
-"""tools/sim/mqtt.py through the real broker (tools/services.sh starts it; skipped when it is not there)."""
+"""tools/sim/mqtt.py through the real broker (the services fixture starts it)."""
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import uuid
@@ -12,24 +10,16 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.fixtures.services import MQTT_PORT as PORT
 from tools.sim import city as city_mod
 from tools.sim.clock import parse_time
 from tools.sim.mqtt import Publisher, run
 from tools.sim.simulation import SimConfig, Simulation
 
 REPO = Path(__file__).resolve().parents[2]
-PORT = int(os.environ.get("GPSD_MQTT_PORT", "18830"))
 
 
-def broker_up() -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", PORT)) == 0
-
-
-@pytest.mark.skipif(
-    not broker_up(), reason=f"no MQTT broker on 127.0.0.1:{PORT} (start it: bash tools/services.sh start)"
-)
+@pytest.mark.usefixtures("services")
 def test_every_publication_arrives_at_a_subscriber() -> None:
     prefix = f"simtest-{uuid.uuid4().hex[:8]}"
     received: list[tuple[str, bytes]] = []

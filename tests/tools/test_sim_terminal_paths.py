@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 from gpsd_server.core.city import parse_vehicles
-from gpsd_server.core.decode import DecodeLimits, decode_native
-from gpsd_server.core.decode_jt808 import decode_jt808, terminal_registry
-from gpsd_server.core.decode_owntracks import decode_owntracks
+from gpsd_server.core.decode.jt808 import decode_jt808, terminal_registry
+from gpsd_server.core.decode.native import decode_native
+from gpsd_server.core.decode.owntracks import decode_owntracks
 from gpsd_server.model import Fix
+from gpsd_server.settings import IngestSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +29,7 @@ def test_native_owntracks_and_jt808_all_decode(tmp_path: Path) -> None:
     vehicles = parse_vehicles("vehicles.json", (REPO / "geofences" / "vehicles.json").read_bytes())
     terminals = terminal_registry((v.terminal, v.id) for v in vehicles.values() if v.terminal)
     devices = {v.owntracks: v.id for v in vehicles.values() if v.owntracks}
-    limits = DecodeLimits(max_age_s=10 * 365 * 86400)
+    limits = IngestSettings(max_age_days=10 * 365)
     seen: dict[str, set[str]] = {"fleet": set(), "jt808": set(), "owntracks": set()}
     for line in out.read_text().splitlines():
         pub = json.loads(line)

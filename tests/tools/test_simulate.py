@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gpsd_server.core.decode import DecodeLimits, decode_native
+from gpsd_server.core.decode.native import decode_native
 from gpsd_server.errors import DecodeError
+from gpsd_server.settings import IngestSettings
 from tools.sim import city as city_mod
 from tools.sim.clock import is_active, parse_time
 from tools.sim.fleet import SPEED_LIMIT_KMH
@@ -118,7 +119,7 @@ def test_payloads_pass_the_server_decoder_except_the_malformed_ones() -> None:
     rejected = {}
     for p in pubs:
         vid = p.topic.split("/")[1]
-        for item in decode_native(vid, p.payload, now=p.ts, limits=DecodeLimits()):
+        for item in decode_native(vid, p.payload, now=p.ts, limits=IngestSettings()):
             if isinstance(item, DecodeError):
                 rejected[(vid, p.ts)] = item.reason
     assert rejected == malformed

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.fixtures.services import REPO
 
 MODULE = REPO / "gpsd_server" / "web" / "js" / "coords.js"
 NODE = shutil.which("node")

@@ -1,10 +1,30 @@
-"""Supervision rules, one module per family.
+"""Supervision rules, one module per family, in the order the engine runs them.
 
-Every rule has the shape ``rule(state, fix, ctx) -> (state, events)``: a
-small per-vehicle state object in, the same (updated) object and a tuple of
-events out. States are mutable and owned by the engine's per-vehicle record,
-so the hot path allocates nothing when nothing happens. ``ctx`` is the
-:class:`~gpsd_server.core.rules.base.FixContext` the engine built for the fix
-(projected position, zones, route distances, settings). All durations are
-measured in fix time, so replayed and backfilled data behave like live data.
+Zone presence (:mod:`.presence`) is a pre-stage: its result is part of the
+read-only context every rule gets. The rules follow the contract of
+:class:`~gpsd_server.core.rules.base.Rule`; offline (:mod:`.offline`) is the
+link clock, driven by fixes and by the driver's tick. Adding a rule is one
+module and one line here.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpsd_server.core.rules import alarms, cover, curfew, delivery, dumping, route, speed, zones
+from gpsd_server.core.rules.base import Rule
+
+RULES: tuple[Rule[Any], ...] = (
+    zones.RULE,
+    speed.RULE,
+    route.RULE,
+    curfew.RULE,
+    dumping.LOADED_STOP,
+    dumping.BODY_LIFT,
+    cover.RULE,
+    dumping.DRUM_REVERSE,
+    delivery.RULE,
+    alarms.RULE,
+)
+
+__all__ = ["RULES", "Rule"]

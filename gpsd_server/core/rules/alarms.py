@@ -2,8 +2,9 @@
 
 An alert starts when a bit becomes set and ends when it is cleared, so a
 bit that stays set over many fixes is one alert. Which bits raise alerts is
-``RuleSettings.alarm_bits``. SOS and tampering (antenna cut or shorted,
-main power cut) are critical; the rest are warnings. Key ``alarm:<name>``.
+``[rules] alarm_bits``. SOS and tampering (antenna cut or shorted, main power
+cut) are critical; the rest are warnings. Key ``alarm:<name>``. Needs no
+position: it also runs on fixes whose position is unusable.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from gpsd_server.core.rules.base import NO_EVENTS, Events, FixContext
-from gpsd_server.model import Event, Fix, Severity
+from gpsd_server.core.rules.base import NO_EVENTS, Events, FixContext, OpenAlert, RestoreContext, Rule
+from gpsd_server.model import Event, Severity
+
+PREFIX = "alarm:"
 
 ALARM_NAMES: dict[int, str] = {
     0: "sos",
@@ -48,6 +51,7 @@ ALARM_NAMES: dict[int, str] = {
     30: "rollover_warning",
     31: "illegal_door_open",
 }
+BIT_OF = {name: bit for bit, name in ALARM_NAMES.items()}
 TAMPERING_BITS = frozenset({5, 6, 8})
 
 
@@ -73,20 +77,36 @@ class AlarmState:
     bits: int = 0  # the watched bits as last seen
 
 
-def terminal_alarms(state: AlarmState, fix: Fix, ctx: FixContext) -> tuple[AlarmState, Events]:
-    bits = fix.alarm & alarm_mask(ctx.settings.alarm_bits)
-    if bits == state.bits:
-        return state, NO_EVENTS
-    events: list[Event] = []
-    changed = bits ^ state.bits
-    for bit in range(32):
-        if changed >> bit & 1:
-            kind, severity = alarm_kind(bit)
-            name = ALARM_NAMES[bit]
-            key = f"alarm:{name}"
-            if bits >> bit & 1:
-                events.append(ctx.event(kind, "start", key, severity, alarm=name, bit=bit))
-            else:
-                events.append(ctx.event(kind, "end", key, severity, alarm=name, bit=bit))
-    state.bits = bits
-    return state, tuple(events)
+class TerminalAlarms(Rule[AlarmState]):
+    name = "terminal_alarms"
+    keys = (PREFIX,)
+    always_run = True  # reads the alarm word, which the rest match does not compare
+    position_free = True
+
+    def new_state(self) -> AlarmState:
+        return AlarmState()
+
+    def step(self, state: AlarmState, ctx: FixContext) -> Events:
+        bits = ctx.fix.alarm & alarm_mask(ctx.settings.alarm_bits)
+        if bits == state.bits:
+            return NO_EVENTS
+        events: list[Event] = []
+        changed = bits ^ state.bits
+        for bit in range(32):
+            if changed >> bit & 1:
+                kind, severity = alarm_kind(bit)
+                name = ALARM_NAMES[bit]
+                if bits >> bit & 1:
+                    events.append(ctx.event(kind, "start", PREFIX + name, severity, alarm=name, bit=bit))
+                else:
+                    events.append(ctx.event(kind, "end", PREFIX + name, severity, alarm=name, bit=bit))
+        state.bits = bits
+        return tuple(events)
+
+    def restore(self, state: AlarmState, alert: OpenAlert, ctx: RestoreContext) -> None:
+        bit = BIT_OF.get(alert.key.removeprefix(PREFIX))
+        if bit is not None:
+            state.bits |= 1 << bit
+
+
+RULE = TerminalAlarms()

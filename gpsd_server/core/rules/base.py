@@ -1,31 +1,85 @@
-"""What every rule gets: the fix context, the debounced episode, event helpers."""
+"""The rule contract: a read-only fix context, typed per-rule state, and the
+:class:`Rule` every rule module implements once.
+
+A rule owns four things, so adding one touches one module (and the list in
+:mod:`gpsd_server.core.rules`):
+
+- ``step(state, ctx) -> events``: advance its own small, mutable state by one
+  fix. States are records owned by the engine's per-vehicle entry, so the hot
+  path allocates nothing when nothing happens.
+- ``at_rest(state, ctx) -> ceiling | None``, the fast-path condition: after a
+  fully processed fix, ``None`` means busy; a number promises that for any
+  later fix with the same zones (near and inside), the same sensors (and the
+  same ``moving`` when sensors are reported), the same status word and a
+  speed at or below the number, ``step`` is a no-op whatever the fix time.
+  Rules whose inputs change with every fix (route distance, permit hours,
+  the stop anchor, alarm bits) say ``always_run`` and are never skipped.
+- ``owns(key)`` and ``restore(state, alert, ctx)``: after a restart, rebuild
+  the state that decides the end event from an alert still open in the store.
+- which vehicles it applies to (``applies``) and whether it needs a position
+  (``position_free`` rules also run on fixes whose position is unusable).
+
+All durations are measured in fix time, so replayed and backfilled data
+behave like live data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from gpsd_server.core.city import Permit, Vehicle, Zone
 from gpsd_server.core.schedule import LocalTime, local_time
-from gpsd_server.core.settings import RuleSettings
 from gpsd_server.model import Event, Fix, Phase, Severity
+from gpsd_server.settings import RuleSettings
 
 Events = tuple[Event, ...]
 NO_EVENTS: Events = ()
 SITE_KINDS = frozenset({"construction_site", "disposal_site"})
+NO_CONSTRAINT = math.inf  # at_rest: any speed
 
 # Shared empty defaults: a context is built per fix, so it must not allocate.
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 # JT/T 808 status bits 8-9: load state 00 empty (or not reported), 01 half, 11 full.
-_LOAD_BITS = 0x300
+LOAD_BITS = 0x300
+
+S = TypeVar("S")
+
+
+def make_event(
+    fix: Fix,
+    kind: str,
+    phase: Phase,
+    key: str,
+    severity: Severity,
+    *,
+    zone_id: str | None = None,
+    route_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> Event:
+    return Event(
+        kind=kind,
+        phase=phase,
+        vehicle_id=fix.vehicle_id,
+        ts=fix.ts,
+        lon=fix.lon,
+        lat=fix.lat,
+        key=key,
+        severity=severity,
+        zone_id=zone_id,
+        route_id=route_id,
+        details=details if details is not None else {},
+    )
 
 
 class FixContext:
-    """One fix as the rules see it (built by the engine per fix, so kept allocation-free)."""
+    """One fix as the rules see it. Built by the engine per fix after the zone
+    presence pre-stage, and read-only for the rules (kept allocation-free)."""
 
     __slots__ = (
         "_local",
@@ -57,6 +111,12 @@ class FixContext:
         zones: Mapping[str, Zone],
         tz: tzinfo,
         corridors: Mapping[str, float | None] = _EMPTY,
+        near: tuple[str, ...] = (),
+        inside: tuple[str, ...] = (),
+        route_dist: Mapping[str, float] = _EMPTY,
+        confirmed: Mapping[str, float] = _EMPTY,
+        entered: tuple[str, ...] = (),
+        exited: tuple[str, ...] = (),
     ) -> None:
         self.fix = fix
         self.x, self.y = x, y  # projected metres (nan when the position is unusable)
@@ -66,12 +126,12 @@ class FixContext:
         self.zones = zones  # every zone of the city by id
         self.tz = tz
         self.corridors = corridors  # route id -> corridor_m (None: settings default)
-        self.near: tuple[str, ...] = ()  # zones within the exit band (a superset of inside)
-        self.inside: tuple[str, ...] = ()  # zones strictly containing the fix
-        self.route_dist: Mapping[str, float] = _EMPTY  # route id -> metres, permitted routes only
-        self.confirmed: Mapping[str, float] = _EMPTY  # zones the vehicle is in (set by zone presence)
-        self.entered: tuple[str, ...] = ()  # zones confirmed at this fix
-        self.exited: tuple[str, ...] = ()
+        self.near = near  # zones within the exit band (a superset of inside)
+        self.inside = inside  # zones strictly containing the fix
+        self.route_dist = route_dist  # route id -> metres, permitted routes only
+        self.confirmed = confirmed  # zones the vehicle is in, after dwell (zone id -> entered at)
+        self.entered = entered  # zones confirmed at this fix
+        self.exited = exited
         self._local: LocalTime | None = None
 
     def local(self) -> LocalTime:
@@ -99,7 +159,7 @@ class FixContext:
         sensors = self.fix.sensors
         if sensors is not None and sensors.loaded is not None:
             return sensors.loaded
-        return True if self.fix.status & _LOAD_BITS else None
+        return True if self.fix.status & LOAD_BITS else None
 
     def event(
         self,
@@ -110,25 +170,36 @@ class FixContext:
         *,
         zone_id: str | None = None,
         route_id: str | None = None,
-        extra: Mapping[str, Any] | None = None,
         **details: Any,
     ) -> Event:
-        if extra:
-            details.update(extra)
-        fix = self.fix
-        return Event(
-            kind=kind,
-            phase=phase,
-            vehicle_id=fix.vehicle_id,
-            ts=fix.ts,
-            lon=fix.lon,
-            lat=fix.lat,
-            key=key,
-            severity=severity,
-            zone_id=zone_id,
-            route_id=route_id,
-            details=details,
-        )
+        return make_event(self.fix, kind, phase, key, severity, zone_id=zone_id, route_id=route_id, details=details)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """An alert still open in the store, as restore needs it."""
+
+    key: str
+    kind: str
+    severity: Severity
+    ts: float  # fix time of the start
+    lon: float
+    lat: float
+    zone_id: str | None = None
+    route_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def number(self, name: str, default: float = 0.0) -> float:
+        value = self.details.get(name)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreContext:
+    """What restore may use: the settings and the city's projection."""
+
+    settings: RuleSettings
+    to_xy: Callable[[float, float], tuple[float, float]]
 
 
 @dataclass(slots=True)
@@ -137,17 +208,13 @@ class Episode:
 
     ``on`` and ``off`` are separate tests (e.g. speed > limit, speed < limit
     minus a band); a fix that is neither keeps the current state, which is
-    what stops noise inside the band from flapping. ``peak`` is free for the
-    rule to track a maximum over the episode.
+    what stops noise inside the band from flapping.
     """
 
     active: bool = False
     on_since: float | None = None  # first fix of the current run of "on" fixes
     off_since: float | None = None  # first fix of the current run of "off" fixes
     started_at: float = 0.0
-    peak: float = 0.0
-    key: str = ""
-    ref: str | None = None  # the zone/route/permit the episode is about
 
     def step(self, ts: float, on: bool, off: bool, start_after: float, end_after: float) -> Phase | None:
         """Advance by one fix; return ``start``/``end`` when the episode changes."""
@@ -172,6 +239,48 @@ class Episode:
         return "end"
 
     @property
+    def idle(self) -> bool:
+        """Neither active nor counting towards a start."""
+        return not self.active and self.on_since is None
+
+    @property
     def duration_s(self) -> float:
         """Length of the episode that just ended: first on-fix to first off-fix."""
         return (self.off_since or self.started_at) - self.started_at
+
+    def resume(self, started_at: float) -> None:
+        """After a restart: the episode is open since ``started_at``."""
+        self.active, self.started_at, self.on_since, self.off_since = True, started_at, started_at, None
+
+
+class Rule(Generic[S]):
+    """One rule family; each module defines a subclass and one instance."""
+
+    name: ClassVar[str]
+    keys: ClassVar[tuple[str, ...]]  # alert keys it raises: exact keys, or prefixes ending in ":"
+    always_run: ClassVar[bool] = False
+    position_free: ClassVar[bool] = False
+
+    def applies(self, vehicle: Vehicle) -> bool:
+        return True
+
+    def new_state(self) -> S:
+        raise NotImplementedError
+
+    def step(self, state: S, ctx: FixContext) -> Events:
+        raise NotImplementedError
+
+    def at_rest(self, state: S, ctx: FixContext) -> float | None:
+        """The fast-path condition (see the module docstring); by default never."""
+        return None
+
+    def owns(self, key: str) -> bool:
+        return any(key == k or (k.endswith(":") and key.startswith(k)) for k in self.keys)
+
+    def restore(self, state: S, alert: OpenAlert, ctx: RestoreContext) -> None:
+        """Rebuild ``state`` from an open alert this rule owns."""
+
+
+def rounded(value: float, digits: int = 1) -> float:
+    """Figures in events: rounded for people (metres to 0.1, speeds to 0.1 km/h)."""
+    return round(float(value), digits)

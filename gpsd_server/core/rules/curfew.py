@@ -7,24 +7,50 @@ light does not end it). A permit without ``hours`` allows any time.
 
 from __future__ import annotations
 
-from gpsd_server.core.rules.base import NO_EVENTS, Episode, Events, FixContext
-from gpsd_server.model import Fix
+from dataclasses import dataclass, field
+
+from gpsd_server.core.city import Vehicle
+from gpsd_server.core.rules.base import NO_EVENTS, Episode, Events, FixContext, OpenAlert, RestoreContext, Rule
+
+KEY = "curfew"
 
 
-def curfew(state: Episode, fix: Fix, ctx: FixContext) -> tuple[Episode, Events]:
-    permits = ctx.permits()
-    if not permits and not state.active:
-        return state, NO_EVENTS
-    allowed = not permits or any(p.hours is None or p.hours.active(ctx.local()) for p in permits)
-    on = ctx.moving and not allowed
-    off = allowed or not ctx.moving
-    settings = ctx.settings
-    phase = state.step(fix.ts, on, off, settings.curfew_min_s, settings.curfew_end_s)
-    if phase == "start":
-        return state, (ctx.event("curfew", "start", "curfew", "warning", permits=[p.id for p in permits]),)
-    if phase == "end":
-        event = ctx.event(
-            "curfew", "end", "curfew", "warning", duration_s=state.duration_s, started_at=state.started_at
-        )
-        return state, (event,)
-    return state, NO_EVENTS
+@dataclass(slots=True)
+class CurfewState:
+    episode: Episode = field(default_factory=Episode)
+
+
+class Curfew(Rule[CurfewState]):
+    name = "curfew"
+    keys = (KEY,)
+    always_run = True  # permit hours change with the fix time
+
+    def applies(self, vehicle: Vehicle) -> bool:
+        return bool(vehicle.permits)
+
+    def new_state(self) -> CurfewState:
+        return CurfewState()
+
+    def step(self, state: CurfewState, ctx: FixContext) -> Events:
+        permits = ctx.permits()
+        episode = state.episode
+        if not permits and not episode.active:
+            return NO_EVENTS
+        allowed = not permits or any(p.hours is None or p.hours.active(ctx.local()) for p in permits)
+        on = ctx.moving and not allowed
+        off = allowed or not ctx.moving
+        settings = ctx.settings
+        phase = episode.step(ctx.fix.ts, on, off, settings.curfew_min_s, settings.curfew_end_s)
+        if phase == "start":
+            return (ctx.event(KEY, "start", KEY, "warning", permits=[p.id for p in permits]),)
+        if phase == "end":
+            return (
+                ctx.event(KEY, "end", KEY, "warning", duration_s=episode.duration_s, started_at=episode.started_at),
+            )
+        return NO_EVENTS
+
+    def restore(self, state: CurfewState, alert: OpenAlert, ctx: RestoreContext) -> None:
+        state.episode.resume(alert.ts)
+
+
+RULE = Curfew()

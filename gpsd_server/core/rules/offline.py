@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpsd_server.core.settings import RuleSettings
 from gpsd_server.model import Event, Fix
+from gpsd_server.settings import RuleSettings
 
 KEY = "offline"
 
@@ -69,6 +69,16 @@ def on_fix(state: LinkState, fix: Fix, settings: RuleSettings, *, position_ok: b
     if position_ok:
         state.lon, state.lat, state.moving = fix.lon, fix.lat, moving
     return events
+
+
+def restore(state: LinkState, last: Fix | None, settings: RuleSettings, *, offline: bool) -> None:
+    """After a restart: the last stored fix sets the clock; an open offline alert stays open
+    (the next fix ends it)."""
+    if last is not None:
+        state.last_ts = last.ts
+        state.lon, state.lat = last.lon, last.lat
+        state.moving = (last.speed_kmh or 0.0) >= settings.moving_kmh
+    state.offline = offline
 
 
 def on_tick(vehicle_id: str, state: LinkState, now: float, settings: RuleSettings) -> list[Event]:

@@ -1,0 +1,84 @@
+"""``/ws/live``: a snapshot of the last positions on connect, then positions
+and alerts as they happen; a client may narrow what it gets with
+``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from gpsd_server import wire
+from gpsd_server.api.auth import websocket_principal
+from gpsd_server.api.deps import ApiServices
+from gpsd_server.sinks.hub import SubscriptionError, parse_subscription
+
+WS_MAX_MESSAGE = 256 * 1024  # room for a subscription to 10,000 vehicles
+
+
+def _error(text: str) -> bytes:
+    return wire.encode(wire.Error(error=text[:200]))
+
+
+def router(services: ApiServices) -> APIRouter:
+    r = APIRouter()
+    snapshot_max = services.config.http.ws_snapshot_max
+
+    @r.websocket("/ws/live")
+    async def ws_live(ws: WebSocket) -> None:
+        hub = services.live
+        if await websocket_principal(ws, "viewer") is None:
+            return
+        await ws.accept()
+        client = hub.add_client()
+        if client is None:
+            await ws.close(code=1013, reason="too many clients")
+            return
+        try:
+            await ws.send_text(hub.snapshot(client, snapshot_max).decode())
+
+            async def sender() -> None:
+                while True:
+                    data = await client.queue.get()
+                    if not data:  # the hub dropped this client
+                        await ws.close(code=1008, reason=client.dropped or "dropped")
+                        return
+                    await ws.send_text(data.decode())
+
+            send_task = asyncio.create_task(sender(), name="ws-sender")
+            try:
+                while not send_task.done():
+                    message = await ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        break
+                    text = message.get("text")
+                    # Replies go through the client's queue: one sender per socket.
+                    if text is None:
+                        hub.reply(client, _error("binary messages are not supported"))
+                        continue
+                    if len(text) > WS_MAX_MESSAGE:
+                        hub.reply(client, _error("message too large"))
+                        continue
+                    try:
+                        msg = wire.decode(text)
+                        if isinstance(msg, dict) and msg.get("type") == "subscribe":
+                            client.subscription = parse_subscription(msg)
+                            hub.reply(client, hub.snapshot(client, snapshot_max))
+                        else:
+                            raise SubscriptionError("type must be subscribe")
+                    except (msgspec.DecodeError, SubscriptionError) as exc:
+                        hub.reply(client, _error(str(exc)))
+                    except RecursionError:
+                        hub.reply(client, _error("JSON nested too deeply"))
+            finally:
+                send_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await send_task
+        except WebSocketDisconnect:
+            pass
+        finally:
+            hub.remove_client(client)
+
+    return r

@@ -1,0 +1,47 @@
+"""Every vehicle with its last position."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from gpsd_server import wire
+from gpsd_server.api.auth import require
+from gpsd_server.api.deps import ApiServices
+from gpsd_server.api.responses import json_response
+from gpsd_server.store import vehicles as store
+
+
+def router(services: ApiServices) -> APIRouter:
+    r = APIRouter(tags=["vehicles"])
+    moving_kmh = services.config.rules.moving_kmh
+
+    @r.get("/api/vehicles", dependencies=[Depends(require("viewer"))])
+    async def vehicles() -> Response:
+        async with services.db.connection() as conn:
+            rows = await store.last_positions(conn)
+        now = datetime.now(UTC)
+        body = wire.VehicleList(
+            vehicles=[
+                wire.VehicleRow(
+                    id=v.vehicle_id,
+                    plate=v.plate,
+                    vehicle_class=v.vehicle_class,
+                    company=v.company,
+                    ts=v.ts,
+                    age_s=round((now - v.ts).total_seconds(), 1),
+                    lon=v.lon,
+                    lat=v.lat,
+                    speed=v.speed_kmh,
+                    heading=v.heading,
+                    alarm=v.alarm,
+                    status=wire.status(v.speed_kmh, moving_kmh),
+                )
+                for v in rows
+            ]
+        )
+        return json_response(body)
+
+    return r

@@ -1,0 +1,109 @@
+"""Native JSON payload -> ``Fix`` values, with a reason for every rejection.
+
+Payload on ``{prefix}/{vehicle_id}/fix``: one JSON object or an array of
+them (batch / backfill). Fields are documented in the README. The decoder
+returns one entry per item: a ``Fix`` or a ``DecodeError`` whose ``index``
+says which item of a batch it was. A payload-level problem (not JSON, too
+big) is a single ``DecodeError`` with ``index=None``. Reasons are those of
+:mod:`.common` plus ``bad_vehicle_id`` (topic vehicle id empty, too long or
+with bad characters) and ``vehicle_mismatch`` (``vehicle_id`` in the body
+disagrees with the topic).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gpsd_server.core.decode.common import VEHICLE_ID_RE, check_position, check_ts, decode_batch, parse_ts
+from gpsd_server.errors import DecodeError
+from gpsd_server.model import Fix, Sensors
+from gpsd_server.settings import IngestSettings
+
+
+def _number(item: dict[str, Any], name: str, lo: float, hi: float, *, integer: bool = False) -> Any:
+    v = item.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise DecodeError("wrong_type", f"{name} must be a number")
+    if integer and not (isinstance(v, int) or float(v).is_integer()):
+        raise DecodeError("wrong_type", f"{name} must be an integer")
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise DecodeError("wrong_type", f"{name} out of range [{lo:g}, {hi:g}]")
+    return int(v) if integer else float(v)
+
+
+def _flag(item: dict[str, Any], name: str) -> bool | None:
+    v = item.get(name)
+    if v is None or isinstance(v, bool):
+        return v
+    raise DecodeError("wrong_type", f"{name} must be true or false")
+
+
+_DRUM = ("cw", "ccw", "stopped")
+
+
+def _sensors(value: Any) -> Sensors | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DecodeError("wrong_type", "sensors must be an object")
+    drum = value.get("drum")
+    if drum is not None and drum not in _DRUM:
+        raise DecodeError("wrong_type", "sensors.drum must be cw, ccw or stopped")
+    try:
+        return Sensors(
+            cover_closed=_flag(value, "cover_closed"),
+            loaded=_flag(value, "loaded"),
+            lift=_flag(value, "lift"),
+            drum=drum,
+        )
+    except DecodeError as exc:
+        raise DecodeError("wrong_type", f"sensors.{exc.detail}") from None
+
+
+def decode_item(
+    vehicle_id: str, item: Any, *, now: float, limits: IngestSettings, index: int | None = None
+) -> Fix | DecodeError:
+    """One JSON value -> a ``Fix`` or the reason it was rejected."""
+    try:
+        if not isinstance(item, dict):
+            raise DecodeError("not_object", "item is not an object")
+        body_vid = item.get("vehicle_id")
+        if body_vid is not None and body_vid != vehicle_id:
+            raise DecodeError("vehicle_mismatch", "body vehicle_id differs from the topic")
+        if "ts" not in item or item["ts"] is None:
+            raise DecodeError("ts_missing", "no ts")
+        ts = parse_ts(item["ts"])
+        check_ts(ts, now, limits)
+        if item.get("lon") is None or item.get("lat") is None:
+            raise DecodeError("position_missing", "lon and lat are required")
+        lon, lat = check_position(item["lon"], item["lat"])
+        return Fix(
+            vehicle_id=vehicle_id,
+            ts=ts,
+            lon=lon,
+            lat=lat,
+            received_at=now,
+            speed_kmh=_number(item, "speed_kmh", 0, 400),
+            heading=_number(item, "heading", 0, 360),
+            alt_m=_number(item, "alt_m", -1000, 10000),
+            sats=_number(item, "sats", 0, 255, integer=True),
+            hdop=_number(item, "hdop", 0, 100),
+            ignition=_flag(item, "ignition"),
+            alarm=_number(item, "alarm", 0, 0xFFFFFFFF, integer=True) or 0,
+            status=_number(item, "status", 0, 0xFFFFFFFF, integer=True) or 0,
+            sensors=_sensors(item.get("sensors")),
+            mileage_km=_number(item, "mileage_km", 0, 1e8),
+        )
+    except DecodeError as exc:
+        exc.index = index
+        return exc
+
+
+def decode_native(vehicle_id: str, payload: bytes, *, now: float, limits: IngestSettings) -> list[Fix | DecodeError]:
+    """Decode a native payload published on ``{prefix}/{vehicle_id}/fix``."""
+    if not VEHICLE_ID_RE.match(vehicle_id):
+        return [DecodeError("bad_vehicle_id", "topic vehicle id is empty or malformed")]
+    return decode_batch(vehicle_id, payload, decode_item, now=now, limits=limits)

@@ -1,0 +1,237 @@
+"""Every setting of gpsd-server, declared once, in its unit.
+
+Each ``[section]`` of ``config.toml`` is one frozen struct here; its field
+defaults are the embedded defaults. Components take their own section (or a
+few named fields of it) and nothing else. The names carry the unit: ``_s``
+seconds, ``_ms`` milliseconds, ``_m`` metres, ``_kmh`` km/h, ``_mb`` MiB.
+
+This module is pure (the core imports :class:`RuleSettings`): reading the
+file and the environment is :mod:`gpsd_server.config`'s job, which also
+fills the few defaults that depend on where the embedded services run
+(``GPSD_PG_PORT``, ``GPSD_MQTT_PORT``, ``GPSD_HTTP_PORT``, ``GPSD_STATE``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+AnyPort = Annotated[int, Meta(ge=0, le=65535)]  # 0 = any free port (tests)
+Positive = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+NonNegative = Annotated[float, Meta(ge=0)]
+TopicPrefix = Annotated[str, Meta(pattern=r"^[^#+/][^#+]*$")]
+
+# The ports and database name of the embedded services (tools/services.sh).
+EMBEDDED_PG_PORT = 55432
+EMBEDDED_MQTT_PORT = 18830
+EMBEDDED_HTTP_PORT = 8080
+
+# JT/T 808 alarm bits raised as alerts by default. Left out on purpose: the
+# terminal's own overspeed (1), pre-warnings (13, 14), area/route/segment
+# alarms (20-23) -- the server's rules decide those from positions.
+DEFAULT_ALARM_BITS: tuple[int, ...] = (0, 2, 3, 4, 5, 6, 7, 8, 18, 19, 26, 27, 28, 29, 30)
+
+
+class Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every section: frozen, keyword-only, unknown keys refused."""
+
+
+class CitySettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: str = "Demo City"
+    timezone: str = "Asia/Shanghai"  # IANA zone: schedules, permits, daily reports
+
+
+class MqttSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Port = EMBEDDED_MQTT_PORT
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    client_id: str = "gpsd-server"
+    protocol: Literal[4, 5] = 5  # 5 = MQTT 5, 4 = MQTT 3.1.1
+    topic_prefix: TopicPrefix = "fleet"
+    qos: Literal[0, 1] = 1
+    persistent_session: bool = True
+    session_expiry_s: Annotated[int, Meta(ge=0, le=4294967295)] = 3600
+    keepalive_s: Annotated[int, Meta(ge=5, le=3600)] = 30
+    reconnect_min_s: Positive = 0.5
+    reconnect_max_s: Positive = 30.0
+    dead_letter_topic: str = "gpsd/rejected"
+    max_queued_incoming: PositiveInt = 100000
+    receive_maximum: Annotated[int, Meta(ge=10, le=65535)] = 10000
+
+
+class DatabaseSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    dsn: str = f"postgresql://postgres@127.0.0.1:{EMBEDDED_PG_PORT}/gpsd"
+    batch_max_rows: Annotated[int, Meta(ge=1, le=100000)] = 5000
+    flush_interval_ms: Annotated[int, Meta(ge=0, le=60000)] = 5
+    queue_max_rows: Annotated[int, Meta(ge=100)] = 200000
+    connect_timeout_s: Positive = 5.0
+    retry_min_s: Positive = 0.5
+    retry_max_s: Positive = 10.0
+    chunk_interval: Literal["1 hour", "6 hours", "1 day", "7 days"] = "1 day"
+    spool_path: str = ""  # empty: <state>/spool/<mqtt.client_id>.spool
+    spool_max_mb: Annotated[float, Meta(gt=0)] = 1024.0
+    spool_fsync_ms: Annotated[int, Meta(ge=1, le=10000)] = 50
+    write_timeout_s: Positive = 30.0
+    shutdown_timeout_s: Positive = 30.0
+    pool_max_size: Annotated[int, Meta(ge=1, le=100)] = 8  # API connections
+
+
+class HttpSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: AnyPort = EMBEDDED_HTTP_PORT
+    ws_max_clients: PositiveInt = 500
+    ws_send_queue: Annotated[int, Meta(ge=10)] = 2000
+    ws_snapshot_max: PositiveInt = 100000
+
+
+class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    max_payload_bytes: Annotated[int, Meta(ge=256, le=16 * 1024 * 1024)] = 262144
+    max_batch_items: Annotated[int, Meta(ge=1, le=100000)] = 1000
+    max_future_s: NonNegative = 300.0
+    max_age_days: Positive = 30.0
+    reject_log_interval_s: Positive = 10.0
+    stats_log_interval_s: Positive = 10.0
+    cycle_max_messages: Annotated[int, Meta(ge=1)] = 5000
+    cycle_max_bytes: Annotated[int, Meta(ge=1024)] = 1048576
+
+
+class GeofenceSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    dir: str = "geofences"  # relative to the config file's folder
+
+
+class HistorySettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    max_range_days: Annotated[float, Meta(gt=0, le=366)] = 31.0
+    stop_radius_m: Annotated[float, Meta(gt=0, le=5000)] = 50.0
+    stop_min_s: Annotated[float, Meta(gt=0, le=86400)] = 300.0
+    gap_s: Positive = 300.0
+    simplify_max_points: PositiveInt = 1_000_000
+    retention_days: NonNegative = 0.0
+    retention_check_s: Annotated[float, Meta(ge=60)] = 3600.0
+    retention_batch_rows: Annotated[int, Meta(ge=100, le=100000)] = 5000
+    replay_max_vehicles: Annotated[int, Meta(ge=1, le=1000)] = 50
+    replay_max_range_days: Annotated[float, Meta(gt=0, le=31)] = 7.0
+    replay_page_rows: Annotated[int, Meta(ge=100, le=100000)] = 2000
+    replay_max_alerts: PositiveInt = 5000
+    replay_clock_s: Annotated[float, Meta(ge=0.1, le=60)] = 1.0
+
+
+class Jt808Settings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: AnyPort = 7611
+    auth_code: str = "gpsd-808"  # handed out on register; "" accepts any code
+    require_auth: bool = True
+    idle_timeout_s: Positive = 180.0
+    max_connections: PositiveInt = 20000
+    max_bad_frames: PositiveInt = 20
+    max_frame_bytes: Annotated[int, Meta(ge=64, le=65536)] = 4096
+    publish_timeout_s: Positive = 10.0
+    write_timeout_s: Positive = 10.0
+    auto_register: bool = False
+    topic_prefix: TopicPrefix = "jt808"
+
+
+class OwnTracksSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    enabled: bool = True
+    topic_prefix: TopicPrefix = "owntracks"
+    max_accuracy_m: Positive = 500.0
+
+
+class DispatchSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    city_speed_kmh: Positive = 25.0
+    road_factor: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.3
+    online_max_age_s: Positive = 600.0
+
+
+class MapSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    tile_url: str = ""
+    tile_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
+    tile_attribution: str = ""
+    center: tuple[float, float] | None = None
+    zoom: Annotated[int, Meta(ge=1, le=20)] = 12
+
+
+class RuleSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Every threshold of the rule engine (see docs/geofences.md for the rules).
+
+    Distances are metres, speeds km/h, times seconds of *fix* time. Per-zone
+    values (speed limit, dwell, corridor width, schedule) live in the
+    geofence files; these are the fall-backs and the noise bands around them.
+    """
+
+    moving_kmh: NonNegative = 5.0
+    """At or above this speed a vehicle counts as moving: rules, the map's
+    status, driving time in reports."""
+    zone_exit_band_m: NonNegative = 30.0
+    """A vehicle leaves a zone only once it is this far outside the polygon,
+    so a truck parked on a boundary does not flap in and out."""
+    default_speed_limit_kmh: NonNegative = 80.0
+    muck_truck_speed_limit_kmh: NonNegative = 40.0
+    mixer_truck_speed_limit_kmh: NonNegative = 50.0
+    overspeed_band_kmh: NonNegative = 5.0
+    """An overspeed ends only below limit minus this band."""
+    overspeed_min_s: NonNegative = 15.0
+    corridor_m: NonNegative = 50.0
+    """Corridor half-width for routes whose file does not give ``corridor_m``."""
+    deviation_band_m: NonNegative = 15.0
+    """A deviation ends only once the truck is closer than corridor minus this."""
+    deviation_min_s: NonNegative = 60.0
+    curfew_min_s: NonNegative = 60.0
+    curfew_end_s: NonNegative = 120.0
+    stop_radius_m: NonNegative = 50.0
+    """Fixes within this distance of where a stop began belong to the stop."""
+    stop_exit_band_m: NonNegative = 20.0
+    stop_min_s: NonNegative = 300.0
+    """A loaded muck truck stopped this long outside every site is suspected of dumping."""
+    uncovered_min_s: NonNegative = 30.0
+    offline_s: NonNegative = 600.0
+    offline_moving_s: NonNegative = 120.0
+    alarm_bits: tuple[Annotated[int, Meta(ge=0, le=31)], ...] = DEFAULT_ALARM_BITS
+    """JT/T 808 alarm bits that raise alerts (start when set, end when cleared)."""
+    delivery_max_s: NonNegative = 5400.0
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}: must be a finite number")
+        if self.deviation_band_m >= self.corridor_m:
+            raise ValueError("deviation_band_m: must be smaller than corridor_m")
+
+    def class_speed_limit_kmh(self, vehicle_class: str) -> float:
+        if vehicle_class == "muck_truck":
+            return self.muck_truck_speed_limit_kmh
+        if vehicle_class == "mixer_truck":
+            return self.mixer_truck_speed_limit_kmh
+        return self.default_speed_limit_kmh
+
+
+class Config(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    city: CitySettings = msgspec.field(default_factory=CitySettings)
+    mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    ingest: IngestSettings = msgspec.field(default_factory=IngestSettings)
+    geofences: GeofenceSettings = msgspec.field(default_factory=GeofenceSettings)
+    jt808: Jt808Settings = msgspec.field(default_factory=Jt808Settings)
+    owntracks: OwnTracksSettings = msgspec.field(default_factory=OwnTracksSettings)
+    map: MapSettings = msgspec.field(default_factory=MapSettings)
+    dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
+    history: HistorySettings = msgspec.field(default_factory=HistorySettings)
+    rules: RuleSettings = msgspec.field(default_factory=RuleSettings)
+    # Filled by config.load, never from the file: the folder of the config
+    # file (relative paths resolve from here) and the state folder.
+    base_dir: str = "."
+    state_dir: str = ".state"
+
+
+# Keys a file may not set (config.load fills them).
+DERIVED_KEYS = ("base_dir", "state_dir")

@@ -1,0 +1,515 @@
+"""The track writer's driver: a bounded queue in front of batched binary COPY,
+with a disk spool for when the database is away, in a thread of its own.
+
+``put(fixes, alerts)`` (on the event loop) returns a future that resolves
+once they are durable, so a caller can acknowledge its source only then.
+Durable means committed, or, while the database is unreachable, fsynced in
+the spool (:mod:`.spool`). Ingest therefore keeps going through an outage:
+live positions and alerts still reach the websockets.
+
+Every decision (batch, spool, replay, probe, wait, finish) is the pure
+:class:`~.policy.WriterPolicy`'s; this module only performs them. It runs in
+its own thread with a blocking psycopg connection: a batch written through an
+asyncio connection needed about 17 turns of an event loop that ingest cycles
+hold for up to a tenth of a second, so under load each write waited for
+many cycles. Here it waits for the database only, and completion comes back
+to the loop with ``call_soon_threadsafe``.
+
+A batch is written in one idempotent transaction
+(:func:`gpsd_server.store.batch.write_batch`), so a batch written twice,
+after an unclear commit, a crash or a replay, stores nothing twice. A write
+that hangs is ended by the connection's own limits (``statement_timeout`` and
+``tcp_user_timeout`` at ``write_timeout_s``), never by abandoning it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+
+from gpsd_server.errors import SpoolError
+from gpsd_server.model import Fix
+from gpsd_server.settings import DatabaseSettings
+from gpsd_server.sinks.tracks.policy import Action, WriterPolicy
+from gpsd_server.sinks.tracks.spool import Spool
+from gpsd_server.store.batch import AlertRow, open_writer_connection, write_batch
+
+__all__ = ["AlertRow", "TrackWriter", "WriterStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WriterStats:
+    rows_in: int = 0  # rows handed to put()
+    rows_copied: int = 0  # rows committed through COPY (duplicates included)
+    rows_inserted: int = 0  # new rows in fixes
+    batches: int = 0
+    failures: int = 0  # failed database attempts (each one spooled or retried)
+    alerts_written: int = 0
+    last_batch_s: float = 0.0
+    outages: int = 0  # times the writer switched to the spool
+    rows_spooled: int = 0  # rows made durable in the spool
+    rows_replayed: int = 0  # rows written from the spool to the database
+    spool_full_events: int = 0  # times the spool was found full (each one logged as an error)
+    spool_peak_bytes: int = 0
+    rows_not_durable: int = 0  # rows neither written nor spooled at shutdown (left unacknowledged)
+
+    @property
+    def duplicates(self) -> int:
+        return self.rows_copied - self.rows_inserted
+
+
+class _SpoolBatch(msgspec.Struct, array_like=True):
+    """One spool record: a writer batch, fixes and alerts in arrival order."""
+
+    fixes: list[Fix]
+    alerts: list[AlertRow]
+
+
+_spool_encoder = msgspec.msgpack.Encoder()
+_spool_decoder = msgspec.msgpack.Decoder(_SpoolBatch)
+_DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+
+
+@dataclass(slots=True)
+class _Entry:
+    fixes: Sequence[Fix]
+    alerts: Sequence[AlertRow]
+    future: asyncio.Future[None]
+
+
+class TrackWriter:
+    """Batches fixes and alerts into the database, or into the spool while
+    the database is away; see the module docstring."""
+
+    def __init__(self, settings: DatabaseSettings, *, spool_path: str | Path) -> None:
+        self._settings = settings
+        self._policy = WriterPolicy(settings)
+        self._spool = Spool(spool_path, max_bytes=int(settings.spool_max_mb * 1024 * 1024))
+        self._read_offset = self._spool.start  # first spooled record not yet replayed
+        self._queue: deque[_Entry] = deque()
+        self._queued_rows = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._has_room: asyncio.Event | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._waiting_puts = 0
+        self._replay_started = 0.0
+        self._replay_rows = 0
+        self._full_logged_at = -math.inf
+        self.stats = WriterStats()
+
+    # -- what the metrics read ------------------------------------------------
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows in memory, neither committed nor spooled."""
+        return self._queued_rows
+
+    @property
+    def spool_path(self) -> Path:
+        return self._spool.path
+
+    @property
+    def spool_bytes(self) -> int:
+        """Size of the spool file's records (replayed ones included until truncation)."""
+        return self._spool.size
+
+    @property
+    def spool_backlog_bytes(self) -> int:
+        """Spooled bytes not yet replayed into the database."""
+        return self._spool.end - self._read_offset
+
+    @property
+    def spool_max_bytes(self) -> int:
+        return self._spool.max_bytes
+
+    @property
+    def spool_full(self) -> bool:
+        return self._policy.spool_full
+
+    @property
+    def database_available(self) -> bool:
+        """False while the writer spools because the database is away."""
+        return self._policy.db_up
+
+    @property
+    def flow_control_active(self) -> bool:
+        """True while ``put`` holds intake back (queue full, e.g. because the spool is full)."""
+        return self._waiting_puts > 0
+
+    # -- the loop side --------------------------------------------------------
+
+    async def put(self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = ()) -> asyncio.Future[None]:
+        """Queue fixes and the alerts they raised; waits while the queue is
+        full. The future resolves once both are durable: committed (one
+        transaction) or fsynced in the spool."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        if not fixes and not alerts:
+            fut.set_result(None)
+            return fut
+        if self._policy.closing:
+            raise RuntimeError("track writer is closed")
+        room = self._room_event()
+        if self._queued_rows >= self._settings.queue_max_rows:
+            self._waiting_puts += 1
+            try:
+                while self._queued_rows >= self._settings.queue_max_rows:
+                    room.clear()
+                    await room.wait()
+                    if self._policy.closing:
+                        raise RuntimeError("track writer is closed")
+            finally:
+                self._waiting_puts -= 1
+        with self._wake:
+            self._queue.append(_Entry(fixes, alerts, fut))
+            self._queued_rows += len(fixes)
+            self.stats.rows_in += len(fixes)
+            self._wake.notify()
+        return fut
+
+    def _room_event(self) -> asyncio.Event:
+        if self._has_room is None:
+            self._has_room = asyncio.Event()
+            self._has_room.set()
+        return self._has_room
+
+    async def close(self) -> None:
+        """Stop taking fixes; ``run`` returns once the queue is written or
+        spooled, within ``shutdown_timeout_s``."""
+        with self._wake:
+            self._policy.close(time.monotonic())
+            self._wake.notify()
+        self._room_event().set()  # a put waiting for room gives up
+
+    async def run(self) -> None:
+        """Run the writer thread until it finishes (after ``close``)."""
+        self._loop = asyncio.get_running_loop()
+        self._room_event()
+        done: asyncio.Future[None] = self._loop.create_future()
+        thread = threading.Thread(target=self._thread_main, args=(done,), name="track-writer", daemon=True)
+        thread.start()
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await self.close()
+            await asyncio.shield(done)
+            raise
+
+    # -- the thread -------------------------------------------------------------
+
+    def _thread_main(self, done: asyncio.Future[None]) -> None:
+        loop = self._loop
+        assert loop is not None
+        error: BaseException | None = None
+        try:
+            recovered = self._spool.open()
+            if recovered.records:
+                log.warning(
+                    "track writer: %d spooled records (%.1f MB) from a previous run in %s; replaying them",
+                    recovered.records, recovered.bytes / 1e6, self._spool.path,
+                )  # fmt: skip
+            self._work()
+        except BaseException as exc:  # noqa: BLE001 - reported to run(): a bug must not pass silently
+            error = exc
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+            self._spool.close(remove_if_empty=True)
+            loop.call_soon_threadsafe(_finish, done, error)
+
+    def _work(self) -> None:
+        policy = self._policy
+        while True:
+            with self._wake:
+                action = policy.next(time.monotonic(), self._queued_rows, self.spool_backlog_bytes)
+                if action.kind == "wait":
+                    self._wake.wait(None if math.isinf(action.delay_s) else action.delay_s)
+                    continue
+            if action.kind == "finish":
+                return
+            if action.kind == "final":
+                self._final_spool()
+                return
+            if action.kind == "probe":
+                policy.probed(time.monotonic(), self._probe())
+            elif action.kind == "replay":
+                self._replay_step()
+                if action.then_spool:
+                    self._spool_queue(Action("spool"))
+            elif action.kind == "spool":
+                self._spool_queue(action)
+            else:
+                self._write_step(action)
+
+    def _pause(self, delay_s: float) -> None:
+        if delay_s > 0:
+            time.sleep(delay_s)
+
+    def _take(self, max_rows: int) -> list[_Entry]:
+        with self._lock:
+            entries: list[_Entry] = []
+            n = 0
+            while self._queue and (not entries or n + len(self._queue[0].fixes) <= max_rows):
+                entry = self._queue.popleft()
+                entries.append(entry)
+                n += len(entry.fixes)
+            return entries
+
+    def _put_back(self, entries: list[_Entry]) -> None:
+        with self._lock:
+            self._queue.extendleft(reversed(entries))
+
+    def _done(self, entries: list[_Entry]) -> None:
+        with self._lock:
+            self._queued_rows -= sum(len(e.fixes) for e in entries)
+            room = self._queued_rows < self._settings.queue_max_rows
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._resolve, [e.future for e in entries], room)
+
+    def _resolve(self, futures: list[asyncio.Future[None]], room: bool) -> None:
+        for fut in futures:
+            if not fut.done():
+                fut.set_result(None)
+        if room and self._has_room is not None:
+            self._has_room.set()
+
+    # -- the database ---------------------------------------------------------
+
+    def _write_step(self, action: Action) -> None:
+        self._pause(action.delay_s)
+        entries = self._take(self._settings.batch_max_rows)
+        if not entries:
+            return
+        rows, alerts = _flatten(entries)
+        if self._write_with_retry(rows, alerts):
+            self._done(entries)
+        else:
+            self._put_back(entries)  # spooled next, in order
+
+    def _write_with_retry(self, rows: list[Fix], alerts: list[AlertRow]) -> bool:
+        """One attempt, and one more on a fresh connection (a database that
+        restarted leaves a dead one behind); False switches to the spool."""
+        error = ""
+        for _ in (1, 2):
+            try:
+                self._write(rows, alerts)
+            except _DB_ERRORS as exc:
+                self.stats.failures += 1
+                self._drop_connection()
+                error = _first_line(exc)
+                continue
+            self._policy.written()
+            return True
+        self._database_down(error)
+        return False
+
+    def _database_down(self, why: str) -> None:
+        if self._policy.write_failed(time.monotonic()):
+            self.stats.outages += 1
+            log.warning(
+                "track writer: database unavailable (%s); spooling to %s (%.1f of %.0f MB used)",
+                why, self._spool.path, self._spool.size / 1e6, self._spool.max_bytes / 1e6,
+            )  # fmt: skip
+        else:
+            log.debug("track writer: database still unavailable (%s)", why)
+
+    def _probe(self) -> bool:
+        try:
+            self._connect()
+        except _DB_ERRORS as exc:
+            self.stats.failures += 1
+            self._drop_connection()
+            self._database_down(_first_line(exc))
+            return False
+        log.warning(
+            "track writer: database back; replaying %.1f MB of spool from %s",
+            self.spool_backlog_bytes / 1e6, self._spool.path,
+        )  # fmt: skip
+        return True
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            s = self._settings
+            self._conn = open_writer_connection(
+                s.dsn, connect_timeout_s=s.connect_timeout_s, statement_timeout_s=s.write_timeout_s
+            )
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(*_DB_ERRORS):
+                conn.close()
+
+    def _write(self, rows: list[Fix], alerts: list[AlertRow]) -> None:
+        t0 = time.perf_counter()
+        inserted = write_batch(self._connect(), rows, alerts)
+        self.stats.alerts_written += len(alerts)
+        self.stats.rows_copied += len(rows)
+        self.stats.rows_inserted += inserted
+        self.stats.batches += 1
+        self.stats.last_batch_s = time.perf_counter() - t0
+
+    # -- the spool ------------------------------------------------------------
+
+    def _spool_queue(self, action: Action) -> None:
+        """Move queued batches into the spool, one fsync for all; what does
+        not fit stays queued (``put`` then blocks: flow control)."""
+        self._pause(action.delay_s)
+        moved: list[_Entry] = []
+        records: list[bytes] = []
+        size = 0
+        while True:
+            entries = self._take(self._settings.batch_max_rows)
+            if not entries:
+                break
+            rows, alerts = _flatten(entries)
+            record = _spool_encoder.encode(_SpoolBatch(rows, alerts))
+            if size + Spool.framed_size(record) > self._spool.room:
+                self._put_back(entries)
+                self._spool_is_full(Spool.framed_size(record))
+                break
+            moved.extend(entries)
+            records.append(record)
+            size += Spool.framed_size(record)
+        if not records:
+            return
+        try:
+            self._spool.append(records)
+            self._spool.sync()
+        except (OSError, SpoolError) as exc:
+            self._put_back(moved)
+            self._spool_is_full(size, str(exc))
+            return
+        self.stats.rows_spooled += sum(len(e.fixes) for e in moved)
+        self.stats.spool_peak_bytes = max(self.stats.spool_peak_bytes, self._spool.size)
+        with self._lock:
+            empty = not self._queue
+        if self._policy.spooled(time.monotonic(), queue_empty=empty):
+            log.warning("track writer: spool has room again (%.1f MB used)", self._spool.size / 1e6)
+        self._done(moved)
+
+    def _spool_is_full(self, need: int, error: str = "") -> None:
+        if self._policy.spool_is_full():
+            self.stats.spool_full_events += 1
+        now = time.monotonic()
+        if now - self._full_logged_at >= 30.0:
+            self._full_logged_at = now
+            log.error(
+                "track writer: SPOOL FULL at %s (%.1f of %.0f MB, %d more bytes needed%s); intake held back, "
+                "nothing dropped: %d fixes wait in memory and the broker keeps the rest",
+                self._spool.path, self._spool.size / 1e6, self._spool.max_bytes / 1e6, need,
+                f"; {error}" if error else "", self._queued_rows,
+            )  # fmt: skip
+
+    def _replay_step(self) -> None:
+        """Write the next spooled records (up to a batch) to the database;
+        truncate the spool once all of it is in."""
+        if not self._replay_rows:
+            self._replay_started = time.monotonic()
+        try:
+            rows, alerts, offset = self._read_batch(self._read_offset)
+        except SpoolError as exc:
+            log.error("track writer: %s", exc)
+            self._spool.cut_damaged(self._read_offset)
+            return
+        if offset > self._read_offset:
+            if not self._write_with_retry(rows, alerts):
+                return
+            self._read_offset = offset
+            self._replay_rows += len(rows)
+            self.stats.rows_replayed += len(rows)
+        if self._read_offset >= self._spool.end:
+            self._spool.truncate()
+            self._read_offset = self._spool.start
+            self._policy.replayed_all()
+            took = time.monotonic() - self._replay_started
+            log.warning(
+                "track writer: spool replayed: %d fixes in %.1f s (%.0f/s); spool truncated",
+                self._replay_rows, took, self._replay_rows / max(took, 1e-9),
+            )  # fmt: skip
+            self._replay_rows = 0
+
+    def _read_batch(self, offset: int) -> tuple[list[Fix], list[AlertRow], int]:
+        rows: list[Fix] = []
+        alerts: list[AlertRow] = []
+        while len(rows) < self._settings.batch_max_rows:
+            record = self._spool.read(offset)
+            if record is None:
+                break
+            try:
+                batch = _spool_decoder.decode(record[0])
+            except msgspec.DecodeError as exc:
+                raise SpoolError(f"spool {self._spool.path}: undecodable record at byte {offset}: {exc}") from None
+            rows.extend(batch.fixes)
+            alerts.extend(batch.alerts)
+            offset = record[1]
+        return rows, alerts, offset
+
+    def _final_spool(self) -> None:
+        """At the shutdown deadline: what is still queued goes to the spool;
+        what does not fit stays unacknowledged (the broker redelivers it)."""
+        if self._queue and not self._policy.spool_full:
+            self._spool_queue(Action("spool"))
+        left = self._take(1 << 62)
+        if left:
+            lost = sum(len(e.fixes) for e in left)
+            self.stats.rows_not_durable += lost
+            log.error(
+                "track writer: shutdown with %d fixes neither written nor spooled; they stay unacknowledged "
+                "and the broker delivers them again",
+                lost,
+            )
+            with self._lock:
+                self._queued_rows = 0
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(_cancel, [e.future for e in left])
+        if self.spool_backlog_bytes:
+            log.warning(
+                "track writer: %.1f MB stay spooled in %s; replayed at the next start",
+                self.spool_backlog_bytes / 1e6, self._spool.path,
+            )  # fmt: skip
+
+
+def _finish(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
+
+
+def _cancel(futures: list[asyncio.Future[None]]) -> None:
+    for fut in futures:
+        fut.cancel()
+
+
+def _flatten(entries: list[_Entry]) -> tuple[list[Fix], list[AlertRow]]:
+    rows: list[Fix] = []
+    alerts: list[AlertRow] = []
+    for entry in entries:
+        rows.extend(entry.fixes)
+        alerts.extend(entry.alerts)
+    return rows, alerts
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,75 @@
+"""What the server reports about itself: counters for ``/api/stats``, the
+periodic throughput log line, and health. Reads the components' public
+counters; changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gpsd_server.ledger import AlertLedger
+from gpsd_server.pipeline import Pipeline
+from gpsd_server.sinks.hub import LiveHub
+from gpsd_server.sinks.tracks.writer import TrackWriter
+
+log = logging.getLogger(__name__)
+
+
+class Broker(Protocol):
+    @property
+    def is_connected(self) -> bool: ...
+    @property
+    def messages_in(self) -> int: ...
+
+
+class Gateway(Protocol):
+    @property
+    def counters(self) -> Any: ...
+
+
+@dataclass
+class Status:
+    pipeline: Pipeline
+    writer: TrackWriter
+    hub: LiveHub
+    ledger: AlertLedger
+    broker: Broker
+    gateway: Gateway | None = None
+    timescaledb: bool = False
+    started_at: float = 0.0
+
+    def stats(self) -> dict[str, Any]:
+        w = self.writer.stats
+        return {
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "mqtt_connected": self.broker.is_connected,
+            "messages_received": self.broker.messages_in,
+            "fixes_accepted": self.pipeline.fixes_accepted,
+            "fixes_late": self.pipeline.fixes_late,
+            "rejected": dict(sorted(self.pipeline.rejects.total.items())),
+            "db_queue_rows": self.writer.queued_rows,
+            "db_rows_inserted": w.rows_inserted,
+            "db_duplicates": w.duplicates,
+            "db_write_failures": w.failures,
+            "ws_clients": self.hub.client_count,
+            "timescaledb": self.timescaledb,
+        }
+
+    async def log_throughput(self, interval_s: float) -> None:
+        """A throughput line every interval, until cancelled."""
+        last_n, last_t = 0, time.monotonic()
+        while True:
+            await asyncio.sleep(interval_s)
+            n, t = self.pipeline.fixes_accepted, time.monotonic()
+            w = self.writer.stats
+            log.info(
+                "ingest: %d fixes in %.0f s (%.0f/s), rejected %d, late %d, db queue %d, stored %d (dups %d), "
+                "ws clients %d",
+                n - last_n, t - last_t, (n - last_n) / max(t - last_t, 1e-9),
+                sum(self.pipeline.rejects.total.values()), self.pipeline.fixes_late,
+                self.writer.queued_rows, w.rows_inserted, w.duplicates, self.hub.client_count,
+            )  # fmt: skip
+            last_n, last_t = n, t

@@ -1,0 +1,141 @@
+"""The ``alerts`` table as the desk, replay and restore read it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import class_row
+
+COLUMNS = (
+    "id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat, ended_ts, ended_at,"
+    " details, state, acked_by, acked_at, closed_by, closed_at, comment"
+)
+StateFilter = Literal["open", "acked", "closed", "active", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """One row of ``alerts``."""
+
+    id: uuid.UUID
+    vehicle_id: str
+    kind: str
+    key: str
+    severity: str
+    zone_id: str | None
+    route_id: str | None
+    ts: datetime
+    raised_at: datetime
+    lon: float | None
+    lat: float | None
+    ended_ts: datetime | None
+    ended_at: datetime | None
+    details: dict[str, Any]
+    state: str
+    acked_by: str | None
+    acked_at: datetime | None
+    closed_by: str | None
+    closed_at: datetime | None
+    comment: str | None
+
+
+async def list_alerts(
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    state: StateFilter = "active",
+    vehicle_id: str | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    limit: int = 200,
+) -> list[AlertRecord]:
+    """The desk's view, newest first; zone presence records only when asked for by kind."""
+    where: list[str] = []
+    args: list[Any] = []
+    if state == "active":
+        where.append("state <> 'closed'")
+    elif state != "all":
+        where.append("state = %s")
+        args.append(state)
+    if vehicle_id:
+        where.append("vehicle_id = %s")
+        args.append(vehicle_id)
+    if kind:
+        where.append("kind = %s")
+        args.append(kind)
+    else:
+        where.append("kind <> 'zone'")
+    if since is not None:
+        where.append("ts >= %s")
+        args.append(since)
+    sql = f"SELECT {COLUMNS} FROM alerts WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT %s"
+    async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
+        await cur.execute(sql.encode(), [*args, limit])
+        return await cur.fetchall()
+
+
+class TransitionRefused(Exception):
+    """The alert is missing (``state`` None) or not in a state that allows the change."""
+
+    def __init__(self, state: str | None) -> None:
+        super().__init__(state or "missing")
+        self.state = state
+
+
+async def acknowledge(conn: psycopg.AsyncConnection[Any], alert_id: uuid.UUID, *, by: str, at: datetime) -> AlertRecord:
+    return await _transition(
+        conn,
+        f"UPDATE alerts SET state = 'acked', acked_by = %s, acked_at = %s"
+        f" WHERE state = 'open' AND id = %s RETURNING {COLUMNS}",
+        (by, at, alert_id),
+        alert_id,
+    )
+
+
+async def close(
+    conn: psycopg.AsyncConnection[Any], alert_id: uuid.UUID, *, by: str, at: datetime, comment: str
+) -> AlertRecord:
+    return await _transition(
+        conn,
+        f"UPDATE alerts SET state = 'closed', closed_by = %s, closed_at = %s, comment = %s"
+        f" WHERE state <> 'closed' AND id = %s RETURNING {COLUMNS}",
+        (by, at, comment, alert_id),
+        alert_id,
+    )
+
+
+async def _transition(
+    conn: psycopg.AsyncConnection[Any], sql: str, args: tuple[Any, ...], alert_id: uuid.UUID
+) -> AlertRecord:
+    async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
+        await cur.execute(sql.encode(), args)
+        row = await cur.fetchone()
+    if row is not None:
+        return row
+    cur2 = await conn.execute("SELECT state FROM alerts WHERE id = %s", (alert_id,))
+    current = await cur2.fetchone()
+    raise TransitionRefused(None if current is None else str(current[0]))
+
+
+async def between(
+    conn: psycopg.AsyncConnection[Any], vehicle_ids: Sequence[str], start: datetime, end: datetime, limit: int
+) -> list[AlertRecord]:
+    """Alerts raised (by fix time) in [start, end) for the vehicles, oldest first (replay)."""
+    async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
+        await cur.execute(
+            f"SELECT {COLUMNS} FROM alerts WHERE vehicle_id = ANY(%s) AND ts >= %s AND ts < %s"
+            " ORDER BY ts, id LIMIT %s",
+            (list(vehicle_ids), start, end, limit),
+        )
+        return await cur.fetchall()
+
+
+async def still_open(conn: psycopg.AsyncConnection[Any]) -> list[AlertRecord]:
+    """Alerts whose condition has not ended: what restore hands back to the rules."""
+    async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
+        await cur.execute(f"SELECT {COLUMNS} FROM alerts WHERE ended_ts IS NULL ORDER BY vehicle_id, ts")
+        return await cur.fetchall()

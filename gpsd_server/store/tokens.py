@@ -1,0 +1,49 @@
+"""The ``api_tokens`` table: SHA-256 digests of bearer tokens, never the tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+async def insert(conn: psycopg.AsyncConnection[Any], *, name: str, role: str, digest: bytes) -> int:
+    cur = await conn.execute(
+        "INSERT INTO api_tokens (name, role, digest) VALUES (%s, %s, %s) RETURNING id", (name, role, digest)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def lookup(conn: psycopg.AsyncConnection[Any], digest: bytes) -> tuple[str, str, bytes] | None:
+    """(name, role, digest) of an active token."""
+    cur = await conn.execute(
+        "SELECT name, role, digest FROM api_tokens WHERE digest = %s AND revoked_at IS NULL", (digest,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), bytes(row[2]))
+
+
+async def all_tokens(conn: psycopg.AsyncConnection[Any]) -> list[TokenRow]:
+    cur = await conn.execute("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
+    return [TokenRow(*row) for row in await cur.fetchall()]
+
+
+async def revoke(conn: psycopg.AsyncConnection[Any], token_id: int) -> bool:
+    """True when an active token was revoked."""
+    cur = await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (token_id,)
+    )
+    return cur.rowcount > 0

@@ -1,0 +1,192 @@
+"""Every message the page and integrators see, as typed structs, encoded once.
+
+Websocket messages carry their kind in ``type`` (a msgspec tag); HTTP bodies
+are the same structs (an alert is the same object on ``/ws/live``, in
+``GET /api/alerts`` and in a replay). One time format everywhere: RFC 3339 in
+UTC with ``Z``, as msgspec writes an aware ``datetime``. One "moving"
+threshold: ``[rules] moving_kmh``, applied by :func:`status`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+MovingStatus = Literal["moving", "stopped"]
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+decode = msgspec.json.Decoder().decode
+
+
+def utc(ts: float) -> datetime:
+    """POSIX seconds -> an aware UTC datetime (encoded as ``...Z``)."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def ts_text(dt: datetime) -> str:
+    """The same format as an encoded datetime, for CSV and other text."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def status(speed_kmh: float | None, moving_kmh: float) -> MovingStatus:
+    return "moving" if (speed_kmh or 0.0) >= moving_kmh else "stopped"
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+class Message(msgspec.Struct, tag_field="type", kw_only=True):
+    """Base of every websocket message."""
+
+
+class Position(Message, tag="position", kw_only=True):
+    vehicle_id: str
+    plate: str | None
+    vehicle_class: str = msgspec.field(name="class")
+    ts: datetime
+    lon: float
+    lat: float
+    speed: float | None
+    heading: float | None
+    status: MovingStatus
+
+    @classmethod
+    def of(
+        cls,
+        vehicle_id: str,
+        ts: float,
+        lon: float,
+        lat: float,
+        speed_kmh: float | None,
+        heading: float | None,
+        *,
+        plate: str | None,
+        vehicle_class: str,
+        moving_kmh: float,
+    ) -> Position:
+        return cls(
+            vehicle_id=vehicle_id,
+            plate=plate,
+            vehicle_class=vehicle_class,
+            ts=utc(ts),
+            lon=round(lon, 7),
+            lat=round(lat, 7),
+            speed=_round(speed_kmh, 1),
+            heading=None if heading is None else float(round(heading)),
+            status=status(speed_kmh, moving_kmh),
+        )
+
+
+class Snapshot(Message, tag="snapshot", kw_only=True):
+    vehicles: list[Position]
+
+
+class Alert(Message, tag="alert", kw_only=True):
+    """An alert: on ``/ws/live`` (with the ``phase`` that sent it), in the desk
+    API and in replays. Zone presence records have the same shape, tag ``zone``."""
+
+    id: str
+    kind: str
+    key: str
+    phase: Literal["start", "end", "instant", "update"] | None = None
+    severity: str
+    vehicle_id: str
+    plate: str | None = None
+    vehicle_class: str | None = msgspec.field(default=None, name="class")
+    ts: datetime  # fix time of the start
+    raised_at: datetime
+    lon: float | None
+    lat: float | None
+    zone_id: str | None = None
+    route_id: str | None = None
+    zone_name: str | None = None
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+    ended_ts: datetime | None = None
+    ended_at: datetime | None = None
+    state: str = "open"
+    active: bool = True
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    closed_by: str | None = None
+    closed_at: datetime | None = None
+    comment: str | None = None
+
+
+class ZoneRecord(Alert, tag="zone", kw_only=True):
+    """Zone presence (enter = start, exit = end): for reports and the map, not the desk."""
+
+
+class Error(Message, tag="error", kw_only=True, omit_defaults=True):
+    error: str
+    parameter: str | None = None
+
+
+# -- replay -------------------------------------------------------------------------
+
+
+class TimelineAlert(msgspec.Struct, kw_only=True):
+    id: str
+    ts: datetime
+    kind: str
+    vehicle_id: str
+    severity: str
+
+
+class ReplayInfo(Message, tag="replay_info", kw_only=True):
+    start: datetime
+    end: datetime
+    speed: float
+    vehicles: list[str]
+    alerts: list[TimelineAlert]
+
+
+class ReplayPosition(Message, tag="replay_position", kw_only=True):
+    vehicle_id: str
+    ts: datetime
+    lon: float
+    lat: float
+    speed: float | None
+    heading: float | None
+    plate: str | None
+    vehicle_class: str | None = msgspec.field(name="class")
+
+
+class ReplayAlert(Alert, tag="replay_alert", kw_only=True):
+    pass
+
+
+class ReplayClock(Message, tag="replay_clock", kw_only=True):
+    ts: datetime
+
+
+class ReplayEnd(Message, tag="replay_end", kw_only=True):
+    stats: dict[str, Any]
+
+
+# -- HTTP bodies -------------------------------------------------------------------------
+
+
+class VehicleRow(msgspec.Struct, kw_only=True):
+    id: str
+    plate: str | None
+    vehicle_class: str = msgspec.field(name="class")
+    company: str | None
+    ts: datetime
+    age_s: float
+    lon: float
+    lat: float
+    speed: float | None
+    heading: float | None
+    alarm: int
+    status: MovingStatus
+
+
+class VehicleList(msgspec.Struct, kw_only=True):
+    vehicles: list[VehicleRow]
+
+
+class AlertList(msgspec.Struct, kw_only=True):
+    alerts: list[Alert]

@@ -1,0 +1,161 @@
+"""Track exports (GeoJSON, GPX, CSV), simplification, buckets, stops, trips and
+bad input, against the real TimescaleDB."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from typing import Any
+
+import gpxpy
+import httpx
+import psycopg
+import pytest
+from geojson_pydantic import FeatureCollection
+
+from tests.fixtures.history import along, day_ago, insert_fixes, parked
+from tests.fixtures.server import RunningServer
+
+CORNERS = [(112.30, 28.55), (112.35, 28.55), (112.35, 28.60)]
+ROUTE = [(112.351873, 28.649623), (112.38, 28.665), (112.410076, 28.690299)]
+
+
+@pytest.fixture
+def history(server: RunningServer) -> RunningServer:
+    return server
+
+
+def load_track(db: psycopg.Connection[Any], vehicle_id: str) -> tuple[str, str, int]:
+    """300 fixes 10 s apart along an L, plus one late fix; returns the range and the non-late count."""
+    t0 = day_ago(5, hour_utc=2)
+    rows = along(CORNERS, t0, points=300, step_s=10, speed=36.0)
+    late = (t0 + timedelta(seconds=1005), 112.32, 28.55, 30.0, 90.0, 1)
+    insert_fixes(db, vehicle_id, [*rows, late])
+    return t0.isoformat(), (t0 + timedelta(hours=1)).isoformat(), len(rows)
+
+
+def check_rfc7946(doc: dict[str, Any]) -> None:
+    """What the model does not check: no crs member, [lon, lat] order, finite numbers."""
+    FeatureCollection.model_validate(doc)
+    assert "crs" not in doc and all("crs" not in f for f in doc["features"])
+    for f in doc["features"]:
+        assert f["type"] == "Feature" and isinstance(f["properties"], dict)
+        coords = f["geometry"]["coordinates"]
+        for lon, lat in coords if f["geometry"]["type"] == "LineString" else [coords]:
+            assert 112 < lon < 113 and 28 < lat < 29  # lon first: the city is at 112.4 E, 28.6 N
+
+
+async def test_geojson_gpx_csv_exports(history: RunningServer, db: psycopg.Connection[Any]) -> None:
+    vid = f"{history.prefix}-trk"
+    start, end, n = load_track(db, vid)
+    params = {"start": start, "end": end}
+    async with httpx.AsyncClient(base_url=history.http, headers=history.headers()) as http:
+        r = await http.get(f"/api/vehicles/{vid}/track", params=params)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+        doc = r.json()
+        check_rfc7946(doc)
+        line, *points = doc["features"]
+        assert line["geometry"]["type"] == "LineString" and len(line["geometry"]["coordinates"]) == n
+        assert line["properties"]["points"] == n and line["properties"]["vehicle_id"] == vid
+        assert len(points) == n + 1 and sum(p["properties"]["late"] for p in points) == 1
+        late = next(p for p in points if p["properties"]["late"])
+        assert late["properties"]["flags"] == 1 and late["properties"]["speed"] == 30.0
+        assert [p["properties"]["ts"] for p in points] == sorted(p["properties"]["ts"] for p in points)
+
+        r = await http.get(f"/api/vehicles/{vid}/track", params={**params, "format": "gpx"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/gpx+xml")
+        gpx = gpxpy.parse(r.text)
+        assert gpx.version == "1.1" and gpx.tracks[0].name == vid
+        trkpts = gpx.tracks[0].segments[0].points
+        assert len(trkpts) == n
+        assert (trkpts[0].longitude, trkpts[0].latitude) == CORNERS[0]
+        assert trkpts[1].time - trkpts[0].time == timedelta(seconds=10) and trkpts[0].elevation == 40.0
+        ext = {e.tag.split("}")[1]: e.text for e in trkpts[0].extensions}
+        assert ext == {"speed_kmh": "36.0", "heading": "90.0", "flags": "0"}
+
+        r = await http.get(f"/api/vehicles/{vid}/track", params={**params, "format": "CSV"})
+        table = list(csv.DictReader(io.StringIO(r.text)))
+        assert r.status_code == 200 and len(table) == n + 1
+        assert sum(int(row["late"]) for row in table) == 1 and table[0]["vehicle_id"] == vid
+
+
+async def test_simplify_and_bucket(history: RunningServer, db: psycopg.Connection[Any]) -> None:
+    vid = f"{history.prefix}-simp"
+    start, end, _ = load_track(db, vid)
+    async with httpx.AsyncClient(base_url=history.http, headers=history.headers()) as http:
+        r = await http.get(f"/api/vehicles/{vid}/track", params={"start": start, "end": end, "simplify_m": "20"})
+        doc = r.json()
+        check_rfc7946(doc)
+        line = doc["features"][0]["geometry"]["coordinates"]
+        # An L simplifies to its three corners; the points follow the line.
+        near = [(pytest.approx(x, abs=3e-4), pytest.approx(y, abs=3e-4)) for x, y in CORNERS]
+        assert [tuple(c) for c in line] == near
+        assert len(doc["features"]) == 1 + 3 and doc["features"][0]["properties"]["simplify_m"] == 20.0
+
+        r = await http.get(f"/api/vehicles/{vid}/track", params={"start": start, "end": end, "bucket": "5 min"})
+        line = r.json()["features"][0]["geometry"]["coordinates"]
+        assert 10 <= len(line) <= 11  # 3000 s of fixes in 5-minute buckets
+
+        r = await http.get(
+            f"/api/vehicles/{vid}/track",
+            params={"start": start, "end": end, "bucket": "1 min", "simplify_m": "5", "format": "gpx"},
+        )
+        # 1-minute samples miss the corner by up to 60 s of driving: it may take two points.
+        assert len(gpxpy.parse(r.text).tracks[0].segments[0].points) in (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "parameter"),
+    [
+        ({"format": "kml"}, 400, "format"),
+        ({"simplify_m": "0"}, 400, "simplify_m"),
+        ({"simplify_m": "1001"}, 400, "simplify_m"),
+        ({"simplify_m": "far"}, 400, "simplify_m"),
+        ({"bucket": "fortnight"}, 400, "bucket"),
+        ({"start": "2026-13-01T00:00:00Z"}, 400, "start"),
+        ({"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, 400, "start"),
+        ({"start": "2025-01-01T00:00:00Z", "end": "2025-03-01T00:00:00Z"}, 400, "end"),
+    ],
+)
+async def test_bad_track_parameters(
+    history: RunningServer, db: psycopg.Connection[Any], params: dict[str, str], status: int, parameter: str
+) -> None:
+    vid = f"{history.prefix}-bad"
+    insert_fixes(db, vid, parked(112.3, 28.6, day_ago(1), seconds=60, step_s=10))
+    async with httpx.AsyncClient(base_url=history.http, headers=history.headers()) as http:
+        r = await http.get(f"/api/vehicles/{vid}/track", params=params)
+        assert (r.status_code, r.json()["parameter"]) == (status, parameter), r.text
+        r = await http.get("/api/vehicles/no-such-vehicle/track")
+        assert (r.status_code, r.json()["parameter"]) == (404, "vehicle_id")
+
+
+async def test_stops_and_trips_name_their_zones(history: RunningServer, db: psycopg.Connection[Any]) -> None:
+    vid = f"{history.prefix}-st"
+    t0 = day_ago(6, hour_utc=3)
+    load = parked(*ROUTE[0], t0, seconds=600, step_s=10)
+    drive = along(ROUTE, load[-1][0] + timedelta(seconds=10), points=100, step_s=10, speed=30.0)
+    dump = parked(*ROUTE[-1], drive[-1][0] + timedelta(seconds=10), seconds=600, step_s=10)
+    insert_fixes(db, vid, load + drive + dump)
+    params = {"start": t0.isoformat(), "end": (t0 + timedelta(hours=2)).isoformat()}
+    async with httpx.AsyncClient(base_url=history.http, headers=history.headers()) as http:
+        r = await http.get(f"/api/vehicles/{vid}/stops", params=params)
+        stops = r.json()["stops"]
+        assert r.status_code == 200 and len(stops) == 2
+        assert stops[0]["zones"][0]["id"] == "cs-01" and stops[1]["zones"][0]["id"] == "ds-1"
+        assert stops[0]["duration_s"] >= 600
+
+        r = await http.get(f"/api/vehicles/{vid}/trips", params=params)
+        body = r.json()
+        assert body["stops"] == 2 and len(body["trips"]) == 1
+        trip = body["trips"][0]
+        assert trip["from"]["zones"][0]["id"] == "cs-01" and trip["to"]["zones"][0]["id"] == "ds-1"
+        assert 7.0 < trip["distance_km"] < 7.5 and trip["max_speed_kmh"] == 30.0
+        assert trip["driving_s"] == pytest.approx(1000, abs=20)
+
+        r = await http.get(f"/api/vehicles/{vid}/stops", params={**params, "radius_m": "-1"})
+        assert (r.status_code, r.json()["parameter"]) == (400, "radius_m")
+        r = await http.get("/api/vehicles/nobody/trips", params=params)
+        assert r.status_code == 404
+    assert json.dumps(body)  # plain JSON all the way down

@@ -1,0 +1,152 @@
+"""Geofence and vehicle files: one test per rejection reason, plus schedules."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from gpsd_server.core.city import load_city
+from gpsd_server.core.schedule import local_time, parse_schedule
+from gpsd_server.errors import DataError
+from tests.fixtures.city import TZ, VEHICLES, box, city_features, collection, feature, lonlat
+
+
+def load(features: list[dict[str, Any]], vehicles: dict[str, Any] | None = None) -> None:
+    vehicles_file = None if vehicles is None else ("vehicles.json", json.dumps(vehicles))
+    load_city([("zones.geojson", collection(*features))], vehicles_file)
+
+
+def rejected(features: list[dict[str, Any]], vehicles: dict[str, Any] | None = None) -> DataError:
+    with pytest.raises(DataError) as info:
+        load(features, vehicles)
+    return info.value
+
+
+def test_the_test_city_loads() -> None:
+    city = load_city([("zones.geojson", collection(*city_features()))], ("vehicles.json", json.dumps(VEHICLES)))
+    assert len(city.zones) == 8 and len(city.routes) == 1
+    assert city.vehicle("MT-001") is not None
+
+
+BOWTIE = {
+    "type": "Polygon",
+    "coordinates": [[lonlat(0, 0), lonlat(100, 100), lonlat(100, 0), lonlat(0, 100), lonlat(0, 0)]],
+}
+
+
+SQ = box(0, 0, 10, 10)
+POINT = {"type": "Point", "coordinates": [112.3, 28.5]}
+LINE = {"type": "LineString", "coordinates": [[112, 28], [112.1, 28]]}
+PROJECTED = {"type": "Polygon", "coordinates": [[[0, 0], [500000, 0], [0, 500000], [0, 0]]]}
+BAD_WINDOWS = [{"days": [0], "from": "01:00", "to": "02:00"}]
+BAD_HOUR = {"from": "25:00", "to": "06:00"}
+
+
+@pytest.mark.parametrize(
+    ("item", "reason", "bad"),
+    [
+        ("Z", "invalid polygon: Self-intersection", feature("Z", "area", BOWTIE)),
+        ("Z", "unknown kind 'park'", feature("Z", "park", SQ)),
+        ("Z", "bad geometry type 'Point' for kind 'area'", feature("Z", "area", POINT)),
+        ("R", "bad geometry type 'Polygon' for kind 'route'", feature("R", "route", SQ)),
+        ("C", "bad geometry type 'LineString'", feature("C", "camera", LINE)),
+        ("Z", "bad schedule: 'from' must be HH:MM", feature("Z", "area", SQ, schedule=BAD_HOUR)),
+        ("Z", "bad schedule: days", feature("Z", "area", SQ, schedule=BAD_WINDOWS)),
+        ("Z", "bad class 'bus'", feature("Z", "area", SQ, classes=["bus"])),
+        ("Z", "bad number: speed_limit_kmh must be > 0", feature("Z", "speed_zone", SQ, speed_limit_kmh=0)),
+        ("Z", "bad number: dwell_s must be >= 0", feature("Z", "area", SQ, dwell_s=-1)),
+        ("R", "bad number: corridor_m must be a finite number", feature("R", "route", LINE, corridor_m="wide")),
+        ("Z", "unknown reference: parent 'NOPE'", feature("Z", "area", SQ, parent="NOPE")),
+        ("#1", "missing id", feature("", "area", SQ)),
+        ("Z", "bad geometry: coordinates must be WGS-84", feature("Z", "area", PROJECTED)),
+    ],
+)  # fmt: skip
+def test_feature_rejections_name_file_item_and_reason(item: str, reason: str, bad: dict[str, Any]) -> None:
+    error = rejected([feature("OK", "grid", box(0, 0, 50, 50)), bad])
+    assert (error.file, error.item) == ("zones.geojson", item)
+    assert error.reason.startswith(reason), error.reason
+
+
+def test_duplicate_id_across_files() -> None:
+    one = ("a.geojson", collection(feature("Z", "area", SQ)))
+    two = ("b.geojson", collection(feature("Z", "grid", SQ)))
+    with pytest.raises(DataError) as info:
+        load_city([one, two])
+    assert (info.value.file, info.value.item, info.value.reason) == (
+        "b.geojson",
+        "Z",
+        "duplicate id (also in a.geojson)",
+    )
+
+
+def test_not_json_and_not_a_collection() -> None:
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_city([("x.geojson", "{")])
+    with pytest.raises(DataError, match="not a GeoJSON FeatureCollection"):
+        load_city([("x.geojson", "[]")])
+
+
+def vehicles_with(**permit_changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(VEHICLES)
+    doc["vehicles"][0]["permits"][0].update(permit_changes)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"origin": "DS1"}, "unknown reference: no construction_site 'DS1'"),
+        ({"destination": "NOPE"}, "unknown reference: no disposal_site 'NOPE'"),
+        ({"routes": ["R1", "SZ"]}, "unknown reference: no route 'SZ'"),
+    ],
+)
+def test_permit_references_are_checked(changes: dict[str, Any], reason: str) -> None:
+    error = rejected(city_features(), vehicles_with(**changes))
+    assert (error.file, error.item, error.reason) == ("vehicles.json", "MT-001/P-001", reason)
+
+
+@pytest.mark.parametrize(
+    ("vehicles", "item", "reason"),
+    [
+        (vehicles_with(hours={"from": "8:00", "to": "20:00"}), "MT-001", "permit P-001: bad schedule"),
+        (vehicles_with(valid_to="2024-13-01"), "MT-001", "permit P-001: bad date"),
+        ({"vehicles": [{"id": "V", "class": "tank"}]}, "V", "bad class 'tank'"),
+        ({"vehicles": [{"id": "V"}, {"id": "V"}]}, "V", "duplicate id"),
+        ({"vehicles": [{"plate": "x"}]}, "#0", "missing id"),
+    ],
+)
+def test_vehicle_rejections(vehicles: dict[str, Any], item: str, reason: str) -> None:
+    error = rejected(city_features(), vehicles)
+    assert (error.file, error.item) == ("vehicles.json", item)
+    assert error.reason.startswith(reason), error.reason
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=TZ).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("when", "active"),
+    [
+        ("2024-03-08 21:30", True),  # Friday evening
+        ("2024-03-09 05:59", True),  # Saturday morning belongs to Friday's window
+        ("2024-03-09 06:00", False),
+        ("2024-03-09 21:30", False),  # Saturday is not listed
+        ("2024-03-10 03:00", False),  # Sunday morning would belong to Saturday
+        ("2024-03-04 02:00", False),  # Monday morning would belong to Sunday
+        ("2024-03-04 22:00", True),
+    ],
+)
+def test_windows_across_midnight_belong_to_the_day_they_start(when: str, active: bool) -> None:
+    schedule = parse_schedule({"days": [1, 2, 3, 4, 5], "from": "21:00", "to": "06:00"})
+    assert schedule.active(local_time(at(when), TZ)) is active
+
+
+def test_equal_from_and_to_is_a_whole_day() -> None:
+    schedule = parse_schedule([{"days": [3], "from": "08:00", "to": "08:00"}])
+    assert schedule.active(local_time(at("2024-03-07 07:59"), TZ))  # Thursday morning, Wednesday's window
+    assert not schedule.active(local_time(at("2024-03-07 08:00"), TZ))

@@ -1,0 +1,160 @@
+"""The fast path (fixes at rest skip most stages) gives exactly the events and state of the full path."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gpsd_server.core.engine import Engine, Rest
+from gpsd_server.model import Fix, FixFlag
+from tests.fixtures import city as rules_city
+from tests.fixtures.city import NIGHT, TZ, Track, engine, run
+
+# Places in the test city (metres): sites, route, speed zone and its edge, the
+# prohibited zones, the dwell zone and its exit band, the plant, open grid, outside.
+PLACES = (
+    (-200, 0),
+    (600, 0),
+    (2500, 150),
+    (1250, 0),
+    (1010, 0),
+    (985, 0),
+    (2500, 1500),
+    (2500, -1500),
+    (4250, 1250),
+    (4010, 1250),
+    (3985, 1250),
+    (5200, 0),
+    (100, -2900),
+    (100, -3100),
+    (3000, 2500),
+    (7000, 0),
+)
+SENSORS: tuple[dict[str, Any] | None, ...] = (
+    None,
+    {"loaded": True, "cover_closed": True},
+    {"loaded": True, "cover_closed": False},
+    {"loaded": False, "cover_closed": True, "lift": False},
+    {"loaded": True, "lift": True},
+    {"drum": "ccw"},
+    {"drum": "cw"},
+    {"loaded": True},
+)
+VEHICLES = ("MT-001", "MX-001", "PT-001", "XX-999")
+
+
+def cycle(values: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
+    """A few values a leg cycles through, fix by fix (one value: steady)."""
+    return st.lists(values, min_size=1, max_size=3)
+
+
+# A leg: a place, how many fixes there and how far apart, and what each fix
+# reports, cycling. Repeating the previous leg's place is likely, so that the
+# vehicle rests in one zone set while speed, sensors or alarms change.
+leg = st.tuples(
+    st.one_of(st.just(-1), st.integers(0, len(PLACES) - 1)),  # -1: same place as the last leg
+    st.integers(1, 30),
+    st.sampled_from((1.0, 5.0, 10.0, 30.0, 200.0, 700.0)),
+    cycle(st.sampled_from((None, 0.0, 3.0, 20.0, 28.0, 35.0, 45.0, 55.0, 95.0))),  # speed
+    cycle(st.integers(0, len(SENSORS) - 1)),
+    cycle(st.sampled_from((0, 0, 1, 1 | 32, 2, 1 << 13))),  # alarm DWORD (bit 13 is not watched)
+    cycle(st.sampled_from((0, 0, 0x300))),  # status: load bits
+    cycle(st.sampled_from((0, 0, 0, int(FixFlag.INVALID)))),
+)
+
+
+# Local start times just before P2's 07:00-09:00 schedule and the permit's 20:00-06:00 hours change.
+STARTS = (NIGHT - 3600 * 15 - 300, NIGHT - 3600 * 13 - 300, NIGHT - 3600 * 2 - 300, NIGHT + 3600 * 8 - 300)
+
+
+def fixes_for(vehicle_id: str, legs: list[tuple[Any, ...]], seed: int, start: float = STARTS[0]) -> list[Fix]:
+    tr = Track(vehicle_id, start, np.random.default_rng(seed), sigma_m=8.0, speed_sigma=0.0)
+    fixes, place = [], 0
+    for where, count, every, speeds, sensors, alarms, statuses, flags in legs:
+        place = place if where < 0 else where
+        x, y = PLACES[place]
+        for i in range(count):
+            fixes.append(
+                tr.fix(
+                    x,
+                    y,
+                    speeds[i % len(speeds)],
+                    sensors=SENSORS[sensors[i % len(sensors)]],
+                    alarm=alarms[i % len(alarms)],
+                    status=statuses[i % len(statuses)],
+                    flags=flags[i % len(flags)],
+                )
+            )
+            tr.t += every
+    return fixes
+
+
+def snapshot(eng: Engine, vehicle_id: str) -> dict[str, Any]:
+    """Every stage state of the vehicle, comparable (sets sorted, nan as None)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, (set, frozenset)):
+            return sorted(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return value
+
+    vs = eng._vehicles[vehicle_id]
+    return {"presence": plain(vs.presence), "link": plain(vs.link), **{n: plain(s) for n, s in vs.states.items()}}
+
+
+def steady(place: int, count: int, every: float, speed: float | None, sensors: int = 0) -> tuple[Any, ...]:
+    return (place, count, every, [speed], [sensors], [0], [0], [0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(VEHICLES),
+    st.lists(leg, min_size=1, max_size=12),
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 50),
+    st.sampled_from(STARTS),
+)
+# Resting in P2 (patrol only, 07:00-09:00) while its schedule begins.
+@example("PT-001", [steady(7, 20, 30.0, 20.0)], 1, 7, STARTS[0])
+# A mixer leaves the plant, then rests in the open grid past delivery_max_s.
+@example("MX-001", [steady(12, 3, 10.0, 20.0), steady(13, 12, 600.0, 20.0)], 1, 5, STARTS[0])
+# Loaded with the cover open: resting while stopped, then moving in the same place.
+@example("MT-001", [steady(14, 3, 10.0, 3.0, 2), steady(-1, 10, 10.0, 20.0, 2)], 1, 4, STARTS[2])
+def test_fast_path_and_full_path_give_identical_events_and_state(
+    vehicle_id: str, legs: list[tuple[Any, ...]], seed: int, batch: int, start: float
+) -> None:
+    fixes = fixes_for(vehicle_id, legs, seed, start)
+    fast, full = engine(), Engine(city=rules_city.test_city(), tz=TZ, fast_path=False)
+    assert run(fast, fixes, batch) == run(full, fixes, batch)
+    assert snapshot(fast, vehicle_id) == snapshot(full, vehicle_id)
+    assert fast.zones_of(vehicle_id) == full.zones_of(vehicle_id)
+    for zone_id in ("CS1", "SZ", "P1", "P2", "DW", "DS1", "PL", "G1"):
+        assert fast.vehicles_in_zone(zone_id) == full.vehicles_in_zone(zone_id)
+
+
+@pytest.mark.parametrize("vehicle_id", VEHICLES)
+def test_a_steady_drive_takes_the_fast_path(vehicle_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = []
+    matches = Rest.matches
+
+    def counting(*args: Any) -> bool:
+        result = matches(*args)
+        taken.append(result)
+        return result
+
+    monkeypatch.setattr(Rest, "matches", counting)
+    tr = Track(vehicle_id, NIGHT, np.random.default_rng(3))
+    fixes = list(tr.drive((300, 0), (800, 0), 60, every=1, sensors={"loaded": True, "cover_closed": True}))
+    run(engine(), fixes, batch=7)
+    assert sum(taken) >= len(fixes) - 3

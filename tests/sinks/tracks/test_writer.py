@@ -1,0 +1,81 @@
+"""The track writer without a database: it spools, and a full spool holds
+intake back instead of dropping anything."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from gpsd_server.model import Fix
+from gpsd_server.settings import DatabaseSettings
+from gpsd_server.sinks.tracks.writer import TrackWriter
+from tests.fixtures.services import free_port
+
+
+def fixes(n: int, start: int) -> list[Fix]:
+    return [Fix("V1", 1.7e9 + start + i, 112.3, 28.5, received_at=1.7e9, speed_kmh=10.0) for i in range(n)]
+
+
+def writer(tmp_path: Path, **kw: object) -> TrackWriter:
+    args: dict[str, object] = {
+        "dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",  # nothing listens there
+        "batch_max_rows": 50,
+        "flush_interval_ms": 10,
+        "retry_min_s": 30.0,
+        "retry_max_s": 30.0,
+        "connect_timeout_s": 1.0,
+        "spool_fsync_ms": 10,
+        "shutdown_timeout_s": 3.0,
+    }
+    return TrackWriter(DatabaseSettings(**{**args, **kw}), spool_path=tmp_path / "w.spool")  # type: ignore[arg-type]
+
+
+async def test_database_away_put_resolves_once_spooled(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    task = asyncio.create_task(w.run())
+    futs = [await w.put(fixes(10, i * 10)) for i in range(20)]
+    await asyncio.wait_for(asyncio.gather(*futs), 10)
+    assert not w.database_available
+    assert w.stats.rows_spooled == 200 and w.stats.outages == 1
+    assert w.spool_bytes > 0 and w.spool_backlog_bytes == w.spool_bytes
+    await w.close()
+    await asyncio.wait_for(task, 10)
+    assert (tmp_path / "w.spool").stat().st_size > w.spool_bytes // 2  # kept for the next start
+
+
+async def test_full_spool_is_an_error_and_holds_intake(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    w = writer(tmp_path, spool_max_mb=20_000 / 1048576, queue_max_rows=200)
+    task = asyncio.create_task(w.run())
+    futs: list[asyncio.Future[None]] = []
+    blocked: asyncio.Task[asyncio.Future[None]] | None = None
+    with caplog.at_level(logging.ERROR, logger="gpsd_server.sinks.tracks.writer"):
+        for i in range(100):
+            put = asyncio.create_task(w.put(fixes(10, i * 10)))
+            done, _ = await asyncio.wait({put}, timeout=0.5)
+            if not done:
+                blocked = put
+                break
+            futs.append(put.result())
+            await asyncio.sleep(0.02)
+    assert blocked is not None, "put never blocked"
+    assert w.flow_control_active and w.spool_full
+    assert w.stats.spool_full_events == 1
+    assert "SPOOL FULL" in caplog.text
+    spooled = [f for f in futs if f.done()]
+    assert len(spooled) * 10 == w.stats.rows_spooled > 0
+    assert w.queued_rows >= 200  # the rest waits in memory, nothing dropped
+    assert not any(f.done() for f in futs[len(spooled) :])
+
+    t0 = time.monotonic()
+    await w.close()
+    await asyncio.wait_for(task, 10)
+    assert time.monotonic() - t0 < 5  # bounded by shutdown_timeout_s, not waiting for the database
+    with pytest.raises(RuntimeError, match="closed"):
+        await blocked
+    # Not durable, so never acknowledged: the broker delivers those again.
+    assert w.stats.rows_not_durable == w.stats.rows_in - w.stats.rows_spooled
+    assert all(f.cancelled() for f in futs[len(spooled) :])
