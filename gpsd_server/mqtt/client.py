@@ -53,12 +53,14 @@ class Stats:
     messages_in: int = 0  # PUBLISH packets received (QoS 0 and 1)
     qos1_in: int = 0
     bytes_in: int = 0  # bytes read from the transport
+    reads: int = 0  # data_received calls (chunks read)
     fast_path_decodes: int = 0  # PUBLISH packets decoded by our own fast path
     slow_path_decodes: int = 0  # MQTT 5 PUBLISH packets with properties, decoded by mqtt5
     acks_sent: int = 0  # PUBACKs written
     ack_writes: int = 0  # transport writes that carried them
     acks_dropped: int = 0  # QoS 1 messages passed to ack() with no connection (the broker redelivers them)
     pauses: int = 0  # times reading was paused (receive maximum reached or too many bytes buffered)
+    coalesce_holds: int = 0  # short read pauses to let small segments pile up (see read_coalesce_s)
     resumes: int = 0
     over_receive_maximum: int = 0  # QoS 1 messages received while receive_maximum were already unacked
     max_unacked: int = 0  # highest count of unacknowledged QoS 1 messages seen
@@ -66,6 +68,10 @@ class Stats:
     pongs_received: int = 0
     publishes_out: int = 0
     pubacks_in: int = 0
+
+
+# A read shorter than this, right after another one, starts a read-coalescing hold.
+_COALESCE_BELOW = 32 * 1024
 
 
 class _Connection(asyncio.Protocol):
@@ -83,7 +89,9 @@ class _Connection(asyncio.Protocol):
         self.pending: list[Message] = []  # received, not yet handed out by batches()
         self.pending_bytes = 0  # payload bytes in ``pending``
         self.unacked = 0  # QoS 1 messages received and not acknowledged
-        self.paused = False
+        self.paused = False  # reading paused for flow control
+        self.coalesce_s = client.read_coalesce_s
+        self.holding: asyncio.TimerHandle | None = None  # reading paused for read coalescing
         self.lost: MqttError | None = None  # set once: why the connection ended
         self.connack: asyncio.Future[ConnAck] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -114,7 +122,10 @@ class _Connection(asyncio.Protocol):
             return
         stats = self.stats
         stats.bytes_in += len(data)
-        self.last_read = self.loop.time()
+        stats.reads += 1
+        now = self.loop.time()
+        previous_read = self.last_read
+        self.last_read = now
         pending = self.pending
         before = len(pending)
         decoder = self.decoder
@@ -153,8 +164,27 @@ class _Connection(asyncio.Protocol):
         if not self.paused and (self.unacked >= self.receive_maximum or self.pending_bytes >= self.max_buffered):
             self.paused = True
             stats.pauses += 1
+            if self.holding is None:
+                assert self.transport is not None
+                self.transport.pause_reading()
+        elif (
+            len(data) < _COALESCE_BELOW
+            and now - previous_read < self.coalesce_s
+            and self.holding is None
+            and not self.paused
+        ):
+            # Small reads back to back: the broker writes one packet per
+            # send (Mosquitto does), and waking for each costs more than
+            # decoding it. Let the kernel gather them for a moment.
+            stats.coalesce_holds += 1
             assert self.transport is not None
             self.transport.pause_reading()
+            self.holding = self.loop.call_later(self.coalesce_s, self.end_hold)
+
+    def end_hold(self) -> None:
+        self.holding = None
+        if not self.paused and self.lost is None and self.transport is not None:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport
@@ -178,6 +208,9 @@ class _Connection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.holding is not None:
+            self.holding.cancel()
+            self.holding = None
         if not self.connack.done():
             self.connack.set_exception(err)
             self.connack.exception()  # retrieved: no "never retrieved" warning when nobody waits
@@ -285,7 +318,7 @@ class _Connection(asyncio.Protocol):
         if self.paused and self.unacked < self.receive_maximum and self.pending_bytes < self.max_buffered:
             self.paused = False
             self.stats.resumes += 1
-            if self.transport is not None and self.lost is None:
+            if self.transport is not None and self.lost is None and self.holding is None:
                 self.transport.resume_reading()
 
     def take(self, max_messages: int, max_bytes: int) -> list[Message]:
@@ -348,6 +381,7 @@ class MqttClient:
         connect_timeout_s: float = 10.0,
         max_packet_bytes: int = 1 << 20,
         max_buffered_bytes: int = 16 << 20,
+        read_coalesce_s: float = 0.001,
     ) -> None:
         if protocol not in (PROTOCOL_V311, PROTOCOL_V5):
             raise ValueError(f"protocol must be 5 or 4 (= 3.1.1), not {protocol}")
@@ -370,6 +404,7 @@ class MqttClient:
         self.connect_timeout_s = connect_timeout_s
         self.max_packet_bytes = max_packet_bytes
         self.max_buffered_bytes = max_buffered_bytes
+        self.read_coalesce_s = read_coalesce_s
         self.stats = Stats()
         self._conn: _Connection | None = None
 
