@@ -116,11 +116,12 @@ def measure(name: str, n: int, pid: int | None, drain: Callable[[], None]) -> Re
 
 def drain_paho(port: int, client_id: str, n: int, receive_maximum: int) -> None:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
     count = 0
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
 
     def on_message(c: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         nonlocal count
@@ -130,7 +131,7 @@ def drain_paho(port: int, client_id: str, n: int, receive_maximum: int) -> None:
             c.disconnect()
 
     client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = receive_maximum
     client.connect("127.0.0.1", port, keepalive=30, clean_start=False, properties=props)
