@@ -134,6 +134,8 @@ class _Connection(asyncio.Protocol):
         try:
             qos1, nbytes, controls = decoder.feed(data, pending)
         except MalformedPacket as exc:
+            # The messages before the bad packet are delivered, never acknowledged.
+            stats.messages_in += len(pending) - before
             self.violation(str(exc), 0x81)
             return
         got = len(pending) - before
@@ -266,6 +268,9 @@ class _Connection(asyncio.Protocol):
     def violation(self, detail: str, reason_code: int) -> None:
         """The broker broke the protocol: say so (MQTT 5) and drop the connection."""
         self.lost = ProtocolViolation(f"protocol violation by the broker: {detail}")
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         assert self.transport is not None
         with contextlib.suppress(Exception):
             self.transport.write(codec.encode_disconnect(self.protocol, reason_code))

@@ -160,12 +160,15 @@ async def read_packet(reader: asyncio.StreamReader) -> bytes:
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+CONNACK_OK = b"\x20\x03\x00\x00\x00"  # MQTT 5, success, no properties
+
+
 @contextlib.asynccontextmanager
-async def fake_broker(script: Script) -> AsyncIterator[int]:
+async def fake_broker(script: Script, connack: bytes | None = CONNACK_OK) -> AsyncIterator[int]:
     """Serve ``script`` on an OS-chosen loopback port; yields the port.
 
-    The script gets the connection after the CONNECT was read and a
-    success CONNACK (MQTT 5, no properties) was sent."""
+    The script gets the connection after the CONNECT was read and ``connack``
+    (default: MQTT 5 success) was sent; ``None`` sends none."""
     tasks: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -174,11 +177,13 @@ async def fake_broker(script: Script) -> AsyncIterator[int]:
         tasks.add(task)
         try:
             await read_packet(reader)  # CONNECT
-            writer.write(b"\x20\x03\x00\x00\x00")
-            await writer.drain()
+            if connack is not None:
+                writer.write(connack)
+                await writer.drain()
+            await asyncio.sleep(0.05)  # CONNACK first, alone: connect() returns before the script acts
             await script(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # cancelled at teardown: swallowed, or asyncio logs the handler's "exception"
         finally:
             writer.close()
             with contextlib.suppress(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import mqtt5
@@ -197,10 +198,8 @@ def test_garbage_never_crashes(data: bytes, protocol: int) -> None:
 @given(st.binary(min_size=2, max_size=40), st.sampled_from([V4, V5]))
 def test_control_garbage_never_crashes(body: bytes, protocol: int) -> None:
     raw = bytes((body[0],)) + encode_varint(len(body) - 1) + body[1:]
-    try:
+    with contextlib.suppress(MalformedPacket):
         decode_control(raw, protocol)
-    except MalformedPacket:
-        pass
 
 
 # -- control packets ----------------------------------------------------------
