@@ -62,9 +62,14 @@ Model
   messages of the old connection that were not acknowledged: they come again
   (``ack`` without a connection only counts them in ``stats.acks_dropped``).
 
-Measured (``tools/bench_mqtt.py``, see its output in the README of the change):
-the fast path decodes a small PUBLISH in well under the cost of ``mqtt5.read``
-alone, so PUBLISH is decoded by our own code; mqtt5 serves the rest.
+Measured with ``tools/bench_mqtt.py`` (100,000 queued QoS 1 messages of ~150
+bytes drained from a persistent session, Mosquitto 2.0.11 on the same
+2-core machine): 2.3-3.5 µs of client CPU a message received and
+acknowledged in batches, against 53-59 µs for bare paho with ``manual_ack``.
+The PUBLISH fast path alone is ~1.2 µs a message without the garbage
+collector and ~1.9 µs with it (100,000 messages kept alive), where
+``mqtt5.read`` alone takes ~1.1 µs before its result is turned into a
+``Message``: PUBLISH is decoded by our own code, mqtt5 serves the rest.
 """
 
 from gpsd_server.mqtt.client import MqttClient, Stats
