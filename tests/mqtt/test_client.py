@@ -411,3 +411,34 @@ async def test_invalid_filter(broker: Broker) -> None:
     with pytest.raises(ConnectionLost):  # Mosquitto 2.0.11 drops a 3.1.1 client for it
         await v4.subscribe(["bad/#/filter"])
     await v4.close()
+
+
+async def test_buffered_bytes_are_bounded(broker: Broker, topic: str) -> None:
+    """QoS 0 is not bounded by the receive maximum: max_buffered_bytes is."""
+    c = broker.client(max_buffered_bytes=2000, read_coalesce_s=0)
+    await c.connect()
+    await c.subscribe([topic], qos=0)
+    for k in range(5):  # 10 x 200 bytes at a time: the first 10 reach the bound
+        await broker.publish(topic, [b"%04d" % i + b"x" * 196 for i in range(k * 10, k * 10 + 10)], qos=0)
+        await asyncio.sleep(0.1)  # nobody consumes
+    assert c.reading_paused
+    assert c.stats.messages_in < 50  # the rest waits in the kernel
+    got = await receive(c, 50)
+    assert [m.payload[:4] for m in got] == [b"%04d" % i for i in range(50)]
+    assert c.stats.pauses >= 1 and c.stats.resumes >= 1
+    await c.close()
+
+
+async def test_ack_without_connection_is_dropped(broker: Broker, topic: str) -> None:
+    c = broker.client()
+    await c.connect()
+    await c.subscribe([topic])
+    await broker.publish(topic, payloads(5))
+    got = await receive(c, 5, ack=False)
+    await c.close()
+    c.ack(got)  # no connection: counted, not sent; the broker redelivers
+    assert c.stats.acks_dropped == 5 and c.stats.acks_sent == 0
+    assert await c.connect() is True
+    again = await receive(c, 5)
+    assert [m.payload for m in again] == payloads(5)
+    await c.close()
