@@ -6,8 +6,12 @@ chunk the event loop read (up to 256 KiB) with no further copy, the decoder
 turns it into messages in one pass, and ``transport.pause_reading()`` is the
 flow control. Streams would add a copy into the ``StreamReader`` buffer, a
 second one out of it, an await per read and a pause policy of their own (its
-buffer limit, not our count of unacknowledged messages). A streams variant was
-not built to measure against: the Protocol already meets the CPU target.
+buffer limit, not our count of unacknowledged messages). Measured: a bare
+streams loop over the same codec (``reader.read(256 KiB)``, decode, one PUBACK
+write per read; no flow control, no batching API) drained 100,000 queued
+messages at 2.6-5.3 µs of CPU a message, this Protocol at 2.8-3.9 µs, on a
+shared 2-core machine whose noise is larger than the difference. So the
+choice rests on the flow control, which streams do not expose.
 
 Read coalescing: Mosquitto writes each PUBLISH with its own send(), so a
 client that keeps up wakes for every few packets, and the wake-up (epoll,
