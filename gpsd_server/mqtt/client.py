@@ -609,16 +609,17 @@ class MqttClient:
         PUBACKs in the order of the PUBLISHes), each once, and only those of the
         current connection. Without a connection this does nothing but count
         them in ``stats.acks_dropped``: the broker redelivers them."""
-        pids = [m.packet_id for m in messages if m.qos]
-        if not pids:
+        # One pass: each QoS 1 message becomes its 4-byte PUBACK as one int.
+        words = [0x40020000 | m.packet_id for m in messages if m.qos]
+        n = len(words)
+        if not n:
             return
         c = self._conn
         if c is None or c.lost is not None or c.transport is None:
-            self.stats.acks_dropped += len(pids)
+            self.stats.acks_dropped += n
             return
-        c.transport.write(codec.encode_pubacks(pids))
+        c.transport.write(codec.pack_pubacks(words))
         c.last_write = c.loop.time()
-        n = len(pids)
         c.unacked = c.unacked - n if c.unacked > n else 0
         stats = self.stats
         stats.acks_sent += n

@@ -580,5 +580,11 @@ def encode_pubacks(packet_ids: Sequence[int]) -> bytes:
     return struct.pack(f">{len(packet_ids)}I", *[0x40020000 | pid for pid in packet_ids])
 
 
+def pack_pubacks(words: Sequence[int]) -> bytes:
+    """:func:`encode_pubacks` for ids already or-ed with ``0x40020000``
+    (saves the client a pass over a batch)."""
+    return struct.pack(f">{len(words)}I", *words)
+
+
 def encode_puback(packet_id: int) -> bytes:
     return struct.pack(">I", 0x40020000 | packet_id)

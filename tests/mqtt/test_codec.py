@@ -279,3 +279,8 @@ def test_pubacks_in_order_in_one_buffer() -> None:
     assert isinstance(p, mqtt5.PubAckPacket) and p.packet_id == 5 and int(p.reason_code) == 0
     assert codec.encode_pubacks([]) == b""
     assert codec.encode_puback(258) == struct.pack(">BBH", 0x40, 2, 258)
+
+
+def test_pack_pubacks_matches_encode_pubacks() -> None:
+    ids = [1, 2, 300, 65535]
+    assert codec.pack_pubacks([0x40020000 | i for i in ids]) == codec.encode_pubacks(ids)
