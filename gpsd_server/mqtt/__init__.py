@@ -64,8 +64,10 @@ Model
 
 Measured with ``tools/bench_mqtt.py`` (100,000 queued QoS 1 messages of ~150
 bytes drained from a persistent session, Mosquitto 2.0.11 on the same
-2-core machine): 2.3-3.5 µs of client CPU a message received and
-acknowledged in batches, against 53-59 µs for bare paho with ``manual_ack``.
+2-core machine shared with other work, 11 drains over 5 runs): 2.3-3.5 µs
+of client CPU a message received and acknowledged in batches (median ~2.7),
+against 53-62 µs for bare paho with ``manual_ack``; 36,000-133,000 msg/s
+against 10,700-16,200; broker CPU 6.7-9.9 µs a message against 7.6-14.0.
 The PUBLISH fast path alone is ~1.2 µs a message without the garbage
 collector and ~1.9 µs with it (100,000 messages kept alive), where
 ``mqtt5.read`` alone takes ~1.1 µs before its result is turned into a
