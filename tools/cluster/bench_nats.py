@@ -26,7 +26,7 @@ import nats
 import paho.mqtt.client as mqtt
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
-from proto_common import cpu_seconds
+from proto_common import RawMqttPublisher, cpu_seconds, rss_kb
 
 
 def mqtt_publish(port: int, topics: list[str], count: int, inflight: int = 1000) -> float:
@@ -61,7 +61,8 @@ async def main() -> None:
     ap.add_argument("--nats-url", default=os.environ.get("GPSD_CLUSTER_NATS_URL", "nats://127.0.0.1:15630"))
     ap.add_argument("--mqtt-port", type=int, default=int(os.environ.get("GPSD_CLUSTER_NATS_MQTT_PORT", "18943")))
     ap.add_argument("--pidfile", default=os.environ.get("GPSD_CLUSTER_NATS_PIDFILE", ""))
-    ap.add_argument("--count", type=int, default=20000)
+    ap.add_argument("--count", type=int, default=60000)
+    ap.add_argument("--connections", type=int, default=20)
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
 
@@ -96,21 +97,35 @@ async def main() -> None:
     out["mapping_probe"] = {"mapped_stream_subjects": subjects_part, "raw_stream_subjects": subjects_raw}
     out["mapping_applies_to_mqtt_publishers"] = any("PROBE1" in s for s in subjects_part)
 
-    # 2. Ceiling: MQTT QoS 1 publish into the stream that actually receives MQTT
-    # traffic, one trivial pull consumer acking everything.
+    # 2. Ceiling: MQTT QoS 1 publish (raw publisher, --connections connections)
+    # into the stream that actually receives MQTT traffic, one trivial pull
+    # consumer acking everything, concurrently.
     target = "GPS_PART" if out["mapping_applies_to_mqtt_publishers"] else "GPS_RAW"
     await js.purge_stream(target)
     await js.add_consumer(target, ConsumerConfig(durable_name="bench", ack_policy=AckPolicy.ALL, max_ack_pending=20000))
     sub = await js.pull_subscribe_bind("bench", stream=target)
-    topics = [f"fleet/V{i:04d}/fix" for i in range(200)]
+    topics = [f"fleet/V{i:05d}/fix" for i in range(1000)]
     pid = int(open(args.pidfile).read().strip()) if args.pidfile and os.path.exists(args.pidfile) else None
     cpu0 = cpu_seconds(pid) if pid else 0.0
-    loop = asyncio.get_running_loop()
+    pubs = [RawMqttPublisher(args.mqtt_port, f"nats-bench-{i}", window=500) for i in range(args.connections)]
+    for p in pubs:
+        await p.connect()
+
+    async def drive(i: int) -> None:
+        mine = topics[i :: args.connections]
+        for n in range(args.count // args.connections):
+            await pubs[i].publish(mine[n % len(mine)], json.dumps({"seq": n}).encode())
+        await pubs[i].wait_all_acked(args.timeout)
+
     t0 = time.perf_counter()
-    pub = loop.run_in_executor(None, mqtt_publish, args.mqtt_port, topics, args.count)
+    pub = asyncio.gather(*(drive(i) for i in range(args.connections)))
     got = 0
+    total = (args.count // args.connections) * args.connections
     deadline = t0 + args.timeout
-    while got < args.count and time.perf_counter() < deadline:
+    t_pub = None
+    while got < total and time.perf_counter() < deadline:
+        if t_pub is None and pub.done():
+            t_pub = time.perf_counter()
         try:
             msgs = await sub.fetch(1000, timeout=1)
         except nats.errors.TimeoutError:
@@ -118,15 +133,19 @@ async def main() -> None:
         got += len(msgs)
         await msgs[-1].ack()
     t1 = time.perf_counter()
-    pub_seconds = await pub
+    await pub
+    t_pub = t_pub or time.perf_counter()
     cpu1 = cpu_seconds(pid) if pid else 0.0
+    for p in pubs:
+        await p.close()
     out["ceiling"] = {
-        "messages": args.count,
+        "messages": total,
         "consumed": got,
-        "publish_seconds": round(pub_seconds, 3),
+        "publish_pubacked_seconds": round(t_pub - t0, 3),
         "end_to_end_seconds": round(t1 - t0, 3),
         "end_to_end_msg_per_s": round(got / (t1 - t0)),
         "engine_cpu_seconds": round(cpu1 - cpu0, 2),
+        "engine_rss_kb": rss_kb(pid) if pid else None,
         "stream": target,
     }
     for name in ("GPS_RAW", "GPS_PART"):

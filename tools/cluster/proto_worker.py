@@ -112,9 +112,14 @@ class Worker:
         await self.pg.execute("SET synchronous_commit = on")
         # Membership: blocks while a previous incarnation's session is still alive.
         await self.pg.execute("SELECT pg_advisory_lock(%s, %s)", (MEMBER_NS, self.wid))
-        self.amqp = await aio_pika.connect(a.amqp_url, client_properties={"connection_name": f"worker-{self.wid}"})
+        # heartbeat=10: if the worker's host vanishes, the broker drops its
+        # connection (and SAC hands the partition on) after ~2 missed beats,
+        # not after the default 60 s ones.
+        self.amqp = await aio_pika.connect(
+            a.amqp_url, heartbeat=10, client_properties={"connection_name": f"worker-{self.wid}"}
+        )
         self.amqp.close_callbacks.add(self._on_amqp_close)
-        self.hub_ch = await self.amqp.channel(publisher_confirms=False) if a.hub else None
+        self.hub_ch = await self.amqp.channel(publisher_confirms=True) if a.hub else None
         self.hub_ex = await self.hub_ch.get_exchange(HUB_EXCHANGE) if a.hub else None
         emit("started", worker=self.wid, pid=os.getpid())
 
@@ -147,9 +152,16 @@ class Worker:
 
     async def release(self, p: int) -> None:
         ch, queue, tag = self.owned[p]
+        t0 = time.monotonic()
         await queue.cancel(tag)  # no deliveries after CancelOk
-        await self.flush()  # write + ack everything already delivered
+        t1 = time.monotonic()
+        await self.flush(p)  # write + ack what p already delivered
+        t2 = time.monotonic()
         await ch.close()
+        t3 = time.monotonic()
+        if t3 - t0 > 0.5:
+            emit("slow_release", worker=self.wid, p=p, cancel_s=round(t1 - t0, 3), flush_s=round(t2 - t1, 3),
+                 close_s=round(t3 - t2, 3))
         del self.owned[p]
         await self.pg.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NS, p))
         emit("release", worker=self.wid, p=p)
@@ -181,9 +193,18 @@ class Worker:
                 break
         return out
 
-    async def flush(self) -> None:
-        while not self.q.empty():
-            await self.write(self.drain(self.args.batch))
+    async def flush(self, p: int) -> None:
+        # After CancelOk every delivery of partition p is in the local queue.
+        # Write (and ack) only those, now; other partitions' deliveries stay
+        # queued in their order, so a backlogged worker releases p at once.
+        # Order only matters within a partition, and p's order is kept.
+        items = self.drain(self.q.qsize())
+        mine = [it for it in items if it[0] == p]
+        for it in items:
+            if it[0] != p:
+                self.q.put_nowait(it)
+        for i in range(0, len(mine), self.args.batch):
+            await self.write(mine[i : i + self.args.batch])
 
     async def write(self, batch: list) -> None:
         if not batch:
@@ -213,26 +234,30 @@ class Worker:
             # which must find them already stored (ON CONFLICT) and not reorder.
             emit("crash", worker=self.wid, pid=os.getpid(), unacked_committed=total)
             os.kill(os.getpid(), signal.SIGKILL)
-        # Durable now (synchronous_commit = on): acknowledge to the engine.
+        # Durable now (synchronous_commit = on). Feed the hub *before* the ack,
+        # with publisher confirms: a crash between commit and ack then leads to
+        # a redelivery, a duplicate the next owner detects, and a re-published
+        # hub message (API nodes dedupe by (vehicle, seq)), never to a fix that
+        # is stored but was never shown.
+        if self.hub_ex is not None:
+            await self.publish_hub(cols)
         for msg in last_per_part.values():
             await msg.ack(multiple=True)
         self.processed += total
         self.inserted += ins
         self.duplicates += total - ins
-        if self.hub_ex is not None:
-            await self.publish_hub(cols)
 
     async def publish_hub(self, cols: dict) -> None:
         # One message per partition per batch: enriched positions for API nodes.
         by_part: dict[int, list] = {}
         for vid, seq, lat, lon, ts, p in zip(cols["vid"], cols["seq"], cols["lat"], cols["lon"], cols["ts"], cols["part"]):
             by_part.setdefault(p, []).append({"vid": vid, "seq": seq, "lat": lat, "lon": lon, "ts": ts})
-        for p, positions in by_part.items():
-            await self.hub_ex.publish(
+        # Publish all, then wait for all confirms at once (one round trip per batch).
+        await asyncio.gather(*(self.hub_ex.publish(
                 aio_pika.Message(json.dumps(positions).encode(), delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT),
                 routing_key=f"pos.p{p:02d}",
                 mandatory=False,  # no API node bound yet is not an error
-            )
+            ) for p, positions in by_part.items()))
 
     async def run(self) -> int:
         a = self.args
