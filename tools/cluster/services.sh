@@ -147,7 +147,10 @@ log.console = false
 CONF
 }
 
-rmq_running() { rmqctl status >/dev/null 2>&1; }
+# Check the pid first: rabbitmqctl starts an epmd when none runs, so asking
+# it about a stopped node would leave a stray epmd behind.
+rmq_pid_alive() { [[ -f "$RMQ_DIR/rabbitmq.pid" ]] && kill -0 "$(cat "$RMQ_DIR/rabbitmq.pid")" 2>/dev/null; }
+rmq_running() { rmq_pid_alive && rmqctl status >/dev/null 2>&1; }
 
 start_rabbitmq() {
     write_rmq_config
@@ -170,9 +173,12 @@ start_rabbitmq() {
 
 stop_rabbitmq() {
     if rmq_running; then
+        local pid
+        pid="$(cat "$RMQ_DIR/rabbitmq.pid")"
         rmqctl stop "$RMQ_DIR/rabbitmq.pid" >/dev/null 2>&1 || true
+        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         log "RabbitMQ stopped"
-    elif [[ -f "$RMQ_DIR/rabbitmq.pid" ]] && kill -0 "$(cat "$RMQ_DIR/rabbitmq.pid")" 2>/dev/null; then
+    elif rmq_pid_alive; then
         kill "$(cat "$RMQ_DIR/rabbitmq.pid")"; log "RabbitMQ stopped (signal)"
     fi
     # The node started its own epmd on our private port: end that one only.
