@@ -63,7 +63,7 @@ class MqttSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     reconnect_min_s: Positive = 0.5
     reconnect_max_s: Positive = 30.0
     dead_letter_topic: str = "gpsd/rejected"
-    max_queued_incoming: PositiveInt = 100000
+    max_buffered_mb: Annotated[int, Meta(ge=1, le=4096)] = 16  # received payload not yet taken by ingest
     receive_maximum: Annotated[int, Meta(ge=10, le=65535)] = 10000
 
 

@@ -63,6 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--speed", default="1", help="simulated seconds per wall second: 1 = real time, 30 = x30, max = no pacing"
     )
+    ap.add_argument(
+        "--catch-up-s",
+        type=float,
+        default=540.0,
+        help="with --speed > 1 and no --duration: simulated seconds replayed fast before real time (default 540)",
+    )
     ap.add_argument("--interval", type=int, default=10, help="report interval, simulated seconds")
     ap.add_argument("--sigma", type=float, default=8.0, help="GPS noise, metres (σ east and north)")
     for cls, flag in (("muck_truck", "muck"), ("mixer_truck", "mixers"), ("patrol", "patrol"), ("other", "other")):
@@ -94,11 +100,14 @@ def make_config(args: argparse.Namespace) -> SimConfig:
     speed = None if args.speed == "max" else float(args.speed)
     if args.start:
         start = parse_time(args.start)
-    elif (speed is not None and speed <= 1) or args.duration is None:
+    elif speed is not None and speed <= 1:
         start = time.time()
     else:
-        # Faster than real time: end at "now" so no fix is stamped in the future (the server rejects those).
-        start = time.time() - args.duration
+        # Faster than real time: start in the past, so the run reaches "now"
+        # (at the end of --duration, or after --catch-up-s of simulated time)
+        # and then goes on in real time: no fix is ever stamped in the future
+        # (the server rejects those as ts_future).
+        start = time.time() - (args.duration if args.duration is not None else args.catch_up_s)
     counts = None
     flags = {"muck_truck": args.muck, "mixer_truck": args.mixers, "patrol": args.patrol, "other": args.other}
     if any(n is not None for n in flags.values()):

@@ -47,6 +47,7 @@ def router(services: ApiServices) -> APIRouter:
             "tile_crs": m.tile_crs,
             "tile_attribution": m.tile_attribution,
             "moving_kmh": cfg.rules.moving_kmh,
+            "offline_s": cfg.rules.offline_s,
         }
 
     return r

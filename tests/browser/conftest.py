@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import playwright.async_api as playwright_api  # tools/web_setup.sh installs it
 import pytest
 
 from tests.fixtures.server import RunningServer
 from tests.fixtures.services import REPO
-
-playwright_api = pytest.importorskip("playwright.async_api", reason="playwright not installed: run tools/web_setup.sh")
 
 CHROMIUM = os.environ.get("GPSD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

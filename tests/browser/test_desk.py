@@ -11,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import pytest
 import websockets
 
 from tests.browser.conftest import Page
@@ -27,17 +26,14 @@ async def http_status(server: RunningServer, path: str, role: str = "operator") 
 
 
 async def require_http(server: RunningServer, path: str) -> None:
-    status = await http_status(server, path)
-    if status in (404, 405):
-        pytest.skip(f"endpoint not implemented yet: GET {path.split('?')[0]} answered {status}")
+    """The page depends on this endpoint: it must answer (a broken one fails the test)."""
+    assert await http_status(server, path) == 200, f"GET {path} does not answer 200"
 
 
 async def require_ws(server: RunningServer, path: str) -> None:
-    try:
-        async with websockets.connect(server.ws_url(path, "operator"), open_timeout=3):
-            pass
-    except (websockets.InvalidStatus, websockets.InvalidHandshake, OSError) as exc:
-        pytest.skip(f"endpoint not implemented yet: websocket {path} ({exc})")
+    """The page depends on this websocket: it must accept an operator."""
+    async with websockets.connect(server.ws_url(path, "operator"), open_timeout=3):
+        pass
 
 
 async def raise_power_cut(server: RunningServer, vid: str, lon: float = 112.36, lat: float = 28.58) -> float:

@@ -1,4 +1,5 @@
-"""The core imports no asyncio, network or database module (DESIGN.md: pure core)."""
+"""The core imports no asyncio, network or database module, and runs without
+clocks, files or sockets (DESIGN.md: pure core)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,13 @@ def test_core_modules_import_with_io_modules_blocked() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok")
+
+
+def test_core_runs_with_clocks_files_and_sockets_taken_away() -> None:
+    """tests/core/purity_probe.py: decoders, the JT/T 808 session, the city loader,
+    every rule, restore and history, with time, datetime.now, open, pathlib I/O
+    and sockets raising."""
+    probe = Path(__file__).with_name("purity_probe.py")
+    done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok") and " events" in done.stdout

@@ -7,8 +7,8 @@ import asyncio
 import re
 import time
 
-from tests.faults.conftest import ServerProcess
 from tests.faults.load import LiveListener, Publisher, cancel, stored, tampering_alerts, wait_until
+from tools.procs import ServerProcess
 
 LOAD_S = 40.0
 OUTAGE_AT_S = 5.0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.faults.conftest import ServerProcess
 from tests.faults.load import Publisher, cancel, stored, tampering_alerts, wait_until
+from tools.procs import ServerProcess
 
 LOAD_S = 16.0
 

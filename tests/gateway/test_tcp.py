@@ -137,8 +137,8 @@ async def test_bad_frames_do_not_disturb_other_terminals(gateway: Jt808Gateway, 
     assert gateway.counters["oversize"] == 1
 
 
-def _phone(topic: str) -> str | None:
-    route = TopicRouter().route(topic)
+def _phone(topic: str, prefix: str = "jt808") -> str | None:
+    route = TopicRouter(jt808=prefix).route(topic)
     return route.key if route is not None and route.path == "jt808" else None
 
 
@@ -219,7 +219,7 @@ async def test_mqtt_round_trip_through_the_broker(services: None) -> None:
             got: list[Fix] = []
             async with asyncio.timeout(5):
                 async for message in sub.messages:
-                    phone = _phone(str(message.topic))
+                    phone = _phone(str(message.topic), prefix)
                     assert phone is not None and isinstance(message.payload, bytes)
                     results = decode_jt808(
                         phone, message.payload, now=now, limits=IngestSettings(), terminals={"13812345678": "V-MQTT"}

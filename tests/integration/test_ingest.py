@@ -52,6 +52,11 @@ async def test_10000_fixes_stored_exactly_once(
     assert row[0] == 100
     assert row[1] == row[2]
 
+    # Every message took the client's own PUBLISH decoder (no library fallback).
+    stats = server.server.ingest.client.stats
+    assert stats.messages_in >= 11000 and stats.fast_path_decodes == stats.messages_in
+    assert stats.acks_sent >= 11000 and stats.ack_writes < stats.acks_sent / 10  # PUBACKs go in batches
+
 
 async def test_batch_payload_and_late_fix(server: RunningServer, db: psycopg.Connection[tuple[object, ...]]) -> None:
     t0 = time.time() - 600

@@ -23,7 +23,7 @@ import pytest
 
 from gpsd_server.mqtt import Message, MqttClient, MqttError
 from gpsd_server.mqtt.codec import decode_varint
-from tests.conftest import MQTT_PORT, REPO
+from tests.fixtures.services import MQTT_PORT, REPO
 
 HOST = "127.0.0.1"
 

@@ -16,7 +16,7 @@ from gpsd_server.mqtt import (
     NotConnected,
 )
 from gpsd_server.mqtt.codec import StreamDecoder, encode_connect, encode_pubacks
-from tests.conftest import free_port
+from tests.fixtures.services import free_port
 from tests.mqtt.conftest import HOST, Broker, read_packet, receive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]

@@ -39,9 +39,18 @@ async def main() -> None:
     after = rss_kb(pid)
     for c in conns:
         await c.close()
-    print(json.dumps({"connections": args.count, "connect_seconds": round(t1 - t0, 2),
-                      "connects_per_s": round(args.count / (t1 - t0)), "engine_rss_kb_before": before,
-                      "engine_rss_kb_after": after, "kb_per_connection": round((after - before) / args.count, 1)}))
+    print(
+        json.dumps(
+            {
+                "connections": args.count,
+                "connect_seconds": round(t1 - t0, 2),
+                "connects_per_s": round(args.count / (t1 - t0)),
+                "engine_rss_kb_before": before,
+                "engine_rss_kb_after": after,
+                "kb_per_connection": round((after - before) / args.count, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

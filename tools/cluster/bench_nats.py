@@ -25,7 +25,6 @@ import time
 import nats
 import paho.mqtt.client as mqtt
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
-
 from proto_common import RawMqttPublisher, cpu_seconds, rss_kb
 
 
@@ -34,7 +33,7 @@ def mqtt_publish(port: int, topics: list[str], count: int, inflight: int = 1000)
     done = threading.Event()
     acked = 0
 
-    def on_publish(client, userdata, mid, rc, props):  # noqa: ARG001
+    def on_publish(client, userdata, mid, rc, props):
         nonlocal acked
         acked += 1
         if acked >= count:
@@ -71,7 +70,7 @@ async def main() -> None:
     for name in ("GPS_RAW", "GPS_PART"):
         try:
             await js.delete_stream(name)
-        except Exception:  # noqa: BLE001 - absent is fine
+        except Exception:
             pass
     # One stream captures the mapped subjects, one the raw ones: whichever fills shows
     # whether the mapping applied to the MQTT publisher.

@@ -15,7 +15,6 @@ import json
 import time
 
 import aio_pika
-
 from proto_common import AMQP_URL, HUB_EXCHANGE
 
 
@@ -47,8 +46,13 @@ async def run(args) -> dict:
             await asyncio.sleep(0.2)
             if last[0] and time.monotonic() - last[0] > args.exit_idle:
                 break
-        return {"ev": "api_node_done", "t": time.time(), "hub_messages": stats["messages"],
-                "positions": stats["positions"], "distinct_fixes": len(seen)}
+        return {
+            "ev": "api_node_done",
+            "t": time.time(),
+            "hub_messages": stats["messages"],
+            "positions": stats["positions"],
+            "distinct_fixes": len(seen),
+        }
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ from collections import defaultdict
 
 import aio_pika
 import psycopg
-
 from proto_common import AMQP_URL, EXCHANGE, PARTITIONS, PG_DSN, declare_topology, fleet, queue_name
 
 SCHEMA = """
@@ -147,21 +146,27 @@ def failover(events: list[dict], proc: list) -> dict:
             acq = [e["t"] for e in events if e["ev"] == "acquire" and e["p"] == p and e["t"] > tk and e["worker"] != w]
             last_old = max((at for _, wk, _, _, pp, _, at in proc if pp == p and wk == w and at <= tk), default=None)
             first_new = min((at for _, wk, _, _, pp, _, at in proc if pp == p and wk != w and at > tk), default=None)
-            parts.append({
-                "p": p,
-                "lease_taken_after_s": round(min(acq) - tk, 3) if acq else None,
-                "first_commit_by_new_owner_after_s": round(first_new - tk, 3) if first_new else None,
-                "no_commit_window_s": round(first_new - last_old, 3) if first_new and last_old else None,
-            })
+            parts.append(
+                {
+                    "p": p,
+                    "lease_taken_after_s": round(min(acq) - tk, 3) if acq else None,
+                    "first_commit_by_new_owner_after_s": round(first_new - tk, 3) if first_new else None,
+                    "no_commit_window_s": round(first_new - last_old, 3) if first_new and last_old else None,
+                }
+            )
         taken = [x["lease_taken_after_s"] for x in parts if x["lease_taken_after_s"] is not None]
-        commits = [x["first_commit_by_new_owner_after_s"] for x in parts if x["first_commit_by_new_owner_after_s"] is not None]
-        res.append({
-            "killed_worker": w,
-            "orphaned_partitions": sorted(owned),
-            "max_lease_taken_after_s": max(taken) if taken else None,
-            "max_first_commit_after_s": max(commits) if commits else None,
-            "partitions": parts,
-        })
+        commits = [
+            x["first_commit_by_new_owner_after_s"] for x in parts if x["first_commit_by_new_owner_after_s"] is not None
+        ]
+        res.append(
+            {
+                "killed_worker": w,
+                "orphaned_partitions": sorted(owned),
+                "max_lease_taken_after_s": max(taken) if taken else None,
+                "max_first_commit_after_s": max(commits) if commits else None,
+                "partitions": parts,
+            }
+        )
     rejoin = []
     for r in [e for e in events if e["ev"] == "restart"]:
         # Until the next restart or the end of the run (shutdown releases are not rebalancing).
@@ -169,12 +174,14 @@ def failover(events: list[dict], proc: list) -> dict:
         win = [e for e in events if r["t"] < e["t"] < end]
         acq = [e["t"] for e in win if e["ev"] == "acquire" and e["worker"] == r["worker"]]
         rel = [e for e in win if e["ev"] == "release" and e["worker"] != r["worker"]]
-        rejoin.append({
-            "worker": r["worker"],
-            "first_partition_after_s": round(min(acq) - r["t"], 3) if acq else None,
-            "partitions_taken": len(acq),
-            "partitions_released_by_others": len(rel),
-        })
+        rejoin.append(
+            {
+                "worker": r["worker"],
+                "first_partition_after_s": round(min(acq) - r["t"], 3) if acq else None,
+                "partitions_taken": len(acq),
+                "partitions_released_by_others": len(rel),
+            }
+        )
     return {"kills": res, "rejoins": rejoin}
 
 

@@ -18,7 +18,6 @@ import random
 import time
 
 import aio_pika
-
 from proto_common import AMQP_URL, MQTT_PORT, RawMqttPublisher, declare_topology, fleet
 
 
@@ -48,8 +47,14 @@ async def run(args) -> dict:
             for vid, topic in shard:
                 lat, lon = start_pos[vid]
                 payload = json.dumps(
-                    {"vid": vid, "seq": seq, "lat": round(lat + seq * 1e-4, 6), "lon": round(lon + seq * 1e-4, 6),
-                     "ts": base_ts + seq * 10, "speed": 30.0}
+                    {
+                        "vid": vid,
+                        "seq": seq,
+                        "lat": round(lat + seq * 1e-4, 6),
+                        "lon": round(lon + seq * 1e-4, 6),
+                        "ts": base_ts + seq * 10,
+                        "speed": 30.0,
+                    }
                 ).encode()
                 await pub.publish(topic, payload)
                 n += 1

@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 import psycopg
-
 from proto_check import check, reset
-from proto_common import AMQP_URL, PARTITIONS, PG_DSN, child_pids, cpu_seconds, rss_kb
+from proto_common import AMQP_URL, PARTITIONS, PG_DSN, cpu_seconds, rss_kb
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -124,8 +123,23 @@ def failover(args) -> dict:
     events: list[dict] = []
     cpu0 = {"engine": cpu_seconds(bpid) if bpid else 0.0, "postgresql": pg_cpu(ppid)}
     t0 = time.time()
-    pub = Proc("pub", ["proto_publish.py", "--vehicles", str(args.vehicles), "--fixes", str(args.fixes),
-                       "--connections", "10", "--rate", str(args.rate), "--timeout", "200"], RUN / "publish.log")
+    pub = Proc(
+        "pub",
+        [
+            "proto_publish.py",
+            "--vehicles",
+            str(args.vehicles),
+            "--fixes",
+            str(args.fixes),
+            "--connections",
+            "10",
+            "--rate",
+            str(args.rate),
+            "--timeout",
+            "200",
+        ],
+        RUN / "publish.log",
+    )
     # Timeline: worker 2 is SIGKILLed at --kill-at and restarted --restart-after
     # later; worker 3 kills itself between a commit and its ack shortly after
     # (the window where redeliveries of stored fixes happen) and is restarted
@@ -139,16 +153,29 @@ def failover(args) -> dict:
         if victim in workers and now - t0 >= args.kill_at and not any(e["ev"] == "kill" for e in events):
             workers[victim].p.send_signal(signal.SIGKILL)
             workers[victim].p.wait()
-            events.append({"ev": "kill", "worker": victim, "t": time.time(), "pid": workers[victim].p.pid,
-                           "how": "SIGKILL from outside"})
+            events.append(
+                {
+                    "ev": "kill",
+                    "worker": victim,
+                    "t": time.time(),
+                    "pid": workers[victim].p.pid,
+                    "how": "SIGKILL from outside",
+                }
+            )
             workers[victim].fh.close()
             killed.append(workers.pop(victim))
             restart_at[victim] = time.time() + args.restart_after
         if not crashed_w3 and 3 in workers and workers[3].p.poll() is not None:
             crashed_w3 = True
             crash = [e for e in workers[3].lines() if e.get("ev") == "crash"]
-            events.append({"ev": "kill", "worker": 3, "t": crash[0]["t"] if crash else time.time(),
-                           "how": "SIGKILL between commit and ack"})
+            events.append(
+                {
+                    "ev": "kill",
+                    "worker": 3,
+                    "t": crash[0]["t"] if crash else time.time(),
+                    "how": "SIGKILL between commit and ack",
+                }
+            )
             workers[3].fh.close()
             killed.append(workers.pop(3))
             restart_at[3] = time.time() + args.restart_after
@@ -194,16 +221,34 @@ def failover(args) -> dict:
         "postgresql": round(cpu1["postgresql"] - cpu0["postgresql"], 2),
         "workers": worker_cpu,
     }
-    res["scenario"] = {"workers": 3, "partitions": args.partitions, "rate_fixes_per_s": args.rate,
-                       "kill_at_s": args.kill_at, "restart_after_s": args.restart_after,
-                       "killed": "worker 2 by SIGKILL at kill_at; worker 3 kills itself after a commit, before its ack, "
-                                 "at kill_at + 2.5 s; each restarted restart_after later"}
+    res["scenario"] = {
+        "workers": 3,
+        "partitions": args.partitions,
+        "rate_fixes_per_s": args.rate,
+        "kill_at_s": args.kill_at,
+        "restart_after_s": args.restart_after,
+        "killed": "worker 2 by SIGKILL at kill_at; worker 3 kills itself after a commit, before its ack, "
+        "at kill_at + 2.5 s; each restarted restart_after later",
+    }
     return res
 
 
 def publish_backlog(args, vehicles: int, fixes: int) -> dict:
-    pub = Proc("pub", ["proto_publish.py", "--vehicles", str(vehicles), "--fixes", str(fixes),
-                       "--connections", str(args.connections), "--timeout", "200"], RUN / "bench_publish.log")
+    pub = Proc(
+        "pub",
+        [
+            "proto_publish.py",
+            "--vehicles",
+            str(vehicles),
+            "--fixes",
+            str(fixes),
+            "--connections",
+            str(args.connections),
+            "--timeout",
+            "200",
+        ],
+        RUN / "bench_publish.log",
+    )
     pub.p.wait(timeout=240)
     pub.fh.close()
     out = pub.lines()
@@ -220,8 +265,10 @@ def bench(args) -> dict:
 
     # 1. Engine ceiling: MQTT QoS 1 publish -> quorum queues -> 2 trivial consumers (ack only), concurrently.
     reset(args.pg_dsn, args.amqp_url, args.partitions)
-    cons = [Proc(f"t{w}", worker_args(w, ["--no-write", "--no-hub", "--exit-idle", "2"]), RUN / f"trivial{w}.log")
-            for w in (1, 2)]
+    cons = [
+        Proc(f"t{w}", worker_args(w, ["--no-write", "--no-hub", "--exit-idle", "2"]), RUN / f"trivial{w}.log")
+        for w in (1, 2)
+    ]
     wait_owned(cons, args.partitions)
     c0 = cpu_seconds(bpid) if bpid else 0.0
     t0 = time.time()
@@ -251,7 +298,9 @@ def bench(args) -> dict:
         pubk = publish_backlog(args, v, f)
         b1 = cpu_seconds(bpid) if bpid else 0.0
         e0, p0 = (cpu_seconds(bpid) if bpid else 0.0), pg_cpu(ppid)
-        ws = [Proc(f"b{k}w{w}", worker_args(w, ["--exit-idle", "2"]), RUN / f"bench{k}_w{w}.log") for w in range(1, k + 1)]
+        ws = [
+            Proc(f"b{k}w{w}", worker_args(w, ["--exit-idle", "2"]), RUN / f"bench{k}_w{w}.log") for w in range(1, k + 1)
+        ]
         for w in ws:
             w.p.wait(timeout=280)
         e1, p1 = (cpu_seconds(bpid) if bpid else 0.0), pg_cpu(ppid)
@@ -267,25 +316,29 @@ def bench(args) -> dict:
             ).fetchall()
         span = float(last - first)
         ok = check(args.pg_dsn, v, f)
-        res["workers"].append({
-            "workers": k,
-            "stored": ok["stored"],
-            "exactly_once": ok["exactly_once"],
-            "order_kept": ok["order_kept"],
-            "drain_seconds": round(span, 3),
-            "fixes_per_s_total": round(n / span),
-            "fixes_per_s_per_worker": round(n / span / k),
-            "per_worker": [{"worker": w, "fixes": int(c), "fixes_per_s": round(c / float(s)) if s else None}
-                           for w, c, s in per_worker],
-            "cpu_seconds": {
-                "workers": [e["cpu"] for e in stops],
-                "engine_rabbitmq": round(e1 - e0, 2),
-                "postgresql": round(p1 - p0, 2),
-            },
-            "backlog_publish_pubacked_per_s": pubk.get("pubacked_per_s"),
-            "backlog_publish_engine_cpu_seconds": round(b1 - b0, 2),
-            "backlog_publish_seconds": pubk.get("puback_seconds"),
-        })
+        res["workers"].append(
+            {
+                "workers": k,
+                "stored": ok["stored"],
+                "exactly_once": ok["exactly_once"],
+                "order_kept": ok["order_kept"],
+                "drain_seconds": round(span, 3),
+                "fixes_per_s_total": round(n / span),
+                "fixes_per_s_per_worker": round(n / span / k),
+                "per_worker": [
+                    {"worker": w, "fixes": int(c), "fixes_per_s": round(c / float(s)) if s else None}
+                    for w, c, s in per_worker
+                ],
+                "cpu_seconds": {
+                    "workers": [e["cpu"] for e in stops],
+                    "engine_rabbitmq": round(e1 - e0, 2),
+                    "postgresql": round(p1 - p0, 2),
+                },
+                "backlog_publish_pubacked_per_s": pubk.get("pubacked_per_s"),
+                "backlog_publish_engine_cpu_seconds": round(b1 - b0, 2),
+                "backlog_publish_seconds": pubk.get("puback_seconds"),
+            }
+        )
     res["engine_rss_kb_end"] = rss_kb(bpid) if bpid else None
     return res
 
@@ -314,8 +367,11 @@ def main() -> None:
         print(json.dumps(out["bench"], indent=2), flush=True)
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / f"results-{args.scenario}.json").write_text(json.dumps(out, indent=2))
-    ok = all(out[k]["exactly_once"] and out[k]["order_kept"] and out[k]["api_node_saw_every_stored_fix"]
-             for k in ("failover",) if k in out)
+    ok = all(
+        out[k]["exactly_once"] and out[k]["order_kept"] and out[k]["api_node_saw_every_stored_fix"]
+        for k in ("failover",)
+        if k in out
+    )
     sys.exit(0 if ok else 1)
 
 

@@ -43,7 +43,6 @@ import time
 
 import aio_pika
 import psycopg
-
 from proto_common import (
     AMQP_URL,
     HUB_EXCHANGE,
@@ -160,8 +159,14 @@ class Worker:
         await ch.close()
         t3 = time.monotonic()
         if t3 - t0 > 0.5:
-            emit("slow_release", worker=self.wid, p=p, cancel_s=round(t1 - t0, 3), flush_s=round(t2 - t1, 3),
-                 close_s=round(t3 - t2, 3))
+            emit(
+                "slow_release",
+                worker=self.wid,
+                p=p,
+                cancel_s=round(t1 - t0, 3),
+                flush_s=round(t2 - t1, 3),
+                close_s=round(t3 - t2, 3),
+            )
         del self.owned[p]
         await self.pg.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NS, p))
         emit("release", worker=self.wid, p=p)
@@ -250,14 +255,23 @@ class Worker:
     async def publish_hub(self, cols: dict) -> None:
         # One message per partition per batch: enriched positions for API nodes.
         by_part: dict[int, list] = {}
-        for vid, seq, lat, lon, ts, p in zip(cols["vid"], cols["seq"], cols["lat"], cols["lon"], cols["ts"], cols["part"]):
+        for vid, seq, lat, lon, ts, p in zip(
+            cols["vid"], cols["seq"], cols["lat"], cols["lon"], cols["ts"], cols["part"]
+        ):
             by_part.setdefault(p, []).append({"vid": vid, "seq": seq, "lat": lat, "lon": lon, "ts": ts})
         # Publish all, then wait for all confirms at once (one round trip per batch).
-        await asyncio.gather(*(self.hub_ex.publish(
-                aio_pika.Message(json.dumps(positions).encode(), delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT),
-                routing_key=f"pos.p{p:02d}",
-                mandatory=False,  # no API node bound yet is not an error
-            ) for p, positions in by_part.items()))
+        await asyncio.gather(
+            *(
+                self.hub_ex.publish(
+                    aio_pika.Message(
+                        json.dumps(positions).encode(), delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT
+                    ),
+                    routing_key=f"pos.p{p:02d}",
+                    mandatory=False,  # no API node bound yet is not an error
+                )
+                for p, positions in by_part.items()
+            )
+        )
 
     async def run(self) -> int:
         a = self.args
@@ -272,9 +286,15 @@ class Worker:
                 await self.rebalance()
                 next_rebalance = now + a.rebalance
             if now >= next_stats:
-                emit("stats", worker=self.wid, owned=sorted(self.owned), processed=self.processed,
-                     inserted=self.inserted, duplicates=self.duplicates,
-                     cpu=round(cpu_seconds(os.getpid()) - cpu0, 3))
+                emit(
+                    "stats",
+                    worker=self.wid,
+                    owned=sorted(self.owned),
+                    processed=self.processed,
+                    inserted=self.inserted,
+                    duplicates=self.duplicates,
+                    cpu=round(cpu_seconds(os.getpid()) - cpu0, 3),
+                )
                 next_stats = now + 1.0
             if now - t_start > a.max_seconds:
                 break
@@ -293,9 +313,15 @@ class Worker:
         if not self.amqp_lost:
             for p in sorted(self.owned):
                 await self.release(p)
-        emit("stopped", worker=self.wid, processed=self.processed, inserted=self.inserted,
-             duplicates=self.duplicates, cpu=round(cpu_seconds(os.getpid()) - cpu0, 3),
-             amqp_lost=self.amqp_lost)
+        emit(
+            "stopped",
+            worker=self.wid,
+            processed=self.processed,
+            inserted=self.inserted,
+            duplicates=self.duplicates,
+            cpu=round(cpu_seconds(os.getpid()) - cpu0, 3),
+            amqp_lost=self.amqp_lost,
+        )
         await self.amqp.close()
         await self.pg.close()
         return 1 if self.amqp_lost else 0
@@ -310,8 +336,12 @@ def main() -> None:
     ap.add_argument("--linger", type=float, default=0.01, help="seconds a short batch waits to fill")
     ap.add_argument("--rebalance", type=float, default=0.25, help="seconds between ownership checks")
     ap.add_argument("--hub", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--crash-after-commit-at", type=float, default=0.0,
-                    help="test hook: SIGKILL itself after the first commit past this many seconds, before acking")
+    ap.add_argument(
+        "--crash-after-commit-at",
+        type=float,
+        default=0.0,
+        help="test hook: SIGKILL itself after the first commit past this many seconds, before acking",
+    )
     ap.add_argument("--no-write", action="store_true", help="ack without writing (engine ceiling)")
     ap.add_argument("--max-seconds", type=float, default=600)
     ap.add_argument("--exit-idle", type=float, default=0.0)

@@ -1,7 +1,10 @@
 """Thin driver: publish a simulation's output on an MQTT broker (paho-mqtt 2.x, QoS 1).
 
 Pacing: ``speed`` simulated seconds per wall second (1 = real time), or
-``None`` for as fast as the broker acknowledges. Unacknowledged QoS 1
+``None`` for as fast as the broker acknowledges; either way the simulated
+clock never runs ahead of the wall clock (a fix stamped in the future would
+be rejected as ``ts_future``), so an accelerated run that reaches "now" goes
+on in real time. Unacknowledged QoS 1
 messages are bounded (``window``) so a slow broker slows the simulator
 down instead of growing its memory.
 """
@@ -69,10 +72,11 @@ def run(
     wall0, sim0 = time.monotonic(), sim.t
     while not sim.done() and not (stop and stop.is_set()):
         pubs = sim.advance()
+        delay = sim.t - time.time()  # never ahead of the wall clock
         if speed is not None:
-            delay = wall0 + (sim.t - sim0) / speed - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            delay = max(delay, wall0 + (sim.t - sim0) / speed - time.monotonic())
+        if delay > 0:
+            time.sleep(delay)
         for pub in pubs:
             publisher.publish(pub)
         if on_second:

@@ -128,7 +128,7 @@ export class AlertDesk {
   placeText(a) {
     const city = this.app.city;
     return a.zone_name || city?.nameOf(a.zone_id) || city?.nameOf(a.route_id) ||
-      (isFinite(a.lon) ? `${a.lon.toFixed(5)}, ${a.lat.toFixed(5)}` : "—");
+      (Number.isFinite(a.lon) && Number.isFinite(a.lat) ? `${a.lon.toFixed(5)}, ${a.lat.toFixed(5)}` : "—");
   }
 
   visible() {
@@ -220,7 +220,7 @@ export class AlertDesk {
     const app = this.app;
     this.selected = id;
     this.render();
-    const target = isFinite(a.lon) ? app.toDisplayLatLng(a.lon, a.lat) : null;
+    const target = Number.isFinite(a.lon) ? app.toDisplayLatLng(a.lon, a.lat) : null;
     const bounds = app.city?.highlight(a.zone_id ?? a.route_id) || (a.route_id ? app.city?.highlight(a.route_id) : null);
     if (bounds && target) app.map.flyToBounds(bounds.extend(target).pad(0.2), { maxZoom: 16, duration: 0.6 });
     else if (target) app.map.flyTo(target, Math.max(app.map.getZoom(), 15), { duration: 0.6 });
@@ -242,7 +242,7 @@ export class AlertDesk {
       a.vehicle_id ? h("button", { class: "small", onclick: () => app.replay.prepare([a.vehicle_id], a.tsMs) }, "回放该时段") : "",
       (this.cameraBox = h("div", { id: "alert-cameras", class: "cameras" }, "附近视频监控: 查询中…")),
     );
-    if (isFinite(a.lon)) this.nearestCameras(a.lon, a.lat);
+    if (Number.isFinite(a.lon)) this.nearestCameras(a.lon, a.lat);
   }
 
   unfocus() {

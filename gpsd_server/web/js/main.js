@@ -8,7 +8,7 @@ import { AlertDesk } from "./alerts.js";
 import { DispatchPanel } from "./dispatch.js";
 import { ReplayPanel } from "./replay.js";
 import { CityLayers } from "./layers.js";
-import { VehicleLayer, VehicleStore } from "./vehicles.js";
+import { VehicleLayer, VehicleStore, thresholds } from "./vehicles.js";
 import { CLASS_COLOR, CLASS_LABEL, STATUS_LABEL, esc, fmtAge, fmtDateTime, fmtDistance, h } from "./labels.js";
 
 const L = window.L;
@@ -455,6 +455,8 @@ async function boot() {
   });
   const config = await api.optional("/api/map").catch(() => null);
   app.config = config;
+  if (config?.moving_kmh != null) thresholds.movingKmh = config.moving_kmh;
+  if (config?.offline_s != null) thresholds.offlineS = config.offline_s;
   if (config?.city) document.getElementById("city-name").textContent = config.city;
   buildMap(config);
   buildFilters();

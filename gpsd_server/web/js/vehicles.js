@@ -5,8 +5,9 @@
 import { CLASS_COLOR } from "./labels.js";
 
 const L = window.L;
-export const OFFLINE_AFTER_S = 600;
-export const MOVING_KMH = 3;
+// The server's own thresholds ([rules] offline_s and moving_kmh, from /api/map);
+// these are their defaults until the map settings arrive.
+export const thresholds = { offlineS: 600, movingKmh: 5 };
 const OFFLINE_COLOR = "#9aa0a6";
 const LABEL_MIN_ZOOM = 15;
 const LABEL_MAX = 600;
@@ -56,7 +57,7 @@ export class VehicleStore {
       v.speed = m.speed ?? m.speed_kmh ?? null;
       v.heading = m.heading ?? null;
       if (m.alarm != null) v.alarm = m.alarm;
-      v.moving = m.status ? m.status === "moving" : (v.speed || 0) >= MOVING_KMH;
+      v.moving = m.status ? m.status === "moving" : (v.speed || 0) >= thresholds.movingKmh;
       const [dlon, dlat] = this.transform(m.lon, m.lat);
       v.dlon = dlon;
       v.dlat = dlat;
@@ -88,7 +89,7 @@ export class VehicleStore {
 
   status(v, now = this.now()) {
     if ((this.alertCount.get(v.id) || 0) > 0) return "alert";
-    if ((now - v.tsMs) / 1000 > OFFLINE_AFTER_S) return "offline";
+    if ((now - v.tsMs) / 1000 > thresholds.offlineS) return "offline";
     return v.moving ? "moving" : "stopped";
   }
 
@@ -99,7 +100,7 @@ export class VehicleStore {
     if (f.statuses) {
       const s = this.status(v, now);
       // a vehicle in alert still counts under its movement state for the filter
-      const base = (now - v.tsMs) / 1000 > OFFLINE_AFTER_S ? "offline" : v.moving ? "moving" : "stopped";
+      const base = (now - v.tsMs) / 1000 > thresholds.offlineS ? "offline" : v.moving ? "moving" : "stopped";
       if (!f.statuses.has(s) && !f.statuses.has(base)) return false;
     }
     if (f.query) {
@@ -222,7 +223,7 @@ export const VehicleLayer = L.Layer.extend({
       if (x < -12 || y < -12 || x > w + 12 || y > hgt + 12) continue;
       n++;
       const status = store.status(v, now);
-      const offline = (now - v.tsMs) / 1000 > OFFLINE_AFTER_S;
+      const offline = (now - v.tsMs) / 1000 > thresholds.offlineS;
       const color = offline ? OFFLINE_COLOR : CLASS_COLOR[v.cls] || CLASS_COLOR.other;
       let p = groups.get(color);
       if (!p) groups.set(color, (p = new Path2D()));

@@ -35,20 +35,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gpsd_server.core import jt808
-from gpsd_server.core import jt808_messages as m
-from gpsd_server.core.decode import DecodeLimits
-from gpsd_server.core.decode_jt808 import decode_location, normalize_phone
+from gpsd_server.core.decode.jt808 import decode_location, normalize_phone
+from gpsd_server.core.jt808 import frame as jt808
+from gpsd_server.core.jt808 import messages as m
+from gpsd_server.core.jt808.session import Jt808Session
 from gpsd_server.errors import DecodeError
-from gpsd_server.gateway.jt808_session import Jt808Session, SessionSettings
 from gpsd_server.model import Fix, FixFlag
+from gpsd_server.settings import IngestSettings, Jt808Settings
 
 HERE = Path(__file__).resolve().parent
 VECTORS = HERE / "vectors"
 
 # Fix times in public vectors span 2014..2026 (and some are synthetic): the
 # survey is about decoding, so the age/future window is opened wide.
-LIMITS = DecodeLimits(max_age_s=1e11, max_future_s=1e11)
+LIMITS = IngestSettings(max_age_days=(1e11) / 86400, max_future_s=1e11)
 NOW = datetime.now(UTC).timestamp()
 LOCATION_IDS = (jt808.LOCATION, jt808.LOCATION_BATCH)
 
@@ -125,7 +125,7 @@ def _framed(res: Result, data: bytes) -> None:
     items = splitter.feed(data) + splitter.close()
     frames = [i for i in items if isinstance(i, jt808.Frame)]
     errors = [i for i in items if isinstance(i, jt808.FrameError)]
-    res.session = [o.reason for o in Jt808Session(SessionSettings(auth_code="", require_auth=False)).receive(data)]
+    res.session = [o.reason for o in Jt808Session(Jt808Settings(auth_code="", require_auth=False)).receive(data)]
     if not frames:
         res.fail("frame", errors[0].reason if errors else "no_frame")
         if errors and errors[0].header is not None:

@@ -1,0 +1,107 @@
+"""One batch cycle without a broker or database: decode, engine, ledger, hub,
+with the track sink recording what it was given."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Sequence
+
+from gpsd_server.core.decode import Decoder, TopicRouter
+from gpsd_server.core.engine import Engine
+from gpsd_server.directory import VehicleDirectory
+from gpsd_server.ledger import AlertLedger
+from gpsd_server.model import Fix, FixFlag
+from gpsd_server.pipeline import Incoming, Pipeline
+from gpsd_server.settings import IngestSettings
+from gpsd_server.sinks.hub import LiveHub
+from gpsd_server.store.batch import AlertRow
+from tests.fixtures import city as test_city
+
+NOW = test_city.NIGHT + 60
+
+
+class Recording:
+    """A track sink that is durable at once and remembers what it got."""
+
+    def __init__(self) -> None:
+        self.fixes: list[Fix] = []
+        self.alerts: list[AlertRow] = []
+
+    async def put(self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = ()) -> Awaitable[None]:
+        self.fixes += fixes
+        self.alerts += alerts
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def pipeline() -> tuple[Pipeline, Recording, LiveHub, list[tuple[str, bytes]]]:
+    city = test_city.test_city()
+    decoder = Decoder(TopicRouter(native="fleet"), IngestSettings())
+    decoder.use_city(city)
+    directory = VehicleDirectory()
+    directory.use_city(city)
+    sink, hub = Recording(), LiveHub()
+    p = Pipeline(
+        decoder=decoder, engine=Engine(city=city, tz=test_city.TZ), ledger=AlertLedger(), directory=directory,
+        writer=sink, hub=hub, dead_letter_topic="dead", clock=lambda: NOW,
+    )  # fmt: skip
+    dead: list[tuple[str, bytes]] = []
+
+    async def dead_letter(topic: str, payload: bytes) -> None:
+        dead.append((topic, payload))
+
+    p.dead_letter = dead_letter
+    return p, sink, hub, dead
+
+
+def payload(items: list[dict[str, object]]) -> bytes:
+    return json.dumps(items).encode()
+
+
+async def test_good_fixes_are_stored_and_published_bad_items_rejected_and_dead_lettered() -> None:
+    p, sink, hub, dead = pipeline()
+    client = hub.add_client()
+    assert client is not None
+    lon, lat = test_city.lonlat(300, 0)
+    batch = [
+        Incoming("fleet/MT-001/fix", payload([{"ts": NOW - 20, "lon": lon, "lat": lat}, {"ts": "soon"}])),
+        Incoming("fleet/MT-001/fix", b"{"),
+        Incoming("elsewhere/x", b"{}"),
+    ]
+    durable = await p.handle(batch)
+    await durable
+    assert [f.ts for f in sink.fixes] == [NOW - 20]
+    assert p.fixes_accepted == 1 and dict(p.rejects.total) == {"ts_invalid": 1, "not_json": 1, "unknown_topic": 1}
+    assert [t for t, _ in dead] == ["dead/ts_invalid", "dead/not_json", "dead/unknown_topic"]
+    assert json.loads(dead[0][1])["index"] == 1
+    sent = [json.loads(client.queue.get_nowait()) for _ in range(client.queue.qsize())]
+    [position] = [m for m in sent if m["type"] == "position"]
+    assert position["plate"] == test_city.VEHICLES["vehicles"][0]["plate"]
+    assert {m["type"] for m in sent} == {"position", "zone"}  # entering the grid is a zone record, not an alert
+
+
+async def test_a_late_fix_is_stored_flagged_and_not_published_live() -> None:
+    p, sink, hub, _ = pipeline()
+    lon, lat = test_city.lonlat(300, 0)
+    await p.handle([Incoming("fleet/MT-001/fix", payload([{"ts": NOW - 10, "lon": lon, "lat": lat}]))])
+    await p.handle([Incoming("fleet/MT-001/fix", payload([{"ts": NOW - 30, "lon": lon, "lat": lat}]))])
+    assert [bool(f.flags & FixFlag.LATE) for f in sink.fixes] == [False, True]
+    assert p.fixes_late == 1 and hub.positions["MT-001"].ts == NOW - 10
+
+
+async def test_an_alert_and_its_end_share_one_id_and_reach_the_hub() -> None:
+    p, sink, hub, _ = pipeline()
+    client = hub.add_client()
+    assert client is not None
+    lon, lat = test_city.lonlat(300, 0)
+    items = [{"ts": NOW - 30, "lon": lon, "lat": lat, "alarm": 1}, {"ts": NOW - 20, "lon": lon, "lat": lat}]
+    await p.handle([Incoming("fleet/MT-001/fix", payload(items))])
+    sos = [a for a in sink.alerts if a.event.kind == "sos"]
+    assert [a.event.phase for a in sos] == ["start", "end"] and sos[0].id == sos[1].id
+    sent = [json.loads(client.queue.get_nowait()) for _ in range(client.queue.qsize())]
+    assert [(m["type"], m.get("phase")) for m in sent if m.get("kind") == "sos"] == [
+        ("alert", "start"),
+        ("alert", "end"),
+    ]
