@@ -14,12 +14,17 @@ from gpsd_server.wire import Alert, ZoneRecord, utc
 A = TypeVar("A", bound=Alert)
 
 
+def _coord(v: float) -> float | None:
+    return v if v == v else None  # NaN: no known position (an alarm before any fix)
+
+
 def from_raised(row: AlertRow, directory: VehicleDirectory) -> Alert:
     """A just-raised event, for ``/ws/live`` (zone presence travels as ``type: zone``)."""
     e = row.event
     info = directory.info(e.vehicle_id)
     cls = ZoneRecord if e.kind == presence.KIND else Alert
     ended = e.phase in ("end", "instant")
+    lon, lat = _coord(e.lon), _coord(e.lat)
     return cls(
         id=row.id,
         kind=e.kind,
@@ -31,14 +36,17 @@ def from_raised(row: AlertRow, directory: VehicleDirectory) -> Alert:
         vehicle_class=info.vehicle_class,
         ts=utc(e.ts),
         raised_at=utc(row.raised_at),
-        lon=e.lon,
-        lat=e.lat,
+        lon=lon,
+        lat=lat,
         zone_id=e.zone_id,
         route_id=e.route_id,
         zone_name=directory.place_name(e.zone_id or e.route_id),
+        place=row.place,
         details=e.details,
         ended_ts=utc(e.ts) if ended else None,
         ended_at=utc(row.raised_at) if ended else None,
+        end_lon=lon if e.phase == "end" else None,
+        end_lat=lat if e.phase == "end" else None,
         state="open",
         active=e.phase == "start",
     )
@@ -49,6 +57,7 @@ def from_record(record: AlertRecord, directory: VehicleDirectory, cls: type[A] =
     info = directory.info(record.vehicle_id)
     return cls(
         id=str(record.id),
+        number=record.number,
         kind=record.kind,
         key=record.key,
         severity=record.severity,
@@ -62,9 +71,12 @@ def from_record(record: AlertRecord, directory: VehicleDirectory, cls: type[A] =
         zone_id=record.zone_id,
         route_id=record.route_id,
         zone_name=directory.place_name(record.zone_id or record.route_id),
+        place=record.place,
         details=record.details,
         ended_ts=record.ended_ts,
         ended_at=record.ended_at,
+        end_lon=record.end_lon,
+        end_lat=record.end_lat,
         state=record.state,
         active=record.ended_ts is None,
         acked_by=record.acked_by,

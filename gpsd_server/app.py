@@ -24,7 +24,7 @@ from gpsd_server.config import resolve, spool_path
 from gpsd_server.core.decode import Decoder, TopicRouter
 from gpsd_server.core.engine import Engine
 from gpsd_server.directory import VehicleDirectory
-from gpsd_server.errors import DataError
+from gpsd_server.errors import DataError, GpsdError
 from gpsd_server.gateway.tcp import Jt808Gateway
 from gpsd_server.ingest import MqttIngest
 from gpsd_server.ledger import AlertLedger
@@ -42,6 +42,10 @@ from gpsd_server.store.schema import migrate_when_ready
 log = logging.getLogger(__name__)
 
 
+class StartupError(GpsdError):
+    """The server cannot start as configured (the message says why)."""
+
+
 class _Uvicorn(uvicorn.Server):
     """Uvicorn without its own signal handling: the server owns shutdown."""
 
@@ -56,9 +60,9 @@ class Server:
         c = cfg
         self.db = Database(c.database)
         self.directory = VehicleDirectory()
-        self.engine = Engine(settings=c.rules, tz=c.city.timezone)
+        self.engine = Engine(settings=c.rules, filter_settings=c.filters, tz=c.city.timezone)
         self.ledger = AlertLedger()
-        self.writer = TrackWriter(c.database, spool_path=spool_path(c))
+        self.writer = TrackWriter(c.database, spool_path=spool_path(c), timezone=c.city.timezone)
         self.hub = LiveHub(
             max_clients=c.http.ws_max_clients, send_queue=c.http.ws_send_queue, moving_kmh=c.rules.moving_kmh
         )
@@ -88,8 +92,9 @@ class Server:
             after_swap=self._sync_registry,
         )
         self.status = Status(
-            self.pipeline, self.writer, self.hub, self.ledger, self.ingest, self.gateway, started_at=time.time()
-        )
+            self.pipeline, self.writer, self.hub, self.ledger, self.ingest, self.engine.filter_counts, self.gateway,
+            started_at=time.time(),
+        )  # fmt: skip
         self._metrics = metrics.registry(self.status)
         services = ApiServices(
             config=c, db=self.db, tokens=TokenStore(self.db), directory=self.directory, city=self.city,
@@ -120,6 +125,7 @@ class Server:
         self.engine.reload(data.city, data.geometry)
         self.decoder.use_city(data.city)
         self.directory.use_city(data.city)
+        self.ledger.places = data.places
 
     async def _sync_registry(self, data: CityData) -> None:
         async with self.db.connection() as conn:
@@ -137,8 +143,15 @@ class Server:
     # -- running ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        with contextlib.suppress(DataError):  # logged; runs without geofences until a valid reload
-            await self.city.load()
+        try:
+            zones = len((await self.city.load()).city.zones)
+        except DataError:  # logged by the keeper
+            zones = 0
+        if not zones and not self.cfg.geofences.allow_empty:
+            raise StartupError(
+                f"no zones from {self.city.folder.folder}: {self.city.error or 'the folder is empty'};"
+                " nothing would be checked (set [geofences] allow_empty = true to run anyway)"
+            )
         info = await migrate_when_ready(self.cfg.database)
         self.status.timescaledb = info.timescaledb
         async with await self.db.direct() as conn:

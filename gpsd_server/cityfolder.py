@@ -1,8 +1,8 @@
 """The city's folder (geofences and vehicles), read and written in one place,
 and the keeper that loads it off the event loop and swaps it in atomically.
 
-Every ``*.geojson`` directly in the folder (sub-folders such as ``network/``
-are not geofences) and ``vehicles.json`` make the city. A load parses the
+Every ``*.geojson`` directly in the folder and ``vehicles.json`` make the
+city; ``network/*.geojson`` is the road layer, which only names places. A load parses the
 files, validates the whole city with the pure loader and builds its projected
 geometry (zone index, corridors; slow for dense outlines) in a worker thread;
 only the swap runs on the event loop. A failed load raises ``DataError`` and
@@ -30,11 +30,13 @@ import msgspec
 from gpsd_server.core.city import City, load_city
 from gpsd_server.core.geo import CityGeometry
 from gpsd_server.core.history_city import CityShapes
+from gpsd_server.core.places import Places
 from gpsd_server.errors import DataError
 
 log = logging.getLogger(__name__)
 
 VEHICLES_FILE = "vehicles.json"
+NETWORK_DIR = "network"
 EMPTY_GEOJSON = b'{"type":"FeatureCollection","features":[]}'
 
 
@@ -45,6 +47,7 @@ class CityData:
     files: tuple[str, ...]
     geometry: CityGeometry | None = None  # the engine's projected city
     shapes: CityShapes | None = None  # the same, as history reads it
+    places: Places | None = None  # names for where alerts happen
 
     def summary(self) -> dict[str, Any]:
         c = self.city
@@ -87,6 +90,12 @@ class CityFolder:
         path = self.folder / VEHICLES_FILE
         return path.read_bytes() if path.is_file() else None
 
+    def road_files(self) -> dict[str, bytes]:
+        network = self.folder / NETWORK_DIR
+        if not network.is_dir():
+            return {}
+        return {f"{NETWORK_DIR}/{p.name}": p.read_bytes() for p in sorted(network.glob("*.geojson")) if p.is_file()}
+
     def listing(self) -> list[FileInfo]:
         paths = sorted(self.folder.glob("*.geojson")) if self.folder.is_dir() else []
         if (self.folder / VEHICLES_FILE).is_file():
@@ -120,7 +129,13 @@ class CityFolder:
             self.write(name, data)
 
 
-def parse(geofences: dict[str, bytes], vehicles: bytes | None, *, label: Path | None = None) -> tuple[City, bytes]:
+def parse(
+    geofences: dict[str, bytes],
+    vehicles: bytes | None,
+    *,
+    label: Path | None = None,
+    roads: dict[str, bytes] | None = None,
+) -> tuple[City, bytes]:
     """The pure loader over a city's files, and the map's FeatureCollection.
     Errors name the file under ``label`` (a folder), or bare (an upload)."""
 
@@ -129,7 +144,11 @@ def parse(geofences: dict[str, bytes], vehicles: bytes | None, *, label: Path | 
 
     files = [(named(name), text) for name, text in sorted(geofences.items())]
     try:
-        city = load_city(files, (named(VEHICLES_FILE), vehicles) if vehicles is not None else None)
+        city = load_city(
+            files,
+            (named(VEHICLES_FILE), vehicles) if vehicles is not None else None,
+            [(named(name), text) for name, text in sorted((roads or {}).items())],
+        )
     except (TypeError, AttributeError, RecursionError) as exc:
         # A loader gap, not the data's fault alone: refuse the data, keep serving.
         log.warning("geofence loader failed: %r", exc)
@@ -182,12 +201,13 @@ class CityKeeper:
                 raise DataError(str(self.folder.folder), "(folder)", "not a folder")
             geofences, vehicles = self.folder.geofence_files(), self.folder.vehicles()
             label = self.folder.folder
-        city, geojson = parse(geofences, vehicles, label=label)
+        city, geojson = parse(geofences, vehicles, label=label, roads=self.folder.road_files())
         geometry = self._build_geometry(city)
         files = tuple(str(self.folder.folder / n) for n in sorted(geofences))
         if vehicles is not None:
             files += (str(self.folder.folder / VEHICLES_FILE),)
-        return CityData(city, geojson, files, geometry, CityShapes(city, geometry))
+        places = Places(city, geometry.projection)
+        return CityData(city, geojson, files, geometry, CityShapes(city, geometry), places)
 
     async def load(self) -> CityData:
         """(Re)load the folder; on error the previous city stays and the error is kept."""

@@ -44,7 +44,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     folder = CityFolder(config.resolve(cfg, cfg.geofences.dir))
     try:
-        city, _ = parse(folder.geofence_files(), folder.vehicles(), label=folder.folder)
+        if not folder.folder.is_dir():
+            raise DataError(str(folder.folder), "(folder)", "not found: set [geofences] dir")
+        city, _ = parse(folder.geofence_files(), folder.vehicles(), label=folder.folder, roads=folder.road_files())
+        if not city.zones and not cfg.geofences.allow_empty:
+            raise DataError(str(folder.folder), "(folder)", "no zones: nothing would be checked (allow_empty = true)")
     except DataError as exc:
         print(f"gpsd-server: invalid city data: {exc}", file=sys.stderr)
         return 2
@@ -55,7 +59,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  city      {cfg.city.name} ({cfg.city.timezone})")
     print(
         f"  geofences {folder.folder}: {len(city.zones)} zones, {len(city.routes)} routes, "
-        f"{len(city.vehicles or {})} vehicles"
+        f"{len(city.vehicles or {})} vehicles, {len(city.roads)} roads"
     )
     print(f"  state     {cfg.state_dir}")
     return 0
@@ -72,7 +76,7 @@ def _redact(dsn: str) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
-    from gpsd_server.app import Server  # heavy imports only when running
+    from gpsd_server.app import Server, StartupError  # heavy imports only when running
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -81,7 +85,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await Server(cfg).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"gpsd-server: cannot start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

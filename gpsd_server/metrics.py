@@ -27,6 +27,16 @@ class _Collector(Collector):
         yield CounterMetricFamily("gpsd_mqtt_messages", "MQTT messages received", value=s.broker.messages_in)
         yield CounterMetricFamily("gpsd_fixes_accepted", "Fixes accepted by the decoders", value=p.fixes_accepted)
         yield CounterMetricFamily("gpsd_fixes_late", "Fixes older than the vehicle's last", value=p.fixes_late)
+        yield CounterMetricFamily(
+            "gpsd_fixes_nofix", "Alarm/status messages without a position (rules only)", value=p.fixes_nofix
+        )
+        filtered = CounterMetricFamily(
+            "gpsd_fixes_filtered", "Filter stage outcomes: drift, outlier_<reason>, released, outlier_confirmed",
+            labels=["reason"],
+        )  # fmt: skip
+        for reason, n in sorted(s.filters.total.items()):
+            filtered.add_metric([reason], n)
+        yield filtered
         rej = CounterMetricFamily("gpsd_rejected", "Rejected payloads or batch items", labels=["reason"])
         for reason, n in sorted(p.rejects.total.items()):
             rej.add_metric([reason], n)

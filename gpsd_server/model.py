@@ -26,7 +26,9 @@ class FixFlag(enum.IntFlag):
     BACKFILL = 2  # sent as blind-area backfill (JT/T 808 0x0704 type 1)
     INVALID = 4  # terminal says the position is not valid (status bit 1 clear)
     JUMP = 8  # impossible jump from the previous fix: stored, ignored by the rules
-    FILTERED = 16  # any filter stage kept this fix out of the rules
+    FILTERED = 16  # any filter stage kept this fix out of the rules (outlier: jump, hdop, sats)
+    DRIFT = 32  # standing: GPS wander around the parked position (rules see the parked position)
+    NOFIX = 64  # no position at all (alarm/status only): runs the alarm rules, never stored as a track point
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,13 @@ from gpsd_server.errors import DecodeError
 from gpsd_server.ledger import AlertLedger
 from gpsd_server.model import Fix, FixFlag
 from gpsd_server.sinks.hub import LivePosition, LiveSink
-from gpsd_server.store.batch import AlertRow
+from gpsd_server.store.batch import AlertRow, FlagCorrection
 
 log = logging.getLogger(__name__)
 
 _LATE = int(FixFlag.LATE)  # an int test: ``flags & FixFlag.LATE`` builds a Flag per fix
+_NOFIX = int(FixFlag.NOFIX)
+_NOT_LIVE = int(FixFlag.LATE | FixFlag.NOFIX | FixFlag.JUMP | FixFlag.FILTERED)
 DeadLetter = Callable[[str, bytes], Awaitable[None]]
 
 
@@ -51,7 +53,9 @@ class Incoming:
 class TrackSink(Protocol):
     """Where fixes and alerts go to become durable (the track writer)."""
 
-    async def put(self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = ()) -> Awaitable[None]: ...
+    async def put(
+        self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = (), corrections: Sequence[FlagCorrection] = ()
+    ) -> Awaitable[None]: ...
 
 
 @dataclass(slots=True)
@@ -105,6 +109,7 @@ class Pipeline:
         self._clock = clock
         self.fixes_accepted = 0
         self.fixes_late = 0
+        self.fixes_nofix = 0  # alarm/status messages without a position: rules only, no track point
 
     async def handle(self, batch: Sequence[Received]) -> Awaitable[None]:
         """Process one batch; returns what completes once it is durable."""
@@ -121,13 +126,17 @@ class Pipeline:
         self.rejects.maybe_log(now)
         result = self._engine.process(fixes, now)
         rows = self._ledger.rows(result.events, now)
-        durable = await self._writer.put(result.fixes, rows)
+        track = [f for f in result.fixes if not f.flags & _NOFIX]
+        corrections = [FlagCorrection(c.vehicle_id, c.ts, c.flags) for c in result.corrections]
+        durable = await self._writer.put(track, rows, corrections)
         self.fixes_accepted += len(result.fixes)
+        self.fixes_nofix += len(result.fixes) - len(track)
         live = []
         directory = self._directory
-        for f in result.fixes:
-            if f.flags & _LATE:
-                self.fixes_late += 1
+        for f in track:
+            if f.flags & _NOT_LIVE:  # late, or an outlier: not where the vehicle is now
+                if f.flags & _LATE:
+                    self.fixes_late += 1
                 continue
             info = directory.info(f.vehicle_id)
             live.append(

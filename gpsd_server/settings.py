@@ -105,6 +105,7 @@ class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 class GeofenceSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dir: str = "geofences"  # relative to the config file's folder
+    allow_empty: bool = False  # start (and pass check-config) with no zones at all
 
 
 class HistorySettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -197,6 +198,13 @@ class RuleSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     alarm_bits: tuple[Annotated[int, Meta(ge=0, le=31)], ...] = DEFAULT_ALARM_BITS
     """JT/T 808 alarm bits that raise alerts (start when set, end when cleared)."""
     delivery_max_s: NonNegative = 5400.0
+    backfill_gap_s: Positive = 120.0
+    """A silence longer than this between two live fixes is a gap whose state is
+    kept, so blind-area fixes that arrive later are run through the rules."""
+    backfill_window_s: Positive = 86400.0
+    """How long such a gap stays open for backfill (fix time)."""
+    backfill_gaps_kept: Annotated[int, Meta(ge=0, le=16)] = 2
+    """Gaps remembered per vehicle (0: late fixes are stored but no rule sees them)."""
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
@@ -214,6 +222,37 @@ class RuleSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
         return self.default_speed_limit_kmh
 
 
+class FilterSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The filter stage (``core/filters.py``): drift, outliers, the late decision."""
+
+    enabled: bool = True
+    drift_speed_kmh: NonNegative = 3.0
+    """Below this reported speed (or with the ignition off) a vehicle is standing."""
+    drift_radius_m: Positive = 50.0
+    """A standing vehicle's fixes this close to where it stopped are drift."""
+    drift_radius_ignition_off_m: Positive = 100.0
+    jump_min_m: Positive = 300.0
+    """A jump shorter than this is never an outlier (GPS noise, a slow terminal)."""
+    max_speed_muck_truck_kmh: Positive = 120.0
+    """An implied speed above the class's maximum makes a jump a suspect."""
+    max_speed_mixer_truck_kmh: Positive = 120.0
+    max_speed_patrol_kmh: Positive = 180.0
+    max_speed_other_kmh: Positive = 200.0
+    confirm_fixes: Annotated[int, Meta(ge=2, le=10)] = 2
+    """Fixes agreeing at a new place that make a jump a real move."""
+    max_hdop: Positive = 20.0
+    min_sats: Annotated[int, Meta(ge=0, le=64)] = 3
+
+    def max_speed_kmh(self, vehicle_class: str) -> float:
+        if vehicle_class == "muck_truck":
+            return self.max_speed_muck_truck_kmh
+        if vehicle_class == "mixer_truck":
+            return self.max_speed_mixer_truck_kmh
+        if vehicle_class == "patrol":
+            return self.max_speed_patrol_kmh
+        return self.max_speed_other_kmh
+
+
 class Config(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     city: CitySettings = msgspec.field(default_factory=CitySettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
@@ -227,6 +266,7 @@ class Config(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
     history: HistorySettings = msgspec.field(default_factory=HistorySettings)
     rules: RuleSettings = msgspec.field(default_factory=RuleSettings)
+    filters: FilterSettings = msgspec.field(default_factory=FilterSettings)
     # Filled by config.load, never from the file: the folder of the config
     # file (relative paths resolve from here) and the state folder.
     base_dir: str = "."

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gpsd_server.core.filters import Counts
 from gpsd_server.ledger import AlertLedger
 from gpsd_server.pipeline import Pipeline
 from gpsd_server.sinks.hub import LiveHub
@@ -37,6 +38,7 @@ class Status:
     hub: LiveHub
     ledger: AlertLedger
     broker: Broker
+    filters: Counts
     gateway: Gateway | None = None
     timescaledb: bool = False
     started_at: float = 0.0
@@ -49,6 +51,8 @@ class Status:
             "messages_received": self.broker.messages_in,
             "fixes_accepted": self.pipeline.fixes_accepted,
             "fixes_late": self.pipeline.fixes_late,
+            "fixes_nofix": self.pipeline.fixes_nofix,
+            "filtered": dict(sorted(self.filters.total.items())),
             "rejected": dict(sorted(self.pipeline.rejects.total.items())),
             "db_queue_rows": self.writer.queued_rows,
             "db_rows_inserted": w.rows_inserted,
@@ -65,11 +69,13 @@ class Status:
             await asyncio.sleep(interval_s)
             n, t = self.pipeline.fixes_accepted, time.monotonic()
             w = self.writer.stats
+            filtered = self.filters.total
             log.info(
-                "ingest: %d fixes in %.0f s (%.0f/s), rejected %d, late %d, db queue %d, stored %d (dups %d), "
-                "ws clients %d",
+                "ingest: %d fixes in %.0f s (%.0f/s), rejected %d, late %d, no fix %d, filtered %s, db queue %d, "
+                "stored %d (dups %d), ws clients %d",
                 n - last_n, t - last_t, (n - last_n) / max(t - last_t, 1e-9),
-                sum(self.pipeline.rejects.total.values()), self.pipeline.fixes_late,
+                sum(self.pipeline.rejects.total.values()), self.pipeline.fixes_late, self.pipeline.fixes_nofix,
+                ", ".join(f"{k} {v}" for k, v in sorted(filtered.items())) or "0",
                 self.writer.queued_rows, w.rows_inserted, w.duplicates, self.hub.client_count,
             )  # fmt: skip
             last_n, last_t = n, t

@@ -89,6 +89,7 @@ class Alert(Message, tag="alert", kw_only=True):
     API and in replays. Zone presence records have the same shape, tag ``zone``."""
 
     id: str
+    number: str | None = None  # short number per local day, e.g. 20261201-0042 (given when stored)
     kind: str
     key: str
     phase: Literal["start", "end", "instant", "update"] | None = None
@@ -103,9 +104,12 @@ class Alert(Message, tag="alert", kw_only=True):
     zone_id: str | None = None
     route_id: str | None = None
     zone_name: str | None = None
+    place: str | None = None  # district · grid · site or nearest road, from the city's layers
     details: dict[str, Any] = msgspec.field(default_factory=dict)
     ended_ts: datetime | None = None
     ended_at: datetime | None = None
+    end_lon: float | None = None
+    end_lat: float | None = None
     state: str = "open"
     active: bool = True
     acked_by: str | None = None

@@ -15,7 +15,7 @@ from gpsd_server.model import Fix, FixFlag
 from gpsd_server.pipeline import Incoming, Pipeline
 from gpsd_server.settings import IngestSettings
 from gpsd_server.sinks.hub import LiveHub
-from gpsd_server.store.batch import AlertRow
+from gpsd_server.store.batch import AlertRow, FlagCorrection
 from tests.fixtures import city as test_city
 
 NOW = test_city.NIGHT + 60
@@ -27,10 +27,14 @@ class Recording:
     def __init__(self) -> None:
         self.fixes: list[Fix] = []
         self.alerts: list[AlertRow] = []
+        self.corrections: list[FlagCorrection] = []
 
-    async def put(self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = ()) -> Awaitable[None]:
+    async def put(
+        self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = (), corrections: Sequence[FlagCorrection] = ()
+    ) -> Awaitable[None]:
         self.fixes += fixes
         self.alerts += alerts
+        self.corrections += corrections
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done

@@ -508,7 +508,6 @@ def route_features(frame: Frame, layout: Layout, plans: dict[str, list[RouteSpec
                     id=spec.id,
                     name=f"{spec.origin}→{spec.destination} {via}核准路线",
                     kind="route",
-                    classes=["muck_truck"],
                     corridor_m=50,
                 )
             )

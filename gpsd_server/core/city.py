@@ -4,14 +4,18 @@ Pure: the driver reads the files and passes ``(file name, text)`` pairs;
 these functions return a :class:`City` or raise :class:`DataError` naming the
 file, the feature (its id, or ``#index`` when it has none) and the reason.
 Loading is all-or-nothing, so a rejected reload leaves the previous City in
-force.
+force. The loader is strict: a key it does not know, anywhere in a feature,
+a vehicle or a permit, is refused by name with a did-you-mean, because a
+misspelt ``permit`` for ``permits`` would otherwise switch route and curfew
+checks off for the whole fleet without a word.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -41,6 +45,26 @@ GEOMETRY_TYPES: Mapping[str, tuple[str, ...]] = {
     "route": ("LineString", "MultiLineString"),
     **{kind: ("Point",) for kind in MARKER_KINDS},
 }
+
+# The keys each part of the files may have (docs/geofences.md).
+FEATURE_KEYS = frozenset({"type", "properties", "geometry", "id", "bbox"})
+_COMMON = frozenset({"id", "name", "kind", "parent"})
+ZONE_PROPERTIES = _COMMON | {"schedule", "speed_limit_kmh", "classes", "dwell_s"}
+ROUTE_PROPERTIES = _COMMON | {"corridor_m"}
+MARKER_PROPERTIES = _COMMON
+ROAD_PROPERTIES = frozenset({"id", "name", "kind", "speed_limit_kmh"})
+VEHICLES_FILE_KEYS = frozenset({"vehicles"})
+VEHICLE_KEYS = frozenset({"id", "plate", "class", "company", "terminal", "owntracks", "permits"})
+PERMIT_KEYS = frozenset({"id", "origin", "destination", "routes", "hours", "valid_from", "valid_to"})
+
+
+def check_keys(obj: Mapping[str, Any], allowed: Collection[str], what: str) -> None:
+    """ValueError naming the first unknown key, with a did-you-mean."""
+    for key in obj:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown key {key!r} in {what}{hint}; allowed: {', '.join(sorted(allowed))}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +101,15 @@ class Marker:
 
 
 @dataclass(frozen=True, slots=True)
+class Road:
+    """A named road of the city's network layer: names places, no rules."""
+
+    id: str
+    name: str
+    geometry: BaseGeometry
+
+
+@dataclass(frozen=True, slots=True)
 class Permit:
     id: str
     origin: str  # construction_site zone id
@@ -107,6 +140,7 @@ class City:
     routes: tuple[Route, ...] = ()
     markers: tuple[Marker, ...] = ()
     vehicles: Mapping[str, Vehicle] | None = None
+    roads: tuple[Road, ...] = ()
 
     def vehicle(self, vehicle_id: str) -> Vehicle | None:
         return None if self.vehicles is None else self.vehicles.get(vehicle_id)
@@ -118,8 +152,9 @@ Feature = Zone | Route | Marker
 def load_city(
     geofence_files: Iterable[tuple[str, str | bytes]],
     vehicles_file: tuple[str, str | bytes] | None = None,
+    road_files: Iterable[tuple[str, str | bytes]] = (),
 ) -> City:
-    """Parse every geofence file and the vehicles file, then check references."""
+    """Parse every geofence file, the vehicles file and the road network, then check references."""
     features: list[Feature] = []
     seen: dict[str, str] = {}
     for file_name, text in geofence_files:
@@ -136,21 +171,63 @@ def load_city(
     if vehicles_file is not None:
         vehicles = parse_vehicles(*vehicles_file)
         _check_permit_references(vehicles_file[0], vehicles, by_id)
+    roads = tuple(road for file_name, text in road_files for road in parse_roads(file_name, text))
     return City(
         zones=tuple(f for f in features if isinstance(f, Zone)),
         routes=tuple(f for f in features if isinstance(f, Route)),
         markers=tuple(f for f in features if isinstance(f, Marker)),
         vehicles=vehicles,
+        roads=roads,
     )
 
 
-def parse_geofences(file_name: str, text: str | bytes) -> list[Feature]:
+NETWORK_KINDS = {"road": ("LineString", "MultiLineString"), "traffic_light": ("Point",)}
+
+
+def parse_roads(file_name: str, text: str | bytes) -> list[Road]:
+    """The road network layer (``network/*.geojson``): its named roads name places;
+    traffic lights (the simulator's) are checked and otherwise left alone."""
+    roads = []
+    for index, item in enumerate(_features(file_name, text)):
+        if not isinstance(item, dict) or item.get("type") != "Feature":
+            raise DataError(file_name, f"#{index}", "not a GeoJSON Feature")
+        props = item.get("properties")
+        fid = props.get("id") if isinstance(props, dict) else None
+        label = fid if isinstance(fid, str) and fid else f"#{index}"
+        try:
+            check_keys(item, FEATURE_KEYS, "the feature")
+            if not isinstance(props, dict):
+                raise ValueError("properties must be an object")
+            check_keys(props, ROAD_PROPERTIES, "properties")
+            kind = props.get("kind")
+            if kind not in NETWORK_KINDS:
+                raise ValueError(f"unknown kind {kind!r} (the network layer holds {', '.join(NETWORK_KINDS)})")
+            name = props.get("name", label)
+            if not isinstance(name, str):
+                raise ValueError("bad name: must be a string")
+            _number(props, "speed_limit_kmh", None, positive=True)
+            geo = item.get("geometry")
+            if not isinstance(geo, dict) or geo.get("type") not in NETWORK_KINDS[kind]:
+                raise ValueError(f"bad geometry type for a {kind} (want {'/'.join(NETWORK_KINDS[kind])})")
+            if kind == "road":
+                roads.append(Road(label, name, shape(geo)))
+        except (ValueError, shapely.errors.GEOSException, TypeError, IndexError, KeyError, AttributeError) as exc:
+            raise DataError(file_name, label, str(exc)) from None
+    return roads
+
+
+def _features(file_name: str, text: str | bytes) -> list[Any]:
     doc = _json(file_name, text)
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         raise DataError(file_name, "(file)", "not a GeoJSON FeatureCollection")
     items = doc.get("features")
     if not isinstance(items, list):
         raise DataError(file_name, "(file)", "features must be a list")
+    return items
+
+
+def parse_geofences(file_name: str, text: str | bytes) -> list[Feature]:
+    items = _features(file_name, text)
     out: list[Feature] = []
     ids: set[str] = set()
     for index, item in enumerate(items):
@@ -173,6 +250,7 @@ def _feature(file_name: str, index: int, item: Any) -> Feature:
     if not isinstance(fid, str) or not fid:
         raise DataError(file_name, label, "missing id")
     try:
+        check_keys(item, FEATURE_KEYS, "the feature")
         return _feature_value(fid, props, item.get("geometry"))
     except ValueError as exc:
         raise DataError(file_name, fid, str(exc)) from None
@@ -181,7 +259,10 @@ def _feature(file_name: str, index: int, item: Any) -> Feature:
 def _feature_value(fid: str, props: dict[str, Any], geo: Any) -> Feature:
     kind = props.get("kind")
     if not isinstance(kind, str) or kind not in GEOMETRY_TYPES:
-        raise ValueError(f"unknown kind {kind!r}")
+        close = difflib.get_close_matches(str(kind), sorted(GEOMETRY_TYPES), n=1)
+        raise ValueError(f"unknown kind {kind!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    allowed = MARKER_PROPERTIES if kind in MARKER_KINDS else ROUTE_PROPERTIES if kind == "route" else ZONE_PROPERTIES
+    check_keys(props, allowed, f"the properties of a {kind}")
     name = props.get("name", fid)
     if not isinstance(name, str):
         raise ValueError("bad name: must be a string")
@@ -255,6 +336,10 @@ def parse_vehicles(file_name: str, text: str | bytes) -> dict[str, Vehicle]:
     items = doc.get("vehicles") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise DataError(file_name, "(file)", 'expected {"vehicles": [...]}')
+    try:
+        check_keys(doc, VEHICLES_FILE_KEYS, "the vehicles file")
+    except ValueError as exc:
+        raise DataError(file_name, "(file)", str(exc)) from None
     vehicles: dict[str, Vehicle] = {}
     permit_ids: set[str] = set()
     for index, item in enumerate(items):
@@ -276,6 +361,7 @@ def parse_vehicles(file_name: str, text: str | bytes) -> dict[str, Vehicle]:
 
 
 def _vehicle(vid: str, item: dict[str, Any]) -> Vehicle:
+    check_keys(item, VEHICLE_KEYS, "the vehicle")
     vehicle_class = item.get("class", "other")
     if vehicle_class not in VEHICLE_CLASSES:
         raise ValueError(f"bad class {vehicle_class!r} (want one of {', '.join(VEHICLE_CLASSES)})")
@@ -304,6 +390,7 @@ def _permit(index: int, item: Any) -> Permit:
     if not isinstance(pid, str) or not pid:
         raise ValueError(f"permit #{index}: missing id")
     assert isinstance(item, dict)
+    check_keys(item, PERMIT_KEYS, f"permit {pid}")
     refs = [item.get("origin"), item.get("destination")]
     routes = item.get("routes")
     if any(not isinstance(r, str) for r in refs) or not isinstance(routes, list) or not routes:

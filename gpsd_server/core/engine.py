@@ -21,7 +21,9 @@ of any size gives the same events. Only :meth:`Engine.tick` uses the clock.
 
 from __future__ import annotations
 
+import copy
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
@@ -30,16 +32,21 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from gpsd_server.core import backfill, filters
 from gpsd_server.core.city import City, Vehicle
 from gpsd_server.core.geo import CityGeometry, Located, Projection, city_centre
 from gpsd_server.core.rules import RULES, offline, presence
 from gpsd_server.core.rules.base import Events, FixContext, OpenAlert, RestoreContext, Rule, make_event
 from gpsd_server.model import VEHICLE_CLASSES, Event, Fix, FixFlag, Sensors
-from gpsd_server.settings import RuleSettings
+from gpsd_server.settings import FilterSettings, RuleSettings
 
 # Plain ints: IntFlag arithmetic runs in Python and shows up per fix.
 _LATE = int(FixFlag.LATE)
-_NOT_FOR_RULES = int(FixFlag.INVALID | FixFlag.JUMP | FixFlag.FILTERED)
+_NOFIX = int(FixFlag.NOFIX)
+_NOT_FOR_RULES = int(FixFlag.INVALID | FixFlag.JUMP | FixFlag.FILTERED | FixFlag.NOFIX)
+# How a step's position reaches the rules: its own (located with the batch),
+# where the vehicle stands (drift), where it was last (the end of a gap), or none.
+_OWN, _PARKED, _KNOWN, _FREE = 0, 1, 2, 3
 _CLASS_CODE = {c: i for i, c in enumerate(VEHICLE_CLASSES)}
 Step = Callable[[Any, FixContext], Events]
 
@@ -90,12 +97,40 @@ class VehicleState:
     route_index: tuple[int, ...] = ()  # corridor indices of every permitted route
     rest: Rest | None = None  # set when the skippable rules are at rest (the fast path)
     stale: list[OpenAlert] = field(default_factory=list)  # restored alerts no rule owns: ended at the next fix
+    filter: filters.FilterState = field(default_factory=filters.FilterState)
+    where: backfill.Where | None = None  # the last position the rules saw (the parked one while drifting)
+    gaps: deque[backfill.Gap] = field(default_factory=deque)  # kept for blind-area backfill
+
+
+@dataclass(slots=True)
+class _Step:
+    """One fix on its way to the rules, as the filter stage decided."""
+
+    fix: Fix
+    vs: VehicleState
+    mode: int
+    x: float = math.nan
+    y: float = math.nan
+    link: bool = True  # a sign of life for the offline clock (not for fixes run again)
+    gap_filter: filters.FilterState | None = None  # ends a gap: the filter state before it
+    gap_start: float = 0.0
+    j: int = -1  # index into the batch's Located (own steps)
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """A stored fix whose flags changed after the fact (a suspect jump that was a real move)."""
+
+    vehicle_id: str
+    ts: float
+    flags: int
 
 
 @dataclass(frozen=True, slots=True)
 class EngineResult:
     fixes: list[Fix]
     events: list[Event] = field(default_factory=list)
+    corrections: list[Correction] = field(default_factory=list)
 
 
 class Engine:
@@ -106,12 +141,15 @@ class Engine:
         *,
         city: City | None = None,
         settings: RuleSettings | None = None,
+        filter_settings: FilterSettings | None = None,
         tz: str | tzinfo = "Asia/Shanghai",
         epsg: int | None = None,
         fast_path: bool = True,
     ) -> None:
         """``fast_path=False`` runs every rule on every fix (tests compare the two)."""
         self.settings = settings or RuleSettings()
+        self.filters = filter_settings or FilterSettings()
+        self.filter_counts = filters.Counts()
         self.fast_path = fast_path
         self.tz: tzinfo = ZoneInfo(tz) if isinstance(tz, str) else tz
         self._projection = None if epsg is None else Projection(epsg)
@@ -177,56 +215,115 @@ class Engine:
 
     def process(self, fixes: Sequence[Fix], now: float) -> EngineResult:
         out = list(fixes)
-        live: list[tuple[Fix, VehicleState, bool]] = []
+        at = {}  # (vehicle, ts) -> index in out, for flags decided later in the batch
+        live: list[tuple[int, VehicleState, float | None]] = []  # (index, vehicle, start of the gap it ends)
+        late: dict[str, list[int]] = {}
         # Within one batch, sort each vehicle's fixes by time so a batch that
         # arrives shuffled behaves like the same fixes arriving one by one.
         for i in sorted(range(len(fixes)), key=lambda i: (fixes[i].vehicle_id, fixes[i].ts)):
             fix = fixes[i]
             vs = self._state(fix.vehicle_id)
+            at[(fix.vehicle_id, fix.ts)] = i
             if fix.flags & _LATE or (vs.last_ts is not None and fix.ts < vs.last_ts):
                 out[i] = replace(fix, flags=fix.flags | _LATE)
+                late.setdefault(fix.vehicle_id, []).append(i)
                 continue
+            gap = vs.last_ts if vs.last_ts is not None and fix.ts - vs.last_ts > self.settings.backfill_gap_s else None
             vs.last_ts = fix.ts
-            live.append((fix, vs, not fix.flags & _NOT_FOR_RULES))
+            live.append((i, vs, gap))
+        steps, corrections = self._filter(out, at, live)
         events: list[Event] = []
-        located = self._locate([(f, vs) for f, vs, usable in live if usable])
-        j = 0
-        for fix, vs, usable in live:
-            if usable:
-                events += self._run(vs, fix, located, j)
-                j += 1
-            else:
-                events += self._run(vs, fix, None, 0)
-        return EngineResult(fixes=out, events=events)
+        located = self._locate(steps)
+        for step in steps:
+            events += self._run(step.vs, step, located)
+        for vehicle_id, indices in late.items():
+            events += self._backfill(self._vehicles[vehicle_id], out, indices, now)
+        return EngineResult(fixes=out, events=events, corrections=corrections)
 
-    def _locate(self, usable: list[tuple[Fix, VehicleState]]) -> Located | None:
-        if not usable:
+    def _filter(
+        self, out: list[Fix], at: dict[tuple[str, float], int], live: list[tuple[int, VehicleState, float | None]]
+    ) -> tuple[list[_Step], list[Correction]]:
+        """Classify the batch's live fixes (the filter stage) into the steps the rules run."""
+        fs = self.filters
+        candidates = [i for i, _, _ in live if not out[i].flags & _NOT_FOR_RULES]
+        xy = self._project(candidates, out)
+        steps: list[_Step] = []
+        corrections: list[Correction] = []
+        for i, vs, gap in live:
+            fix = out[i]
+            kept = copy.deepcopy(vs.filter) if gap is not None and self.settings.backfill_gaps_kept else None
+            start = gap or 0.0
+            if i not in xy:  # no position, or one the terminal says is unusable
+                steps.append(_Step(fix, vs, _FREE, gap_filter=kept, gap_start=start))
+                continue
+            x, y = xy[i]
+            verdict = filters.classify(vs.filter, fix, x, y, vs.vehicle.vehicle_class, fs)
+            self.filter_counts.add(verdict)
+            if verdict.kind == "release":
+                for s in verdict.released:
+                    flags = s.fix.flags & ~filters.JUMP
+                    corrections.append(Correction(s.fix.vehicle_id, s.fix.ts, flags))
+                    if (j := at.get((s.fix.vehicle_id, s.fix.ts))) is not None:
+                        out[j] = replace(out[j], flags=flags)
+                    steps.append(_Step(replace(s.fix, flags=flags), vs, _OWN, s.x, s.y, link=False))
+            elif verdict.flags:
+                fix = out[i] = replace(fix, flags=fix.flags | verdict.flags)
+            mode = _PARKED if verdict.kind == "drift" else _FREE if verdict.kind == "outlier" else _OWN
+            steps.append(_Step(fix, vs, mode, x, y, gap_filter=kept, gap_start=start))
+        return steps, corrections
+
+    def _project(self, indices: list[int], fixes: list[Fix]) -> dict[int, tuple[float, float]]:
+        if not indices:
+            return {}
+        if self._projection is None:  # no geometry in the city: project near the fleet
+            self._projection = Projection.near(fixes[indices[0]].lon, fixes[indices[0]].lat)
+        lon = np.fromiter((fixes[i].lon for i in indices), dtype=np.float64, count=len(indices))
+        lat = np.fromiter((fixes[i].lat for i in indices), dtype=np.float64, count=len(indices))
+        x, y = self._projection.to_xy(lon, lat)
+        return dict(zip(indices, zip(x.tolist(), y.tolist(), strict=True), strict=True))
+
+    def _locate(self, steps: list[_Step]) -> Located | None:
+        own = [s for s in steps if s.mode == _OWN]
+        if not own:
             return None
-        if self._geometry is None:  # no geometry in the city: project near the fleet
-            self._projection = self._projection or Projection.near(usable[0][0].lon, usable[0][0].lat)
+        if self._geometry is None:
+            self._projection = self._projection or Projection.near(own[0].fix.lon, own[0].fix.lat)
             self._geometry = self.build_geometry(self.city, self._projection)
-        lon = np.fromiter((f.lon for f, _ in usable), dtype=np.float64, count=len(usable))
-        lat = np.fromiter((f.lat for f, _ in usable), dtype=np.float64, count=len(usable))
-        codes = np.fromiter((_CLASS_CODE[vs.vehicle.vehicle_class] for _, vs in usable), np.intp, len(usable))
-        return self._geometry.locate(lon, lat, codes, [vs.route_index for _, vs in usable])
+        for j, s in enumerate(own):
+            s.j = j
+        lon = np.fromiter((s.fix.lon for s in own), dtype=np.float64, count=len(own))
+        lat = np.fromiter((s.fix.lat for s in own), dtype=np.float64, count=len(own))
+        codes = np.fromiter((_CLASS_CODE[s.vs.vehicle.vehicle_class] for s in own), np.intp, len(own))
+        return self._geometry.locate(lon, lat, codes, [s.vs.route_index for s in own])
 
-    def _run(self, vs: VehicleState, fix: Fix, located: Located | None, j: int) -> list[Event]:
+    def _run(self, vs: VehicleState, step: _Step, located: Located | None, *, live: bool = True) -> list[Event]:
+        if step.gap_filter is not None and live:
+            self._open_gap(vs, step)
+        if step.mode == _FREE or (step.mode != _OWN and vs.where is None):
+            return self._run_free(vs, step, live=live)
         settings = self.settings
-        if located is None:
-            events = offline.on_fix(vs.link, fix, settings, position_ok=False, moving=False)
-            ctx = FixContext(fix, math.nan, math.nan, False, vs.vehicle, settings, self._zones, self.tz)
-            for step, state in vs.free:
-                if produced := step(state, ctx):
-                    events.extend(produced)
-            return self._close_stale(vs, fix, events)
-        x, y = located.x[j], located.y[j]
-        if fix.speed_kmh is not None:
-            moving = fix.speed_kmh >= settings.moving_kmh
-        else:  # no speed reported: moved further than GPS noise since the last fix
-            moving = math.hypot(x - vs.last_x, y - vs.last_y) > settings.stop_radius_m
-        vs.last_x, vs.last_y = x, y
-        events = offline.on_fix(vs.link, fix, settings, position_ok=True, moving=moving)
-        near, inside = located.near[j], located.inside[j]
+        fix = step.fix
+        if step.mode == _OWN:
+            assert located is not None
+            j = step.j
+            w = backfill.Where(
+                located.x[j], located.y[j], fix.lon, fix.lat, located.near[j], located.inside[j], located.route_dist[j]
+            )
+            vs.where = w
+            if fix.speed_kmh is not None:
+                moving = fix.speed_kmh >= settings.moving_kmh
+            else:  # no speed reported: moved further than GPS noise since the last fix
+                moving = math.hypot(w.x - vs.last_x, w.y - vs.last_y) > settings.stop_radius_m
+            vs.last_x, vs.last_y = w.x, w.y
+        else:  # parked (the rules see the vehicle where it stopped, time passing) or where it was last
+            assert vs.where is not None
+            w = vs.where
+            fix = replace(fix, lon=w.lon, lat=w.lat)
+            moving = step.mode == _KNOWN and fix.speed_kmh is not None and fix.speed_kmh >= settings.moving_kmh
+        if live and step.gap_filter is not None and vs.gaps:
+            vs.gaps[-1].end_where = w
+        events = offline.on_fix(vs.link, fix, settings, position_ok=True, moving=moving) if step.link else []
+        near, inside = w.near, w.inside
         rest = vs.rest
         if rest is not None and rest.matches(fix, near, inside, moving):
             rules, seen = vs.busy, presence.UNCHANGED
@@ -236,17 +333,90 @@ class Engine:
             events.extend(seen.events)
         if rules:
             ctx = FixContext(
-                fix, x, y, moving, vs.vehicle, settings, self._zones, self.tz, self._corridor_m,
-                near, inside, located.route_dist[j], vs.presence.inside, seen.entered, seen.exited,
+                fix, w.x, w.y, moving, vs.vehicle, settings, self._zones, self.tz, self._corridor_m,
+                near, inside, w.route_dist, vs.presence.inside, seen.entered, seen.exited,
             )  # fmt: skip
-            for step, state in rules:
-                if produced := step(state, ctx):
+            for rule_step, state in rules:
+                if produced := rule_step(state, ctx):
                     events.extend(produced)
             if rules is vs.rules and self.fast_path:
                 vs.rest = self._at_rest(vs, ctx)
-        if seen.entered or seen.exited:
+        if live and (seen.entered or seen.exited):
             self._update_members(fix.vehicle_id, seen.entered, seen.exited)
         return self._close_stale(vs, fix, events)
+
+    def _run_free(self, vs: VehicleState, step: _Step, *, live: bool) -> list[Event]:
+        """A fix without a usable position: a sign of life, and the alarm rules
+        at the vehicle's last known position (marked as such)."""
+        fix = step.fix
+        nofix = bool(fix.flags & _NOFIX)
+        if nofix:
+            known = vs.where
+            lon, lat = (known.lon, known.lat) if known is not None else (math.nan, math.nan)
+            fix = replace(fix, lon=lon, lat=lat)
+        events = offline.on_fix(vs.link, fix, self.settings, position_ok=False, moving=False) if step.link else []
+        ctx = FixContext(fix, math.nan, math.nan, False, vs.vehicle, self.settings, self._zones, self.tz)
+        for rule_step, state in vs.free:
+            if produced := rule_step(state, ctx):
+                if nofix:
+                    for e in produced:
+                        e.details["position"] = "last_known" if vs.where is not None else "unknown"
+                events.extend(produced)
+        return self._close_stale(vs, fix, events)
+
+    def _open_gap(self, vs: VehicleState, step: _Step) -> None:
+        assert step.gap_filter is not None
+        gap = backfill.snapshot(step.gap_start, step.fix, vs.states, vs.presence, step.gap_filter, vs.where)
+        vs.gaps.append(gap)
+        keep = self.settings.backfill_gaps_kept
+        while len(vs.gaps) > keep or (vs.gaps and step.fix.ts - vs.gaps[0].end.ts > self.settings.backfill_window_s):
+            vs.gaps.popleft()
+
+    def _backfill(self, vs: VehicleState, out: list[Fix], indices: list[int], now: float) -> list[Event]:
+        """Run late fixes that fall into a kept gap through the rules (see core/backfill.py)."""
+        events: list[Event] = []
+        for gap in list(vs.gaps):
+            mine = [i for i in indices if gap.holds(out[i].ts)]
+            if not mine or gap.end_where is None:
+                continue
+            for i in mine:
+                gap.late.setdefault(out[i].ts, out[i])
+            run = self._gap_state(vs, gap)
+            fs = self.filters
+            pending = sorted(gap.late.values(), key=lambda f: f.ts)
+            xy = self._project(list(range(len(pending))), pending)
+            steps = []
+            for k, fix in enumerate(pending):
+                if k not in xy or fix.flags & _NOT_FOR_RULES:
+                    steps.append(_Step(fix, run, _FREE, link=False))
+                    continue
+                verdict = filters.classify(run.filter, fix, *xy[k], vs.vehicle.vehicle_class, fs)
+                for s in verdict.released:
+                    steps.append(_Step(s.fix, run, _OWN, s.x, s.y, link=False))
+                if verdict.flags:
+                    for i in mine:
+                        if out[i].ts == fix.ts:
+                            out[i] = replace(out[i], flags=out[i].flags | verdict.flags)
+                mode = _PARKED if verdict.kind == "drift" else _FREE if verdict.kind == "outlier" else _OWN
+                steps.append(_Step(fix, run, mode, *xy[k], link=False))
+            located = self._locate(steps)
+            during = [e for s in steps for e in self._run(run, s, located, live=False)]
+            end = gap.end_where
+            run.where, run.rest = end, None
+            at_end = self._run(run, _Step(gap.end, run, _KNOWN, link=False), None, live=False)
+            events += [backfill.mark(e, gap, now) for e in backfill.keep(gap, during, at_end)]
+        return events
+
+    def _gap_state(self, vs: VehicleState, gap: backfill.Gap) -> VehicleState:
+        """A private copy of the vehicle as it was when the gap began: the live state stays untouched."""
+        run = VehicleState(vs.vehicle, states=copy.deepcopy(gap.states))
+        run.presence = copy.deepcopy(gap.presence)
+        run.filter = copy.deepcopy(gap.filter)
+        run.where = gap.where
+        if gap.where is not None:
+            run.last_x, run.last_y = gap.where.x, gap.where.y
+        self._configure(run, vs.vehicle)
+        return run
 
     def _at_rest(self, vs: VehicleState, ctx: FixContext) -> Rest | None:
         if not presence.idle(vs.presence, ctx.near, ctx.inside):
@@ -307,6 +477,11 @@ class Engine:
         vs = self._state(vehicle_id)
         if last_fix is not None:
             vs.last_ts = last_fix.ts
+            # The filter judges the next fix against the last stored one: an
+            # outlier right after a restart is still an outlier.
+            x, y = self._to_xy(last_fix.lon, last_fix.lat)
+            vs.filter.anchor = filters.Place(x, y, last_fix.ts)
+            vs.filter.seen_ts = last_fix.ts
         alerts = list(open_alerts)
         offline.restore(vs.link, last_fix, self.settings, offline=any(a.key == offline.KEY for a in alerts))
         to_xy = self._to_xy

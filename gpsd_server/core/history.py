@@ -18,9 +18,12 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from gpsd_server.core.geo import EARTH_RADIUS_M, FloatArray, IntArray
+from gpsd_server.model import FixFlag
 
-# Fix flags that keep a fix out of statistics (late, invalid, jump, filtered).
-UNUSABLE_FLAGS = 1 | 4 | 8 | 16
+# Fix flags that keep a fix out of tracks and statistics: invalid, jump,
+# filtered (outliers), drift (parked wander). Late fixes (blind-area backfill)
+# count: they are where the vehicle was.
+UNUSABLE_FLAGS = int(FixFlag.INVALID | FixFlag.JUMP | FixFlag.FILTERED | FixFlag.DRIFT)
 
 
 # -- distances and statistics --------------------------------------------------

@@ -4,11 +4,13 @@ A window is ``{"days": [1..7], "from": "HH:MM", "to": "HH:MM"}`` with ISO
 weekdays (1 = Monday, default all days). ``to <= from`` means the window
 crosses midnight: the part after midnight belongs to the day the window
 started, so ``{"days": [5], "from": "21:00", "to": "06:00"}`` is Friday
-21:00 to Saturday 06:00. ``from == to`` is a full 24 hours.
+21:00 to Saturday 06:00. ``from == to`` is a full 24 hours. ``"to": "24:00"``
+is the end of the day, as people write it.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -83,7 +85,10 @@ def _parse_window(item: Any) -> Window:
         raise ValueError("bad schedule: a window must be an object")
     unknown = set(item) - {"days", "from", "to"}
     if unknown:
-        raise ValueError(f"bad schedule: unknown key {sorted(unknown)[0]!r}")
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, ["days", "from", "to"], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"bad schedule: unknown key {key!r}{hint}")
     days = item.get("days", sorted(ALL_DAYS))
     if (
         not isinstance(days, list)
@@ -96,7 +101,10 @@ def _parse_window(item: Any) -> Window:
 
 def _minutes(item: dict[str, Any], key: str) -> int:
     text = item.get(key)
+    if key == "to" and text == "24:00":
+        return 24 * 60
     match = _HHMM.match(text) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f"bad schedule: {key!r} must be HH:MM (00:00..23:59)")
+        allowed = "00:00..23:59, or 24:00 for the end of the day" if key == "to" else "00:00..23:59"
+        raise ValueError(f"bad schedule: {key!r} must be HH:MM ({allowed})")
     return int(match.group(1)) * 60 + int(match.group(2))

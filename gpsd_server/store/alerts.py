@@ -13,7 +13,7 @@ from psycopg.rows import class_row
 
 COLUMNS = (
     "id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat, ended_ts, ended_at,"
-    " details, state, acked_by, acked_at, closed_by, closed_at, comment"
+    " details, state, acked_by, acked_at, closed_by, closed_at, comment, end_lon, end_lat, place, number"
 )
 StateFilter = Literal["open", "acked", "closed", "active", "all"]
 
@@ -42,6 +42,10 @@ class AlertRecord:
     closed_by: str | None
     closed_at: datetime | None
     comment: str | None
+    end_lon: float | None = None
+    end_lat: float | None = None
+    place: str | None = None
+    number: str | None = None
 
 
 async def list_alerts(

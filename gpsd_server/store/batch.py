@@ -45,7 +45,7 @@ CREATE TEMP TABLE IF NOT EXISTS fixes_stage (LIKE fixes INCLUDING DEFAULTS) ON C
 CREATE TEMP TABLE IF NOT EXISTS alerts_stage (
     seq int4, round int4, is_end bool, id text, vehicle_id text, kind text, key text, severity text,
     zone_id text, route_id text, ts timestamptz, raised_at timestamptz, lon float8, lat float8,
-    ended_ts timestamptz, ended_at timestamptz, details jsonb
+    ended_ts timestamptz, ended_at timestamptz, details jsonb, place text, end_lon float8, end_lat float8
 ) ON COMMIT DELETE ROWS;
 """
 _MOVE_SQL = (
@@ -70,18 +70,20 @@ WHERE v.last_ts IS NULL OR excluded.last_ts >= v.last_ts
 
 ALERT_STAGE_COLUMNS = (
     "seq", "round", "is_end", "id", "vehicle_id", "kind", "key", "severity", "zone_id", "route_id",
-    "ts", "raised_at", "lon", "lat", "ended_ts", "ended_at", "details",
+    "ts", "raised_at", "lon", "lat", "ended_ts", "ended_at", "details", "place", "end_lon", "end_lat",
 )  # fmt: skip
 ALERT_STAGE_TYPES = (
     "int4", "int4", "bool", "text", "text", "text", "text", "text", "text", "text",
-    "timestamptz", "timestamptz", "float8", "float8", "timestamptz", "timestamptz", "jsonb",
+    "timestamptz", "timestamptz", "float8", "float8", "timestamptz", "timestamptz", "jsonb", "text",
+    "float8", "float8",
 )  # fmt: skip
 _ALERT_COLUMNS = (
-    "id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat, ended_ts, ended_at, details"
+    "id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat, ended_ts, ended_at, details,"
+    " place, end_lon, end_lat"
 )
 _ALERT_VALUES = (
     "s.id::uuid, s.vehicle_id, s.kind, s.key, s.severity, s.zone_id, s.route_id, s.ts, s.raised_at, s.lon, s.lat,"
-    " s.ended_ts, s.ended_at, s.details"
+    " s.ended_ts, s.ended_at, s.details, s.place, s.end_lon, s.end_lat"
 )
 # Starts and instants of one round: a start while the same alert is still
 # open (alerts_one_active) or already stored (a batch written twice) is skipped.
@@ -90,13 +92,16 @@ INSERT INTO alerts ({_ALERT_COLUMNS})
 SELECT {_ALERT_VALUES} FROM alerts_stage s WHERE s.round = {{n}} AND NOT s.is_end ORDER BY s.seq
 ON CONFLICT DO NOTHING
 """
-# Ends of one round close the open alert of their (vehicle, key); an end whose
+# Ends of one round close the open alert of their (vehicle, key), record where
+# it ended and add their figures to the start's details without overwriting
+# any (the start's ``drum: ccw`` stays when the end says ``cw``); an end whose
 # start was never stored is recorded as the whole interval. An end whose own
 # alert is already closed was applied before (the batch is written again): it
 # must not close the alert that opened after it.
 _ALERT_END = f"""
 WITH closed AS (
-    UPDATE alerts a SET ended_ts = s.ended_ts, ended_at = s.ended_at, details = a.details || s.details
+    UPDATE alerts a SET ended_ts = s.ended_ts, ended_at = s.ended_at, end_lon = s.end_lon, end_lat = s.end_lat,
+                        details = s.details || a.details
     FROM alerts_stage s
     WHERE s.round = {{n}} AND s.is_end AND a.vehicle_id = s.vehicle_id AND a.key = s.key AND a.ended_ts IS NULL
       AND NOT EXISTS (SELECT 1 FROM alerts done WHERE done.id = s.id::uuid AND done.ended_ts IS NOT NULL)
@@ -109,6 +114,33 @@ ON CONFLICT DO NOTHING
 """
 
 
+# Each alert the desk shows gets a short number per local day of raising,
+# e.g. 20261201-0042, handed out in the transaction that inserts it.
+_NUMBER_ALERTS = """
+WITH todo AS (
+    SELECT id, (raised_at AT TIME ZONE %(tz)s)::date AS day,
+           row_number() OVER (PARTITION BY (raised_at AT TIME ZONE %(tz)s)::date ORDER BY raised_at, ts, id) AS n
+    FROM alerts WHERE number IS NULL AND kind <> 'zone'
+), per_day AS (
+    SELECT day, max(n) AS count FROM todo GROUP BY day
+), bumped AS (
+    INSERT INTO alert_counters AS c (day, last) SELECT day, count FROM per_day
+    ON CONFLICT (day) DO UPDATE SET last = c.last + excluded.last
+    RETURNING day, last
+)
+UPDATE alerts a SET number = to_char(t.day, 'YYYYMMDD') || '-' || lpad((b.last - p.count + t.n)::text, 4, '0')
+FROM todo t JOIN per_day p USING (day) JOIN bumped b USING (day)
+WHERE a.id = t.id
+"""
+# Stored fixes whose flags changed after the fact (a suspect jump that was a real move).
+_CORRECT_FLAGS = """
+UPDATE fixes f SET flags = c.flags
+FROM (SELECT unnest(%(v)s::text[]) AS vehicle_id, unnest(%(t)s::timestamptz[]) AS ts,
+             unnest(%(f)s::int2[]) AS flags) c
+WHERE f.vehicle_id = c.vehicle_id AND f.ts = c.ts
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRow:
     """An engine event to persist: a start or instant inserts, an end closes."""
@@ -116,18 +148,33 @@ class AlertRow:
     id: str
     event: Event
     raised_at: float
+    place: str | None = None  # where, in the city's own words (start and instant rows)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagCorrection:
+    vehicle_id: str
+    ts: float
+    flags: int
+
+
+def _coord(v: float) -> float | None:
+    return v if v == v else None  # NaN: no known position
 
 
 def alert_insert_params(a: AlertRow) -> tuple[Any, ...]:
     e = a.event
     ended = utc(e.ts) if e.phase == "instant" else None
     start_ts = e.ts
+    end_lon = end_lat = None
     if e.phase == "end":  # an end whose start we never saw: record the whole interval
-        start_ts = float(e.details.get("start_ts", e.ts))
+        start_ts = float(e.details.get("started_at", e.ts))
         ended = utc(e.ts)
+        end_lon, end_lat = _coord(e.lon), _coord(e.lat)
     return (
         a.id, e.vehicle_id, e.kind, e.key, e.severity, e.zone_id, e.route_id, utc(start_ts),
-        utc(a.raised_at), e.lon, e.lat, ended, utc(a.raised_at) if ended else None, e.details,
+        utc(a.raised_at), _coord(e.lon), _coord(e.lat), ended, utc(a.raised_at) if ended else None, e.details,
+        a.place, end_lon, end_lat,
     )  # fmt: skip
 
 
@@ -181,7 +228,14 @@ def open_writer_connection(
     return conn
 
 
-def write_batch(conn: psycopg.Connection[Any], rows: Sequence[Fix], alerts: Sequence[AlertRow]) -> int:
+def write_batch(
+    conn: psycopg.Connection[Any],
+    rows: Sequence[Fix],
+    alerts: Sequence[AlertRow],
+    corrections: Sequence[FlagCorrection] = (),
+    *,
+    timezone: str = "Asia/Shanghai",
+) -> int:
     """Write one batch in one transaction; returns the number of new rows in
     ``fixes``. Blocking: the writer calls it in a worker thread."""
     statements: list[str] = []
@@ -202,9 +256,21 @@ def write_batch(conn: psycopg.Connection[Any], rows: Sequence[Fix], alerts: Sequ
                 statements += [sql.format(n=n) for sql, count in ((_ALERT_INSERT, starts), (_ALERT_END, ends)) if count]
         # One round trip for the statements (no parameters, so the simple query
         # protocol takes several at once).
+        inserted = 0
         if statements:
             cur.execute(";".join(statements))
-        inserted = cur.rowcount if rows else 0  # the first statement's: the move into fixes
+            inserted = cur.rowcount if rows else 0  # the first statement's: the move into fixes
+        if any(a.event.kind != "zone" for a in alerts):
+            cur.execute(_NUMBER_ALERTS, {"tz": timezone})
+        if corrections:
+            cur.execute(
+                _CORRECT_FLAGS,
+                {
+                    "v": [c.vehicle_id for c in corrections],
+                    "t": [utc(c.ts) for c in corrections],
+                    "f": [c.flags for c in corrections],
+                },
+            )
     return max(inserted, 0)
 
 

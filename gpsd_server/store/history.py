@@ -37,7 +37,7 @@ def _track_query(bucket: timedelta | None, timescaledb: bool, line_only: bool) -
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in TRACK_COLUMNS)
     where: sql.Composable = sql.SQL("vehicle_id = %(v)s AND ts >= %(t0)s AND ts < %(t1)s")
     if line_only or bucket is not None:
-        where = sql.Composed([where, sql.SQL(" AND flags & 1 = 0")])
+        where = sql.Composed([where, sql.SQL(f" AND flags & {UNUSABLE_FLAGS} = 0")])
     if bucket is None:
         return sql.SQL("SELECT {} FROM fixes WHERE {} ORDER BY ts").format(cols, where)
     # First fix per bucket; DISTINCT ON over (bucket, ts) is already in time order.
@@ -60,9 +60,10 @@ async def stream_track(
 ) -> AsyncIterator[list[TrackRow]]:
     """Pages of ``TRACK_COLUMNS`` rows in time order from a server-side cursor.
 
-    ``line_only`` leaves out late fixes (the track line is drawn from fixes in
-    the order they were processed). The caller's connection must stay in its
-    transaction while the pages are read.
+    ``line_only`` keeps only the fixes where the vehicle was (no outliers, no
+    parked drift; backfilled fixes included, in fix-time order): the track
+    line. The caller's connection must stay in its transaction while the pages
+    are read.
     """
     query = _track_query(bucket, timescaledb, line_only)
     params = {"v": vehicle_id, "t0": start, "t1": end, "b": bucket}

@@ -28,12 +28,14 @@ def history(server: RunningServer) -> RunningServer:
 
 
 def load_track(db: psycopg.Connection[Any], vehicle_id: str) -> tuple[str, str, int]:
-    """300 fixes 10 s apart along an L, plus one late fix; returns the range and the non-late count."""
+    """300 fixes 10 s apart along an L, one late (backfilled) fix on it and one
+    outlier off it; returns the range and the count of fixes on the line (301)."""
     t0 = day_ago(5, hour_utc=2)
     rows = along(CORNERS, t0, points=300, step_s=10, speed=36.0)
     late = (t0 + timedelta(seconds=1005), 112.32, 28.55, 30.0, 90.0, 1)
-    insert_fixes(db, vehicle_id, [*rows, late])
-    return t0.isoformat(), (t0 + timedelta(hours=1)).isoformat(), len(rows)
+    outlier = (t0 + timedelta(seconds=1505), 112.36, 28.59, 30.0, 90.0, 8 | 16)  # jump | filtered
+    insert_fixes(db, vehicle_id, [*rows, late, outlier])
+    return t0.isoformat(), (t0 + timedelta(hours=1)).isoformat(), len(rows) + 1
 
 
 def check_rfc7946(doc: dict[str, Any]) -> None:
@@ -57,11 +59,15 @@ async def test_geojson_gpx_csv_exports(history: RunningServer, db: psycopg.Conne
         doc = r.json()
         check_rfc7946(doc)
         line, *points = doc["features"]
+        # The line: where the vehicle was (the late fix included, the outlier not);
+        # the points: every fix with its flags.
         assert line["geometry"]["type"] == "LineString" and len(line["geometry"]["coordinates"]) == n
+        assert [112.36, 28.59] not in line["geometry"]["coordinates"]
         assert line["properties"]["points"] == n and line["properties"]["vehicle_id"] == vid
         assert len(points) == n + 1 and sum(p["properties"]["late"] for p in points) == 1
         late = next(p for p in points if p["properties"]["late"])
         assert late["properties"]["flags"] == 1 and late["properties"]["speed"] == 30.0
+        assert sum(p["properties"]["flags"] == 24 for p in points) == 1
         assert [p["properties"]["ts"] for p in points] == sorted(p["properties"]["ts"] for p in points)
 
         r = await http.get(f"/api/vehicles/{vid}/track", params={**params, "format": "gpx"})
@@ -77,7 +83,7 @@ async def test_geojson_gpx_csv_exports(history: RunningServer, db: psycopg.Conne
 
         r = await http.get(f"/api/vehicles/{vid}/track", params={**params, "format": "CSV"})
         table = list(csv.DictReader(io.StringIO(r.text)))
-        assert r.status_code == 200 and len(table) == n + 1
+        assert r.status_code == 200 and len(table) == n + 1  # every fix, flags in a column
         assert sum(int(row["late"]) for row in table) == 1 and table[0]["vehicle_id"] == vid
 
 

@@ -150,3 +150,74 @@ def test_equal_from_and_to_is_a_whole_day() -> None:
     schedule = parse_schedule([{"days": [3], "from": "08:00", "to": "08:00"}])
     assert schedule.active(local_time(at("2024-03-07 07:59"), TZ))  # Thursday morning, Wednesday's window
     assert not schedule.active(local_time(at("2024-03-07 08:00"), TZ))
+
+
+# -- strictness: a misspelt key never switches a check off silently ---------------
+
+
+def vehicle_with(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(VEHICLES)
+    doc["vehicles"][0].update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("vehicles", "item", "fragment"),
+    [
+        (lambda: vehicle_with(permit=[]), "MT-001", "unknown key 'permit' in the vehicle (did you mean 'permits'?)"),
+        (lambda: vehicle_with(colour="red"), "MT-001", "unknown key 'colour'"),
+        (lambda: {"vehicles": [], "fleet": 1}, "(file)", "unknown key 'fleet' in the vehicles file"),
+    ],
+)
+def test_unknown_vehicle_keys_are_refused_by_name(vehicles: Any, item: str, fragment: str) -> None:
+    err = rejected(city_features(), vehicles())
+    assert err.file == "vehicles.json" and err.item == item and fragment in err.reason
+
+
+def test_unknown_permit_keys_name_the_vehicle_and_the_permit() -> None:
+    doc = copy.deepcopy(VEHICLES)
+    doc["vehicles"][0]["permits"][0]["orign"] = "CS1"
+    err = rejected(city_features(), doc)
+    assert err.item == "MT-001" and "permit" in err.reason and "did you mean 'origin'?" in err.reason
+
+
+@pytest.mark.parametrize(
+    ("props", "fragment"),
+    [
+        ({"applies_to": ["muck_truck"]}, "unknown key 'applies_to'"),
+        ({"speed_limit": 30}, "did you mean 'speed_limit_kmh'?"),
+        ({"corridor_m": 60}, "unknown key 'corridor_m' in the properties of a prohibited"),
+    ],
+)
+def test_unknown_feature_keys_are_refused_by_name(props: dict[str, Any], fragment: str) -> None:
+    zone = feature("PZ", "prohibited", box(0, 0, 10, 10), **props)
+    err = rejected([zone])
+    assert (err.file, err.item) == ("zones.geojson", "PZ") and fragment in err.reason
+
+
+def test_a_route_refuses_width_m_and_a_feature_refuses_stray_members() -> None:
+    line = {"type": "LineString", "coordinates": [lonlat(0, 0), lonlat(100, 0)]}
+    err = rejected([feature("R", "route", line, width_m=40)])
+    assert "unknown key 'width_m'" in err.reason
+    stray = feature("Z", "area", box(0, 0, 10, 10)) | {"style": {}}
+    assert "unknown key 'style' in the feature" in rejected([stray]).reason
+
+
+def test_24_00_is_the_end_of_the_day() -> None:
+    schedule = parse_schedule({"from": "20:00", "to": "24:00"})
+    late = datetime(2024, 3, 4, 23, 59, tzinfo=TZ).timestamp()
+    early = datetime(2024, 3, 5, 0, 1, tzinfo=TZ).timestamp()
+    assert schedule.active(local_time(late, TZ)) and not schedule.active(local_time(early, TZ))
+    assert parse_schedule({"from": "00:00", "to": "24:00"}).active(local_time(early, TZ))
+    with pytest.raises(ValueError, match="'from' must be HH:MM"):
+        parse_schedule({"from": "24:00", "to": "06:00"})
+
+
+def test_the_road_network_names_places_and_is_checked_too() -> None:
+    line = {"type": "LineString", "coordinates": [lonlat(0, 0), lonlat(100, 0)]}
+    road = {"type": "Feature", "properties": {"id": "road-1", "kind": "road", "name": "环城路"}, "geometry": line}
+    city = load_city([("zones.geojson", collection(*city_features()))], None, [("roads.geojson", collection(road))])
+    assert [(r.id, r.name) for r in city.roads] == [("road-1", "环城路")]
+    bad = road | {"properties": {"id": "road-1", "kind": "road", "lanes": 4}}
+    with pytest.raises(DataError, match="unknown key 'lanes'"):
+        load_city([], None, [("roads.geojson", collection(bad))])

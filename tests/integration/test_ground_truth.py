@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import websockets
@@ -79,3 +80,20 @@ async def test_seeded_demo_run_recall_and_precision(
     }
     assert stored, "the run raised no alerts"
     assert stored <= live_alerts, f"{len(stored - live_alerts)} stored alerts never reached the websocket"
+
+    # The fleet's parked vehicles (every fix of the run at 0 km/h, GPS noise σ 8 m)
+    # show near-zero mileage in the report: their wander is drift, not kilometres.
+    parked = [
+        str(r[0])
+        for r in db.execute(
+            "SELECT vehicle_id FROM fixes WHERE ts BETWEEN %s::timestamptz AND %s::timestamptz + interval '20 minutes'"
+            " AND vehicle_id = ANY(%s) GROUP BY vehicle_id HAVING max(speed_kmh) = 0 AND count(*) >= 60",
+            (RUN_START, RUN_START, [v for (v,) in db.execute("SELECT id FROM vehicles")]),
+        )
+    ]
+    assert len(parked) >= 20, "the demo city parks part of its fleet"
+    async with httpx.AsyncClient(base_url=server.http, headers=server.headers()) as http:
+        report = (await http.get("/api/reports/mileage", params={"day": RUN_START[:10]})).json()
+    km = {v["id"]: v["distance_km"] for v in report["vehicles"]}
+    worst = max(km[v] for v in parked)
+    assert worst < 0.05, f"a parked vehicle drove {worst} km in 15 minutes"

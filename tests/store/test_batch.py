@@ -62,7 +62,7 @@ def test_leave_and_reenter_within_one_batch(conn: psycopg.Connection[Any]) -> No
         (20.0, 30.0),
         (40.0, None),
     ]
-    assert got[0][2] == {"at": T0 + 10}  # the end's details merged into the start's
+    assert got[0][2] == {"at": T0}  # the end adds its figures to the start's details, never overwrites one
 
 
 def test_batch_written_twice_stores_alerts_once(conn: psycopg.Connection[Any]) -> None:
@@ -77,7 +77,7 @@ def test_batch_written_twice_stores_alerts_once(conn: psycopg.Connection[Any]) -
 
 def test_end_without_a_stored_start_records_the_interval(conn: psycopg.Connection[Any]) -> None:
     end = row("end", T0 + 60)
-    end.event.details["start_ts"] = T0
+    end.event.details["started_at"] = T0  # what every rule's end event carries
     write_batch(conn, [], [end])
     got = alerts(conn)
     assert [(ts - T0, None if e is None else e - T0) for ts, e, _ in got] == [(0.0, 60.0)]

@@ -146,9 +146,16 @@ def decode_location(
         ts = _fix_time(body.get("time"))
         check_ts(ts, now, limits)
         status = _word(body, "status", 0xFFFFFFFF) or 0
-        lon, lat = _position(body, status)
-        if not status & STATUS_POSITIONED:
-            flags |= FixFlag.INVALID
+        try:
+            lon, lat = _position(body, status)
+            if not status & STATUS_POSITIONED:
+                flags |= FixFlag.INVALID
+        except DecodeError as exc:
+            # No fix at all (zero or impossible coordinates): a location report
+            # always carries the alarm and status words, which still count.
+            if exc.reason not in ("position_zero", "position_invalid"):
+                raise
+            lon, lat, flags = 0.0, 0.0, flags | FixFlag.NOFIX
         extra = body.get("extra")
         extra = {} if extra is None else extra
         if not isinstance(extra, dict):

@@ -7,7 +7,9 @@ says which item of a batch it was. A payload-level problem (not JSON, too
 big) is a single ``DecodeError`` with ``index=None``. Reasons are those of
 :mod:`.common` plus ``bad_vehicle_id`` (topic vehicle id empty, too long or
 with bad characters) and ``vehicle_mismatch`` (``vehicle_id`` in the body
-disagrees with the topic).
+disagrees with the topic). An item with ``alarm`` or ``status`` but no valid
+position (missing, zero, out of range) is not rejected: it decodes to a fix
+flagged ``NOFIX``, whose alarms the rules raise at the last known position.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from typing import Any
 
 from gpsd_server.core.decode.common import VEHICLE_ID_RE, check_position, check_ts, decode_batch, parse_ts
 from gpsd_server.errors import DecodeError
-from gpsd_server.model import Fix, Sensors
+from gpsd_server.model import Fix, FixFlag, Sensors
 from gpsd_server.settings import IngestSettings
+
+NOFIX = int(FixFlag.NOFIX)
 
 
 def _number(item: dict[str, Any], name: str, lo: float, hi: float, *, integer: bool = False) -> Any:
@@ -77,9 +81,19 @@ def decode_item(
             raise DecodeError("ts_missing", "no ts")
         ts = parse_ts(item["ts"])
         check_ts(ts, now, limits)
-        if item.get("lon") is None or item.get("lat") is None:
-            raise DecodeError("position_missing", "lon and lat are required")
-        lon, lat = check_position(item["lon"], item["lat"])
+        alarm = _number(item, "alarm", 0, 0xFFFFFFFF, integer=True)
+        status = _number(item, "status", 0, 0xFFFFFFFF, integer=True)
+        flags = 0
+        try:
+            if item.get("lon") is None or item.get("lat") is None:
+                raise DecodeError("position_missing", "lon and lat are required")
+            lon, lat = check_position(item["lon"], item["lat"])
+        except DecodeError as exc:
+            # Alarm or status words without a position (an SOS in a tunnel): the
+            # alarm rules still run, at the last known position; no track point.
+            if (alarm is None and status is None) or exc.reason == "wrong_type":
+                raise
+            lon, lat, flags = 0.0, 0.0, NOFIX
         return Fix(
             vehicle_id=vehicle_id,
             ts=ts,
@@ -92,10 +106,11 @@ def decode_item(
             sats=_number(item, "sats", 0, 255, integer=True),
             hdop=_number(item, "hdop", 0, 100),
             ignition=_flag(item, "ignition"),
-            alarm=_number(item, "alarm", 0, 0xFFFFFFFF, integer=True) or 0,
-            status=_number(item, "status", 0, 0xFFFFFFFF, integer=True) or 0,
+            alarm=alarm or 0,
+            status=status or 0,
             sensors=_sensors(item.get("sensors")),
             mileage_km=_number(item, "mileage_km", 0, 1e8),
+            flags=flags,
         )
     except DecodeError as exc:
         exc.index = index

@@ -44,7 +44,7 @@ from gpsd_server.model import Fix
 from gpsd_server.settings import DatabaseSettings
 from gpsd_server.sinks.tracks.policy import Action, WriterPolicy
 from gpsd_server.sinks.tracks.spool import Spool
-from gpsd_server.store.batch import AlertRow, open_writer_connection, write_batch
+from gpsd_server.store.batch import AlertRow, FlagCorrection, open_writer_connection, write_batch
 
 __all__ = ["AlertRow", "TrackWriter", "WriterStats"]
 
@@ -77,6 +77,7 @@ class _SpoolBatch(msgspec.Struct, array_like=True):
 
     fixes: list[Fix]
     alerts: list[AlertRow]
+    corrections: list[FlagCorrection] = []
 
 
 _spool_encoder = msgspec.msgpack.Encoder()
@@ -89,14 +90,16 @@ class _Entry:
     fixes: Sequence[Fix]
     alerts: Sequence[AlertRow]
     future: asyncio.Future[None]
+    corrections: Sequence[FlagCorrection] = ()
 
 
 class TrackWriter:
     """Batches fixes and alerts into the database, or into the spool while
     the database is away; see the module docstring."""
 
-    def __init__(self, settings: DatabaseSettings, *, spool_path: str | Path) -> None:
+    def __init__(self, settings: DatabaseSettings, *, spool_path: str | Path, timezone: str = "Asia/Shanghai") -> None:
         self._settings = settings
+        self._timezone = timezone  # alert numbers count per local day
         self._policy = WriterPolicy(settings)
         self._spool = Spool(spool_path, max_bytes=int(settings.spool_max_mb * 1024 * 1024))
         self._read_offset = self._spool.start  # first spooled record not yet replayed
@@ -154,13 +157,15 @@ class TrackWriter:
 
     # -- the loop side --------------------------------------------------------
 
-    async def put(self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = ()) -> asyncio.Future[None]:
-        """Queue fixes and the alerts they raised; waits while the queue is
-        full. The future resolves once both are durable: committed (one
-        transaction) or fsynced in the spool."""
+    async def put(
+        self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = (), corrections: Sequence[FlagCorrection] = ()
+    ) -> asyncio.Future[None]:
+        """Queue fixes, the alerts they raised and flag corrections of stored
+        fixes; waits while the queue is full. The future resolves once all are
+        durable: committed (one transaction) or fsynced in the spool."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-        if not fixes and not alerts:
+        if not fixes and not alerts and not corrections:
             fut.set_result(None)
             return fut
         if self._policy.closing:
@@ -177,7 +182,7 @@ class TrackWriter:
             finally:
                 self._waiting_puts -= 1
         with self._wake:
-            self._queue.append(_Entry(fixes, alerts, fut))
+            self._queue.append(_Entry(fixes, alerts, fut, corrections))
             self._queued_rows += len(fixes)
             self.stats.rows_in += len(fixes)
             self._wake.notify()
@@ -296,19 +301,18 @@ class TrackWriter:
         entries = self._take(self._settings.batch_max_rows)
         if not entries:
             return
-        rows, alerts = _flatten(entries)
-        if self._write_with_retry(rows, alerts):
+        if self._write_with_retry(_flatten(entries)):
             self._done(entries)
         else:
             self._put_back(entries)  # spooled next, in order
 
-    def _write_with_retry(self, rows: list[Fix], alerts: list[AlertRow]) -> bool:
+    def _write_with_retry(self, batch: _Batch) -> bool:
         """One attempt, and one more on a fresh connection (a database that
         restarted leaves a dead one behind); False switches to the spool."""
         error = ""
         for _ in (1, 2):
             try:
-                self._write(rows, alerts)
+                self._write(batch)
             except _DB_ERRORS as exc:
                 self.stats.failures += 1
                 self._drop_connection()
@@ -357,11 +361,11 @@ class TrackWriter:
             with contextlib.suppress(*_DB_ERRORS):
                 conn.close()
 
-    def _write(self, rows: list[Fix], alerts: list[AlertRow]) -> None:
+    def _write(self, batch: _Batch) -> None:
         t0 = time.perf_counter()
-        inserted = write_batch(self._connect(), rows, alerts)
-        self.stats.alerts_written += len(alerts)
-        self.stats.rows_copied += len(rows)
+        inserted = write_batch(self._connect(), batch.fixes, batch.alerts, batch.corrections, timezone=self._timezone)
+        self.stats.alerts_written += len(batch.alerts)
+        self.stats.rows_copied += len(batch.fixes)
         self.stats.rows_inserted += inserted
         self.stats.batches += 1
         self.stats.last_batch_s = time.perf_counter() - t0
@@ -379,8 +383,8 @@ class TrackWriter:
             entries = self._take(self._settings.batch_max_rows)
             if not entries:
                 break
-            rows, alerts = _flatten(entries)
-            record = _spool_encoder.encode(_SpoolBatch(rows, alerts))
+            b = _flatten(entries)
+            record = _spool_encoder.encode(_SpoolBatch(b.fixes, b.alerts, b.corrections))
             if size + Spool.framed_size(record) > self._spool.room:
                 self._put_back(entries)
                 self._spool_is_full(Spool.framed_size(record))
@@ -424,17 +428,17 @@ class TrackWriter:
         if not self._replay_rows:
             self._replay_started = time.monotonic()
         try:
-            rows, alerts, offset = self._read_batch(self._read_offset)
+            batch, offset = self._read_batch(self._read_offset)
         except SpoolError as exc:
             log.error("track writer: %s", exc)
             self._spool.cut_damaged(self._read_offset)
             return
         if offset > self._read_offset:
-            if not self._write_with_retry(rows, alerts):
+            if not self._write_with_retry(batch):
                 return
             self._read_offset = offset
-            self._replay_rows += len(rows)
-            self.stats.rows_replayed += len(rows)
+            self._replay_rows += len(batch.fixes)
+            self.stats.rows_replayed += len(batch.fixes)
         if self._read_offset >= self._spool.end:
             self._spool.truncate()
             self._read_offset = self._spool.start
@@ -446,10 +450,9 @@ class TrackWriter:
             )  # fmt: skip
             self._replay_rows = 0
 
-    def _read_batch(self, offset: int) -> tuple[list[Fix], list[AlertRow], int]:
-        rows: list[Fix] = []
-        alerts: list[AlertRow] = []
-        while len(rows) < self._settings.batch_max_rows:
+    def _read_batch(self, offset: int) -> tuple[_Batch, int]:
+        out = _Batch([], [], [])
+        while len(out.fixes) < self._settings.batch_max_rows:
             record = self._spool.read(offset)
             if record is None:
                 break
@@ -457,10 +460,11 @@ class TrackWriter:
                 batch = _spool_decoder.decode(record[0])
             except msgspec.DecodeError as exc:
                 raise SpoolError(f"spool {self._spool.path}: undecodable record at byte {offset}: {exc}") from None
-            rows.extend(batch.fixes)
-            alerts.extend(batch.alerts)
+            out.fixes.extend(batch.fixes)
+            out.alerts.extend(batch.alerts)
+            out.corrections.extend(batch.corrections)
             offset = record[1]
-        return rows, alerts, offset
+        return out, offset
 
     def _final_spool(self) -> None:
         """At the shutdown deadline: what is still queued goes to the spool;
@@ -501,13 +505,20 @@ def _cancel(futures: list[asyncio.Future[None]]) -> None:
         fut.cancel()
 
 
-def _flatten(entries: list[_Entry]) -> tuple[list[Fix], list[AlertRow]]:
-    rows: list[Fix] = []
-    alerts: list[AlertRow] = []
+@dataclass(slots=True)
+class _Batch:
+    fixes: list[Fix]
+    alerts: list[AlertRow]
+    corrections: list[FlagCorrection]
+
+
+def _flatten(entries: list[_Entry]) -> _Batch:
+    batch = _Batch([], [], [])
     for entry in entries:
-        rows.extend(entry.fixes)
-        alerts.extend(entry.alerts)
-    return rows, alerts
+        batch.fixes.extend(entry.fixes)
+        batch.alerts.extend(entry.alerts)
+        batch.corrections.extend(entry.corrections)
+    return batch
 
 
 def _first_line(exc: BaseException) -> str:

@@ -123,10 +123,10 @@ def test_batch_0x0704_backfill_flags_every_fix() -> None:
 
 
 def test_batch_0x0704_normal_type_and_a_bad_item_keeps_the_others() -> None:
-    bad = LOCATION_BODY | {"latitude": 0, "longitude": 0}
+    bad = LOCATION_BODY | {"time": "241306070809"}
     payload = envelope(1796, {"type": 0, "length": 3, "location": [LOCATION_BODY, bad, "x"]})
     results = decode(payload)
-    assert reasons(results) == ["fix", "position_zero", "not_object"]
+    assert reasons(results) == ["fix", "ts_invalid", "not_object"]
     assert [r.index for r in results if isinstance(r, DecodeError)] == [1, 2]
     first = results[0]
     assert isinstance(first, Fix) and not first.flags & FixFlag.BACKFILL
@@ -205,8 +205,6 @@ def test_header_phone_must_match_the_topic() -> None:
         (envelope(512, LOCATION_BODY | {"time": "240506072000"}), "ts_future"),
         (envelope(512, LOCATION_BODY | {"time": "240301000000"}), "ts_too_old"),
         (envelope(512, {k: v for k, v in LOCATION_BODY.items() if k != "latitude"}), "position_missing"),
-        (envelope(512, LOCATION_BODY | {"latitude": 91_000_000}), "position_invalid"),
-        (envelope(512, LOCATION_BODY | {"latitude": 0, "longitude": 0, "status": 0}), "position_zero"),
         (envelope(512, LOCATION_BODY | {"speed": -1}), "wrong_type"),
         (envelope(512, LOCATION_BODY | {"alarm": "1"}), "wrong_type"),
         (envelope(512, LOCATION_BODY | {"extra": []}), "wrong_type"),
@@ -215,6 +213,18 @@ def test_header_phone_must_match_the_topic() -> None:
 )
 def test_rejections(payload: bytes, reason: str) -> None:
     assert reasons(decode(payload)) == [reason]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        LOCATION_BODY | {"latitude": 0, "longitude": 0, "status": 0, "alarm": 1},  # no fix, positioning bit clear
+        LOCATION_BODY | {"latitude": 91_000_000, "alarm": 1},  # impossible coordinates
+    ],
+)
+def test_a_report_without_a_fix_keeps_its_alarm_words_as_a_nofix_fix(body: dict[str, Any]) -> None:
+    fix = one_fix(envelope(512, body))
+    assert fix.flags & FixFlag.NOFIX and fix.alarm == 1
 
 
 def test_oversize_payload() -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from gpsd_server.core.decode.common import parse_ts
 from gpsd_server.core.decode.native import decode_native
 from gpsd_server.errors import DecodeError
-from gpsd_server.model import Fix, Sensors
+from gpsd_server.model import Fix, FixFlag, Sensors
 from gpsd_server.settings import IngestSettings
 
 NOW = 1795822000.0  # 2026-11-27T23:26:40Z
@@ -95,6 +95,18 @@ def test_every_reason() -> None:
         item = one({**ok, field: value})
         assert isinstance(item, DecodeError) and item.reason == "wrong_type", (field, value)
         assert field in item.detail
+
+
+def test_alarm_words_without_a_position_are_a_nofix_fix_not_a_rejection() -> None:
+    for item in (
+        {"ts": NOW, "lon": 0, "lat": 0, "alarm": 1},
+        {"ts": NOW, "alarm": 1},
+        {"ts": NOW, "lon": 0, "lat": 0, "status": 0},
+        {"ts": NOW, "lon": 200, "lat": 0, "alarm": 1, "status": 2},
+    ):
+        fix = one(item)
+        assert isinstance(fix, Fix) and fix.flags & FixFlag.NOFIX, item
+    assert one({"ts": NOW, "lon": "x", "lat": 1, "alarm": 1}).reason == "wrong_type"  # type: ignore[union-attr]
 
 
 def test_batch_keeps_good_items_and_indexes_bad_ones() -> None:
