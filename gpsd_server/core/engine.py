@@ -100,6 +100,7 @@ class VehicleState:
     filter: filters.FilterState = field(default_factory=filters.FilterState)
     where: backfill.Where | None = None  # the last position the rules saw (the parked one while drifting)
     gaps: deque[backfill.Gap] = field(default_factory=deque)  # kept for blind-area backfill
+    late_filter: filters.FilterState = field(default_factory=filters.FilterState)  # late fixes outside gaps
 
 
 @dataclass(slots=True)
@@ -373,12 +374,15 @@ class Engine:
             vs.gaps.popleft()
 
     def _backfill(self, vs: VehicleState, out: list[Fix], indices: list[int], now: float) -> list[Event]:
-        """Run late fixes that fall into a kept gap through the rules (see core/backfill.py)."""
+        """Run late fixes that fall into a kept gap through the rules (see core/backfill.py);
+        the others through the filter only, so drift and outliers stay out of tracks and mileage."""
         events: list[Event] = []
+        judged: set[int] = set()
         for gap in list(vs.gaps):
             mine = [i for i in indices if gap.holds(out[i].ts)]
             if not mine or gap.end_where is None:
                 continue
+            judged.update(mine)
             for i in mine:
                 gap.late.setdefault(out[i].ts, out[i])
             run = self._gap_state(vs, gap)
@@ -405,7 +409,22 @@ class Engine:
             run.where, run.rest = end, None
             at_end = self._run(run, _Step(gap.end, run, _KNOWN, link=False), None, live=False)
             events += [backfill.mark(e, gap, now) for e in backfill.keep(gap, during, at_end)]
+        self._filter_late(vs, out, [i for i in indices if i not in judged])
         return events
+
+    def _filter_late(self, vs: VehicleState, out: list[Fix], indices: list[int]) -> None:
+        """Late fixes outside every kept gap (a restart lost the gap, or older than the
+        window): no rule judges them, but the filter does, along the late stream itself."""
+        usable = [i for i in sorted(indices, key=lambda i: out[i].ts) if not out[i].flags & _NOT_FOR_RULES]
+        xy = self._project(usable, out)
+        for i in usable:
+            fix = out[i]
+            state = vs.late_filter
+            if state.anchor is not None and fix.ts < state.seen_ts:
+                state = vs.late_filter = filters.FilterState()  # out of order within the late stream
+            verdict = filters.classify(state, fix, *xy[i], vs.vehicle.vehicle_class, self.filters)
+            if verdict.flags:
+                out[i] = replace(fix, flags=fix.flags | verdict.flags)
 
     def _gap_state(self, vs: VehicleState, gap: backfill.Gap) -> VehicleState:
         """A private copy of the vehicle as it was when the gap began: the live state stays untouched."""

@@ -230,3 +230,14 @@ def test_the_filter_can_be_switched_off() -> None:
     tr = Track("MT-001", NOON, np.random.default_rng(1), sigma_m=12.0, speed_sigma=0.0)
     stored, _ = processed(eng, [replace(f, speed_kmh=1.0) for f in tr.park((3000, 2500), 600)])
     assert all(f.flags == 0 for f in stored)
+
+
+def test_late_fixes_outside_every_kept_gap_are_still_filtered() -> None:
+    eng = Engine(city=test_city_module.test_city(), tz=TZ)
+    tr = Track("MT-001", NOON, np.random.default_rng(2), sigma_m=12.0, speed_sigma=0.0)
+    old = [replace(f, speed_kmh=1.0, ignition=False) for f in tr.park((2000, 20), 1800)]
+    newer = Fix("MT-001", tr.t + 3600, *lonlat(2000, 20), received_at=tr.t + 3600, speed_kmh=0.0)
+    eng.process([newer], now=newer.ts)  # the vehicle is known from later on (a restart, a long-past upload)
+    stored, events = processed(eng, old)
+    assert all(f.flags & FixFlag.LATE for f in stored) and events == []
+    assert km(stored) < 0.15  # drift of the late stream left out too
