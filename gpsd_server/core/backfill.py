@@ -28,9 +28,12 @@ kept, for ``backfill_window_s`` of fix time.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from gpsd_server.core.filters import FilterState
 from gpsd_server.core.rules import presence
@@ -39,8 +42,7 @@ from gpsd_server.model import Event, Fix
 MARK = "@backfill:"
 
 
-@dataclass(frozen=True, slots=True)
-class Where:
+class Where(msgspec.Struct, frozen=True, gc=False):
     """A fix's place as the rules saw it (projected, zones, route distances)."""
 
     x: float
@@ -49,23 +51,30 @@ class Where:
     lat: float
     near: tuple[str, ...]
     inside: tuple[str, ...]
-    route_dist: dict[str, float]
+    route_dist: Mapping[str, float]
 
 
 @dataclass(slots=True)
 class Gap:
+    """A kept gap. The vehicle's state before it is held pickled: a few hundred
+    bytes, against several times that as live objects, and a private copy each
+    time it is unpacked."""
+
     start_ts: float  # last live fix before the silence
     end: Fix  # the live fix that ended it
-    states: dict[str, Any]  # deep copies, as before ``end`` was processed
-    presence: presence.PresenceState
-    filter: FilterState
+    state: bytes  # pickled (rule states by name, zone presence, filter), as before ``end`` was processed
     where: Where | None
     end_where: Where | None = None  # how ``end`` was located (set once it ran)
-    late: dict[float, Fix] = field(default_factory=dict)  # late fixes received so far, by ts
-    raised: set[tuple[str, str, float]] = field(default_factory=set)  # (key, phase, ts) already raised
+    late: dict[float, Fix] | None = None  # late fixes received so far, by ts
+    raised: set[tuple[str, str, float]] | None = None  # (key, phase, ts) already raised
 
     def holds(self, ts: float) -> bool:
         return self.start_ts < ts < self.end.ts
+
+    def unpack(self) -> tuple[dict[str, Any], presence.PresenceState, FilterState]:
+        """Fresh copies of the rule states, zone presence and filter state before the gap."""
+        states, presence_state, filter_state = pickle.loads(self.state)
+        return states, presence_state, filter_state
 
 
 def snapshot(
@@ -76,7 +85,9 @@ def snapshot(
     filter_state: FilterState,
     where: Where | None,
 ) -> Gap:
-    return Gap(start_ts, end, copy.deepcopy(states), copy.deepcopy(presence_state), copy.deepcopy(filter_state), where)
+    """``filter_state`` is as it was before the gap's closing fix was filtered."""
+    state = pickle.dumps((states, presence_state, filter_state), pickle.HIGHEST_PROTOCOL)
+    return Gap(start_ts, end, state, where)
 
 
 def keep(gap: Gap, during: list[Event], at_end: list[Event]) -> list[Event]:
@@ -98,11 +109,12 @@ def keep(gap: Gap, during: list[Event], at_end: list[Event]) -> list[Event]:
     chosen = [started[k] for k in started if k in ended] + [ended[k] for k in started if k in ended] + instants
     chosen.sort(key=lambda e: e.ts)
     out = []
+    raised = gap.raised = gap.raised or set()
     for e in chosen:
         mark = (e.key, e.phase, e.ts)
-        if mark in gap.raised:
+        if mark in raised:
             continue
-        gap.raised.add(mark)
+        raised.add(mark)
         out.append(e)
     return out
 

@@ -21,16 +21,16 @@ of any size gives the same events. Only :meth:`Engine.tick` uses the clock.
 
 from __future__ import annotations
 
-import copy
 import math
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 import numpy as np
+from msgspec.structs import replace
 
 from gpsd_server.core import backfill, filters
 from gpsd_server.core.city import City, Vehicle
@@ -51,8 +51,7 @@ _CLASS_CODE = {c: i for i, c in enumerate(VEHICLE_CLASSES)}
 Step = Callable[[Any, FixContext], Events]
 
 
-@dataclass(frozen=True, slots=True)
-class Rest:
+class Rest(msgspec.Struct, frozen=True, gc=False):
     """The inputs of the last full fix after which every skippable rule was at rest.
 
     A later fix with equal zones, sensors (and ``moving`` when sensors are
@@ -79,16 +78,46 @@ class Rest:
         return sensors == self.sensors and moving == self.moving
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The applicable rules of one kind of vehicle, shared by every vehicle of that kind.
+
+    A vehicle keeps only its rules' states (``VehicleState.slots``, in the order
+    of ``rules``); the (step, slot) pairs are built once per kind of vehicle, not
+    once per vehicle: at 10,000 vehicles that is most of a kilobyte each.
+    """
+
+    rules: tuple[Rule[Any], ...] = ()
+    steps: tuple[tuple[Step, int], ...] = ()  # (rule.step, slot) of every applicable rule, in order
+    busy: tuple[tuple[Step, int], ...] = ()  # the always_run ones (the fast path)
+    free: tuple[tuple[Step, int], ...] = ()  # the position-free ones (fixes without a usable position)
+    skippable: tuple[tuple[Rule[Any], int], ...] = ()  # asked at_rest after a full run
+
+    @classmethod
+    def of(cls, rules: tuple[Rule[Any], ...]) -> Plan:
+        slot = list(enumerate(rules))
+        return cls(
+            rules,
+            tuple((r.step, k) for k, r in slot),
+            tuple((r.step, k) for k, r in slot if r.always_run),
+            tuple((r.step, k) for k, r in slot if r.position_free),
+            tuple((r, k) for k, r in slot if not r.always_run),
+        )
+
+    def states(self, slots: tuple[Any, ...]) -> dict[str, Any]:
+        return {r.name: state for r, state in zip(self.rules, slots, strict=True)}
+
+
+_NO_PLAN = Plan()
+
+
 @dataclass(slots=True)
 class VehicleState:
-    """What the engine remembers about one vehicle."""
+    """What the engine remembers about one vehicle (kept small: a city tracks tens of thousands)."""
 
     vehicle: Vehicle
-    states: dict[str, Any] = field(default_factory=dict)  # rule name -> its state (kept across reloads)
-    rules: tuple[tuple[Step, Any], ...] = ()  # (rule.step, state) of the applicable rules, in order
-    busy: tuple[tuple[Step, Any], ...] = ()  # the always_run ones (the fast path)
-    free: tuple[tuple[Step, Any], ...] = ()  # the position-free ones (fixes without a usable position)
-    skippable: tuple[tuple[Rule[Any], Any], ...] = ()  # asked at_rest after a full run
+    plan: Plan = _NO_PLAN
+    slots: tuple[Any, ...] = ()  # the state of each rule of the plan, in its order
     presence: presence.PresenceState = field(default_factory=presence.PresenceState)
     link: offline.LinkState = field(default_factory=offline.LinkState)
     last_ts: float | None = None  # last processed (non-late) fix
@@ -96,11 +125,16 @@ class VehicleState:
     last_y: float = math.nan
     route_index: tuple[int, ...] = ()  # corridor indices of every permitted route
     rest: Rest | None = None  # set when the skippable rules are at rest (the fast path)
-    stale: list[OpenAlert] = field(default_factory=list)  # restored alerts no rule owns: ended at the next fix
+    stale: tuple[OpenAlert, ...] = ()  # restored alerts no rule owns: ended at the next fix
     filter: filters.FilterState = field(default_factory=filters.FilterState)
     where: backfill.Where | None = None  # the last position the rules saw (the parked one while drifting)
-    gaps: deque[backfill.Gap] = field(default_factory=deque)  # kept for blind-area backfill
-    late_filter: filters.FilterState = field(default_factory=filters.FilterState)  # late fixes outside gaps
+    gaps: tuple[backfill.Gap, ...] = ()  # kept for blind-area backfill, oldest first
+    late_filter: filters.FilterState | None = None  # late fixes outside gaps (made when first needed)
+
+    @property
+    def states(self) -> dict[str, Any]:
+        """Rule name -> its state."""
+        return self.plan.states(self.slots)
 
 
 @dataclass(slots=True)
@@ -118,8 +152,7 @@ class _Step:
     j: int = -1  # index into the batch's Located (own steps)
 
 
-@dataclass(frozen=True, slots=True)
-class Correction:
+class Correction(msgspec.Struct, frozen=True, gc=False):
     """A stored fix whose flags changed after the fact (a suspect jump that was a real move)."""
 
     vehicle_id: str
@@ -156,6 +189,7 @@ class Engine:
         self._projection = None if epsg is None else Projection(epsg)
         self._vehicles: dict[str, VehicleState] = {}
         self._members: dict[str, set[str]] = {}  # zone id -> vehicle ids inside
+        self._plans: dict[tuple[str, ...], Plan] = {}
         self.reload(city or City())
 
     # -- configuration ---------------------------------------------------
@@ -190,17 +224,21 @@ class Engine:
     def _vehicle(self, vehicle_id: str) -> Vehicle:
         return self.city.vehicle(vehicle_id) or Vehicle(vehicle_id)
 
-    def _configure(self, vs: VehicleState, vehicle: Vehicle) -> None:
+    def _configure(self, vs: VehicleState, vehicle: Vehicle, states: dict[str, Any] | None = None) -> None:
+        """Bind the vehicle to the plan of its rules; a rule that still applies keeps its
+        state (from ``states`` when given), a rule that no longer applies drops it."""
         vs.vehicle = vehicle
-        applicable = [r for r in RULES if r.applies(vehicle)]
+        applicable = tuple(r for r in RULES if r.applies(vehicle))
+        names = tuple(r.name for r in applicable)
+        plan = self._plans.get(names)
+        if plan is None:
+            plan = self._plans[names] = Plan.of(applicable)
+        old = vs.states if states is None else states
+        slots = []
         for rule in applicable:
-            if rule.name not in vs.states:
-                vs.states[rule.name] = rule.new_state()
-        bound = [(r, vs.states[r.name]) for r in applicable]
-        vs.rules = tuple((r.step, s) for r, s in bound)
-        vs.busy = tuple((r.step, s) for r, s in bound if r.always_run)
-        vs.free = tuple((r.step, s) for r, s in bound if r.position_free)
-        vs.skippable = tuple((r, s) for r, s in bound if not r.always_run)
+            state = old.get(rule.name)
+            slots.append(rule.new_state() if state is None else state)
+        vs.plan, vs.slots = plan, tuple(slots)
         vs.rest = None  # zone kinds and limits may have changed
         index = self._geometry.corridors.index if self._geometry is not None else {}
         vs.route_index = tuple(sorted({index[r] for p in vehicle.permits for r in p.routes if r in index}))
@@ -252,7 +290,7 @@ class Engine:
         corrections: list[Correction] = []
         for i, vs, gap in live:
             fix = out[i]
-            kept = copy.deepcopy(vs.filter) if gap is not None and self.settings.backfill_gaps_kept else None
+            kept = vs.filter.copy() if gap is not None and self.settings.backfill_gaps_kept else None
             start = gap or 0.0
             if i not in xy:  # no position, or one the terminal says is unusable
                 steps.append(_Step(fix, vs, _FREE, gap_filter=kept, gap_start=start))
@@ -325,11 +363,11 @@ class Engine:
             vs.gaps[-1].end_where = w
         events = offline.on_fix(vs.link, fix, settings, position_ok=True, moving=moving) if step.link else []
         near, inside = w.near, w.inside
-        rest = vs.rest
+        rest, plan, slots = vs.rest, vs.plan, vs.slots
         if rest is not None and rest.matches(fix, near, inside, moving):
-            rules, seen = vs.busy, presence.UNCHANGED
+            rules, seen = plan.busy, presence.UNCHANGED
         else:
-            rules = vs.rules
+            rules = plan.steps
             seen = presence.step(vs.presence, fix, near, inside, self._zones)
             events.extend(seen.events)
         if rules:
@@ -337,10 +375,10 @@ class Engine:
                 fix, w.x, w.y, moving, vs.vehicle, settings, self._zones, self.tz, self._corridor_m,
                 near, inside, w.route_dist, vs.presence.inside, seen.entered, seen.exited,
             )  # fmt: skip
-            for rule_step, state in rules:
-                if produced := rule_step(state, ctx):
+            for rule_step, k in rules:
+                if produced := rule_step(slots[k], ctx):
                     events.extend(produced)
-            if rules is vs.rules and self.fast_path:
+            if rules is plan.steps and self.fast_path:
                 vs.rest = self._at_rest(vs, ctx)
         if live and (seen.entered or seen.exited):
             self._update_members(fix.vehicle_id, seen.entered, seen.exited)
@@ -357,8 +395,9 @@ class Engine:
             fix = replace(fix, lon=lon, lat=lat)
         events = offline.on_fix(vs.link, fix, self.settings, position_ok=False, moving=False) if step.link else []
         ctx = FixContext(fix, math.nan, math.nan, False, vs.vehicle, self.settings, self._zones, self.tz)
-        for rule_step, state in vs.free:
-            if produced := rule_step(state, ctx):
+        slots = vs.slots
+        for rule_step, k in vs.plan.free:
+            if produced := rule_step(slots[k], ctx):
                 if nofix:
                     for e in produced:
                         e.details["position"] = "last_known" if vs.where is not None else "unknown"
@@ -367,27 +406,29 @@ class Engine:
 
     def _open_gap(self, vs: VehicleState, step: _Step) -> None:
         assert step.gap_filter is not None
-        gap = backfill.snapshot(step.gap_start, step.fix, vs.states, vs.presence, step.gap_filter, vs.where)
-        vs.gaps.append(gap)
-        keep = self.settings.backfill_gaps_kept
-        while len(vs.gaps) > keep or (vs.gaps and step.fix.ts - vs.gaps[0].end.ts > self.settings.backfill_window_s):
-            vs.gaps.popleft()
+        # Only the states that differ from a fresh one: at a gap most rules are idle.
+        changed = {r.name: st for r, st in zip(vs.plan.rules, vs.slots, strict=True) if st != r.new_state()}
+        gap = backfill.snapshot(step.gap_start, step.fix, changed, vs.presence, step.gap_filter, vs.where)
+        window = self.settings.backfill_window_s
+        kept = (*vs.gaps, gap)[-self.settings.backfill_gaps_kept :]
+        vs.gaps = tuple(g for g in kept if step.fix.ts - g.end.ts <= window)
 
     def _backfill(self, vs: VehicleState, out: list[Fix], indices: list[int], now: float) -> list[Event]:
         """Run late fixes that fall into a kept gap through the rules (see core/backfill.py);
         the others through the filter only, so drift and outliers stay out of tracks and mileage."""
         events: list[Event] = []
         judged: set[int] = set()
-        for gap in list(vs.gaps):
+        for gap in vs.gaps:
             mine = [i for i in indices if gap.holds(out[i].ts)]
             if not mine or gap.end_where is None:
                 continue
             judged.update(mine)
+            late = gap.late = gap.late or {}
             for i in mine:
-                gap.late.setdefault(out[i].ts, out[i])
+                late.setdefault(out[i].ts, out[i])
             run = self._gap_state(vs, gap)
             fs = self.filters
-            pending = sorted(gap.late.values(), key=lambda f: f.ts)
+            pending = sorted(late.values(), key=lambda f: f.ts)
             xy = self._project(list(range(len(pending))), pending)
             steps = []
             for k, fix in enumerate(pending):
@@ -420,29 +461,28 @@ class Engine:
         for i in usable:
             fix = out[i]
             state = vs.late_filter
-            if state.anchor is not None and fix.ts < state.seen_ts:
-                state = vs.late_filter = filters.FilterState()  # out of order within the late stream
+            if state is None or (state.anchor is not None and fix.ts < state.seen_ts):
+                state = vs.late_filter = filters.FilterState()  # new, or out of order within the late stream
             verdict = filters.classify(state, fix, *xy[i], vs.vehicle.vehicle_class, self.filters)
             if verdict.flags:
                 out[i] = replace(fix, flags=fix.flags | verdict.flags)
 
     def _gap_state(self, vs: VehicleState, gap: backfill.Gap) -> VehicleState:
         """A private copy of the vehicle as it was when the gap began: the live state stays untouched."""
-        run = VehicleState(vs.vehicle, states=copy.deepcopy(gap.states))
-        run.presence = copy.deepcopy(gap.presence)
-        run.filter = copy.deepcopy(gap.filter)
-        run.where = gap.where
+        states, presence_state, filter_state = gap.unpack()
+        run = VehicleState(vs.vehicle, presence=presence_state, filter=filter_state, where=gap.where)
         if gap.where is not None:
             run.last_x, run.last_y = gap.where.x, gap.where.y
-        self._configure(run, vs.vehicle)
+        self._configure(run, vs.vehicle, states)
         return run
 
     def _at_rest(self, vs: VehicleState, ctx: FixContext) -> Rest | None:
         if not presence.idle(vs.presence, ctx.near, ctx.inside):
             return None
         ceiling = math.inf
-        for rule, state in vs.skippable:
-            limit = rule.at_rest(state, ctx)
+        slots = vs.slots
+        for rule, k in vs.plan.skippable:
+            limit = rule.at_rest(slots[k], ctx)
             if limit is None:
                 return None
             ceiling = min(ceiling, limit)
@@ -456,7 +496,7 @@ class Engine:
                     make_event(fix, alert.kind, "end", alert.key, alert.severity, zone_id=alert.zone_id,
                                route_id=alert.route_id, details={"restored": True})
                 )  # fmt: skip
-            vs.stale = []
+            vs.stale = ()
         return events
 
     def _update_members(self, vehicle_id: str, entered: tuple[str, ...], exited: tuple[str, ...]) -> None:
@@ -515,9 +555,9 @@ class Engine:
                 continue
             owner = next((r for r in applicable.values() if r.owns(alert.key)), None)
             if owner is None:
-                vs.stale.append(alert)
+                vs.stale = (*vs.stale, alert)
             else:
-                owner.restore(vs.states[owner.name], alert, ctx)
+                owner.restore(vs.slots[vs.plan.rules.index(owner)], alert, ctx)
         vs.rest = None
 
     def _to_xy(self, lon: float, lat: float) -> tuple[float, float]:

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from gpsd_server.model import Fix, FixFlag
 from gpsd_server.settings import FilterSettings
@@ -47,8 +49,7 @@ JUMP = int(FixFlag.JUMP | FixFlag.FILTERED)
 FILTERED = int(FixFlag.FILTERED)
 
 
-@dataclass(frozen=True, slots=True)
-class Place:
+class Place(msgspec.Struct, frozen=True, gc=False):
     """An accepted position in metres, and when the vehicle was last seen there or after."""
 
     x: float
@@ -68,11 +69,14 @@ class FilterState:
     anchor: Place | None = None  # where the vehicle is for the rules and mileage
     seen_ts: float = -math.inf  # last accepted (good or drift) fix time
     parked: bool = False  # the anchor is a standing position (drift applies)
-    suspects: list[Suspect] = field(default_factory=list)
+    suspects: tuple[Suspect, ...] = ()  # a tuple: most vehicles never have one, and () is shared
+
+    def copy(self) -> FilterState:
+        """A full copy (every field is immutable)."""
+        return FilterState(self.anchor, self.seen_ts, self.parked, self.suspects)
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True, gc=False):
     kind: Kind
     flags: int = 0  # to add to the fix
     reason: str = ""  # for outliers: hdop, sats, jump
@@ -118,7 +122,8 @@ def classify(state: FilterState, fix: Fix, x: float, y: float, vehicle_class: st
     if _is_jump(d, fix.ts - state.seen_ts, vehicle_class, s):
         return _suspect(state, fix, x, y, vehicle_class, s)
     dropped = len(state.suspects)
-    state.suspects.clear()
+    if dropped:
+        state.suspects = ()
     if state.parked and d <= _drift_radius(fix, s) and _standing(fix, s):
         state.seen_ts = fix.ts
         return Verdict("drift", DRIFT, dropped=dropped) if dropped else DRIFTING
@@ -140,14 +145,15 @@ def _suspect(state: FilterState, fix: Fix, x: float, y: float, vehicle_class: st
         step = math.hypot(x - last.x, y - last.y)
         if _is_jump(step, fix.ts - last.fix.ts, vehicle_class, s):
             dropped = len(suspects)  # inconsistent with the cluster too: those were outliers
-            suspects.clear()
-    suspects.append(Suspect(fix, x, y))
+            suspects = ()
+    suspects = (*suspects, Suspect(fix, x, y))
     if len(suspects) < s.confirm_fixes:
+        state.suspects = suspects
         return Verdict("outlier", JUMP, "jump", dropped=dropped)
     # The vehicle really is over there: the earlier suspects go to the rules
     # first, then this fix, as good.
-    released = tuple(suspects[:-1])
-    suspects.clear()
+    released = suspects[:-1]
+    state.suspects = ()
     _accept(state, fix, x, y, s)
     return Verdict("release", released=released, dropped=dropped)
 

@@ -9,8 +9,9 @@ one ``contains_xy``, and every (fix, route) distance with one
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,8 @@ from shapely.geometry.base import BaseGeometry
 
 from gpsd_server.core.city import City, Route, Zone
 from gpsd_server.model import VEHICLE_CLASSES
+
+NO_ROUTES: Mapping[str, float] = MappingProxyType({})  # shared by every fix without permitted routes
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -141,7 +144,7 @@ class Located:
     y: list[float]
     near: list[tuple[str, ...]]  # zones within the exit band
     inside: list[tuple[str, ...]]  # zones strictly containing the fix
-    route_dist: list[dict[str, float]]  # only the routes asked for
+    route_dist: list[Mapping[str, float]]  # only the routes asked for
 
 
 class CityGeometry:
@@ -151,6 +154,7 @@ class CityGeometry:
         self.projection = projection
         self.zone_index = ZoneIndex(city.zones, projection, band_m)
         self.corridors = Corridors(city.routes, projection)
+        self._zone_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def locate(
         self, lon: FloatArray, lat: FloatArray, class_code: IntArray, routes: Sequence[Sequence[int]]
@@ -165,26 +169,34 @@ class CityGeometry:
         bounds = np.searchsorted(hits.fix[order], np.arange(n + 1)).tolist()
         near: list[tuple[str, ...]] = []
         inside: list[tuple[str, ...]] = []
+        # The vehicle state keeps the last fix's zones: one shared tuple per
+        # distinct set, not one per vehicle (memory per vehicle, not speed).
+        shared = self._zone_sets
+        if len(shared) > 100_000:
+            shared.clear()
         for i in range(n):
             a, b = bounds[i], bounds[i + 1]
             if a == b:
                 near.append(())
                 inside.append(())
                 continue
-            zs = ids[a:b]
-            near.append(tuple(zs))
-            inside.append(tuple(z for z, s in zip(zs, strict[a:b], strict=True) if s))
+            zs = tuple(ids[a:b])
+            near.append(shared.setdefault(zs, zs))
+            ins = tuple(z for z, s in zip(zs, strict[a:b], strict=True) if s)
+            inside.append(shared.setdefault(ins, ins))
         return Located(x.tolist(), y.tolist(), near, inside, self._route_distances(x, y, routes))
 
-    def _route_distances(self, x: FloatArray, y: FloatArray, routes: Sequence[Sequence[int]]) -> list[dict[str, float]]:
+    def _route_distances(
+        self, x: FloatArray, y: FloatArray, routes: Sequence[Sequence[int]]
+    ) -> list[Mapping[str, float]]:
         counts = np.fromiter((len(r) for r in routes), dtype=np.intp, count=len(routes))
-        out: list[dict[str, float]] = [{} for _ in routes]
         if not counts.sum():
-            return out
+            return [NO_ROUTES] * len(routes)
         fix = np.repeat(np.arange(len(routes)), counts)
         route = np.fromiter((r for rs in routes for r in rs), dtype=np.intp, count=int(counts.sum()))
         dist = self.corridors.distances(route, x[fix], y[fix]).tolist()
         route_ids = [r.id for r in self.corridors.routes]
+        found: dict[int, dict[str, float]] = {}
         for f, r, d in zip(fix.tolist(), route.tolist(), dist, strict=True):
-            out[f][route_ids[r]] = d
-        return out
+            found.setdefault(f, {})[route_ids[r]] = d
+        return [found.get(i, NO_ROUTES) for i in range(len(routes))]

@@ -21,13 +21,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from gpsd_server import wire
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class LivePosition:
+class LivePosition(msgspec.Struct, frozen=True, gc=False):
     """What the hub knows about a vehicle's latest position."""
 
     vehicle_id: str

@@ -19,7 +19,6 @@ its end applied before its next start.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,8 +140,7 @@ WHERE f.vehicle_id = c.vehicle_id AND f.ts = c.ts
 """
 
 
-@dataclass(frozen=True, slots=True)
-class AlertRow:
+class AlertRow(msgspec.Struct, frozen=True, gc=False):
     """An engine event to persist: a start or instant inserts, an end closes."""
 
     id: str
@@ -151,8 +149,7 @@ class AlertRow:
     place: str | None = None  # where, in the city's own words (start and instant rows)
 
 
-@dataclass(frozen=True, slots=True)
-class FlagCorrection:
+class FlagCorrection(msgspec.Struct, frozen=True, gc=False):
     vehicle_id: str
     ts: float
     flags: int

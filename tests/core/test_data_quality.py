@@ -4,10 +4,9 @@ the reports do (usable fixes only, late ones included, in fix-time order)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
+from msgspec.structs import replace
 
 from gpsd_server.core.engine import Engine
 from gpsd_server.core.history import UNUSABLE_FLAGS, track_stats

@@ -4,9 +4,8 @@ no end is missed, and a new episode after the restart is a new alert."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
+from msgspec.structs import replace
 
 from gpsd_server.core.rules.base import OpenAlert
 from gpsd_server.model import FixFlag

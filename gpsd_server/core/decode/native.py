@@ -10,12 +10,21 @@ with bad characters) and ``vehicle_mismatch`` (``vehicle_id`` in the body
 disagrees with the topic). An item with ``alarm`` or ``status`` but no valid
 position (missing, zero, out of range) is not rejected: it decodes to a fix
 flagged ``NOFIX``, whose alarms the rules raise at the last known position.
+
+Two paths give the same answer. The fast one decodes straight into typed
+structs (msgspec checks types and ranges in C) and is taken when every item
+of the payload is valid; anything it does not accept goes to the general
+path, which finds and names the reason. ``tests/core/decode/test_native.py``
+checks that both agree on generated payloads.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
 
 from gpsd_server.core.decode.common import VEHICLE_ID_RE, check_position, check_ts, decode_batch, parse_ts
 from gpsd_server.errors import DecodeError
@@ -121,4 +130,95 @@ def decode_native(vehicle_id: str, payload: bytes, *, now: float, limits: Ingest
     """Decode a native payload published on ``{prefix}/{vehicle_id}/fix``."""
     if not VEHICLE_ID_RE.match(vehicle_id):
         return [DecodeError("bad_vehicle_id", "topic vehicle id is empty or malformed")]
+    if len(payload) <= limits.max_payload_bytes:
+        fast = _decode_typed(vehicle_id, payload, now, limits)
+        if fast is not None:
+            return fast
+    return decode_general(vehicle_id, payload, now=now, limits=limits)
+
+
+def decode_general(vehicle_id: str, payload: bytes, *, now: float, limits: IngestSettings) -> list[Fix | DecodeError]:
+    """The general path: every item checked field by field, every rejection named."""
     return decode_batch(vehicle_id, payload, decode_item, now=now, limits=limits)
+
+
+# -- the typed fast path ------------------------------------------------------
+
+_U32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
+
+
+class _SensorsIn(msgspec.Struct, gc=False):
+    cover_closed: bool | None = None
+    loaded: bool | None = None
+    lift: bool | None = None
+    drum: Literal["cw", "ccw", "stopped"] | None = None
+
+
+class _ItemIn(msgspec.Struct, gc=False):
+    """One native item as the fast path accepts it: the README's field table."""
+
+    ts: str | int | float | None = None
+    lon: float | None = None
+    lat: float | None = None
+    vehicle_id: str | None = None
+    speed_kmh: Annotated[float, Meta(ge=0, le=400)] | None = None
+    heading: Annotated[float, Meta(ge=0, le=360)] | None = None
+    alt_m: Annotated[float, Meta(ge=-1000, le=10000)] | None = None
+    sats: Annotated[int, Meta(ge=0, le=255)] | None = None
+    hdop: Annotated[float, Meta(ge=0, le=100)] | None = None
+    ignition: bool | None = None
+    alarm: _U32 | None = None
+    status: _U32 | None = None
+    sensors: _SensorsIn | None = None
+    mileage_km: Annotated[float, Meta(ge=0, le=1e8)] | None = None
+
+
+_typed = msgspec.json.Decoder(_ItemIn | list[_ItemIn])
+
+
+def _decode_typed(
+    vehicle_id: str, payload: bytes, now: float, limits: IngestSettings
+) -> list[Fix | DecodeError] | None:
+    """All items valid -> their fixes; anything else -> None (take the general path)."""
+    try:
+        doc = _typed.decode(payload)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None
+    items = [doc] if isinstance(doc, _ItemIn) else doc
+    if not items or len(items) > limits.max_batch_items:
+        return None
+    out: list[Fix | DecodeError] = []
+    for it in items:
+        if it.ts is None or it.lon is None or it.lat is None:
+            return None
+        if it.vehicle_id is not None and it.vehicle_id != vehicle_id:
+            return None
+        try:
+            ts = parse_ts(it.ts)
+            check_ts(ts, now, limits)
+            lon, lat = check_position(it.lon, it.lat)
+        except (DecodeError, OverflowError):  # OverflowError: an integer ts beyond float range
+            return None
+        s = it.sensors
+        out.append(
+            Fix(
+                vehicle_id=vehicle_id,
+                ts=ts,
+                lon=lon,
+                lat=lat,
+                received_at=now,
+                speed_kmh=it.speed_kmh,
+                heading=it.heading,
+                alt_m=it.alt_m,
+                sats=it.sats,
+                hdop=it.hdop,
+                ignition=it.ignition,
+                alarm=it.alarm or 0,
+                status=it.status or 0,
+                sensors=None
+                if s is None
+                else Sensors(cover_closed=s.cover_closed, loaded=s.loaded, lift=s.lift, drum=s.drum),
+                mileage_km=it.mileage_km,
+            )
+        )
+    return out

@@ -83,6 +83,7 @@ class FixContext:
 
     __slots__ = (
         "_local",
+        "_permits",
         "confirmed",
         "corridors",
         "entered",
@@ -133,6 +134,7 @@ class FixContext:
         self.entered = entered  # zones confirmed at this fix
         self.exited = exited
         self._local: LocalTime | None = None
+        self._permits: tuple[Permit, ...] | None = None
 
     def local(self) -> LocalTime:
         if self._local is None:
@@ -140,12 +142,14 @@ class FixContext:
         return self._local
 
     def permits(self) -> tuple[Permit, ...]:
-        """The vehicle's permits valid on the fix's local date."""
-        permits = self.vehicle.permits
-        if all(p.valid_from is None and p.valid_to is None for p in permits):
-            return permits  # no dates to check (and no clock arithmetic needed)
-        day = self.local().day
-        return tuple(p for p in self.vehicle.permits if p.valid_on(day))
+        """The vehicle's permits valid on the fix's local date (worked out once per fix)."""
+        if self._permits is None:
+            permits = self.vehicle.permits
+            if any(p.valid_from is not None or p.valid_to is not None for p in permits):
+                day = self.local().day  # dates to check: the clock arithmetic only then
+                permits = tuple(p for p in permits if p.valid_on(day))
+            self._permits = permits
+        return self._permits
 
     def corridor_m(self, route_id: str) -> float:
         corridor = self.corridors.get(route_id)

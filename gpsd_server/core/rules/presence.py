@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from gpsd_server.core.city import Zone
 from gpsd_server.core.rules.base import NO_EVENTS, Events, OpenAlert, make_event
@@ -22,10 +24,19 @@ KIND = "zone"
 PREFIX = "zone:"
 
 
+NOWHERE: Mapping[str, float] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class PresenceState:
-    inside: dict[str, float] = field(default_factory=dict)  # zone id -> first inside fix ts
-    pending: dict[str, float] = field(default_factory=dict)  # dwell not met yet
+    """Zones of one vehicle. Read-only maps, replaced when they change: most of a
+    fleet is between zones at any time, and they share one empty map."""
+
+    inside: Mapping[str, float] = field(default_factory=lambda: NOWHERE)  # zone id -> first inside fix ts
+    pending: Mapping[str, float] = field(default_factory=lambda: NOWHERE)  # dwell not met yet
+
+    def __reduce__(self) -> tuple[Any, ...]:  # backfill pickles it (a mapping proxy does not pickle)
+        return (PresenceState, (dict(self.inside), dict(self.pending)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,28 +66,28 @@ def step(
     events: list[Event] = []
     exited: list[str] = []
     entered: list[str] = []
-    for zid in [z for z in state.inside if z not in near]:
-        entered_at = state.inside.pop(zid)
+    confirmed, pending = dict(state.inside), {z: t for z, t in state.pending.items() if z in near}
+    for zid in [z for z in confirmed if z not in near]:
+        entered_at = confirmed.pop(zid)
         exited.append(zid)
         events.append(_event(fix, zones, "end", zid, entered_at=entered_at, duration_s=ts - entered_at))
-    for zid in [z for z in state.pending if z not in near]:
-        del state.pending[zid]
     for zid in inside:
-        if zid in state.inside:
+        if zid in confirmed:
             continue
-        since = state.pending.setdefault(zid, ts)
+        since = pending.setdefault(zid, ts)
         zone = zones.get(zid)
         if zone is not None and ts - since >= zone.dwell_s:
-            del state.pending[zid]
-            state.inside[zid] = since
+            del pending[zid]
+            confirmed[zid] = since
             entered.append(zid)
             events.append(_event(fix, zones, "start", zid, entered_at=since))
+    state.inside, state.pending = confirmed or NOWHERE, pending or NOWHERE
     return Presence(tuple(entered), tuple(exited), tuple(events))
 
 
 def restore(state: PresenceState, alert: OpenAlert) -> None:
     """An open zone record: the vehicle was inside when the server stopped."""
-    state.inside[alert.key.removeprefix(PREFIX)] = alert.ts
+    state.inside = {**state.inside, alert.key.removeprefix(PREFIX): alert.ts}
 
 
 def _event(fix: Fix, zones: Mapping[str, Zone], phase: str, zid: str, **details: float) -> Event:

@@ -148,3 +148,75 @@ def test_decoder_never_raises_and_always_gives_a_reason(doc: object) -> None:
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
     out = decode_native("V1", raw, now=NOW, limits=LIMITS)
     assert out and all(isinstance(x, (Fix, DecodeError)) for x in out)
+
+
+def _plain(out: list[Fix | DecodeError]) -> list[object]:
+    return [x if isinstance(x, Fix) else (x.reason, x.detail, x.index) for x in out]
+
+
+def _edge(lo: float, hi: float) -> st.SearchStrategy[object]:
+    """Values in range, on its edges, just outside, and of the wrong JSON type."""
+    return st.one_of(
+        st.floats(lo, hi),
+        st.integers(int(lo), int(hi)),
+        st.sampled_from([lo, hi, lo - 1, hi + 1, 2.5, 5.0, True, "1", None]),
+    )
+
+
+near_valid = st.fixed_dictionaries(
+    {
+        "ts": st.one_of(
+            st.floats(NOW - 40 * 86400, NOW + 400),
+            st.integers(int(NOW - 40 * 86400), int(NOW + 400)),
+            st.sampled_from(["2026-11-27T23:26:40Z", "2026-11-28T07:26:40.5+08:00", "2026-11-27T23:26:40", True]),
+        ),
+        "lon": _edge(-181, 181),
+        "lat": _edge(-91, 91),
+    },
+    optional={
+        "speed_kmh": _edge(0, 400),
+        "heading": _edge(0, 360),
+        "alt_m": _edge(-1000, 10000),
+        "sats": _edge(0, 255),
+        "hdop": _edge(0, 100),
+        "mileage_km": _edge(0, 1e8),
+        "alarm": _edge(0, 0xFFFFFFFF),
+        "status": _edge(0, 0xFFFFFFFF),
+        "ignition": st.sampled_from([True, False, None, 1, "true"]),
+        "vehicle_id": st.sampled_from(["V1", "V2", None, 7]),
+        "sensors": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "cover_closed": st.sampled_from([True, False, None, 0]),
+                    "loaded": st.booleans(),
+                    "drum": st.sampled_from(["cw", "ccw", "stopped", "left", None]),
+                },
+            ),
+            st.just([]),
+        ),
+    },
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(near_valid, st.lists(near_valid, max_size=4)))
+def test_fast_path_and_general_path_agree(doc: object) -> None:
+    from gpsd_server.core.decode.native import decode_general
+
+    raw = json.dumps(doc).encode()
+    assert _plain(decode_native("V1", raw, now=NOW, limits=LIMITS)) == _plain(
+        decode_general("V1", raw, now=NOW, limits=LIMITS)
+    )
+
+
+def test_fast_path_takes_the_common_payloads() -> None:
+    from gpsd_server.core.decode.native import _decode_typed
+
+    common = [
+        {"ts": NOW - 5, "lon": 112.35, "lat": 28.57, "speed_kmh": 36, "heading": 90, "sats": 9, "ignition": True},
+        [{"ts": "2026-11-27T23:26:00Z", "lon": 112.35, "lat": 28.57, "alarm": 0, "sensors": {"loaded": True}}] * 3,
+    ]
+    for doc in common:
+        assert _decode_typed("V1", json.dumps(doc).encode(), NOW, LIMITS) is not None, doc

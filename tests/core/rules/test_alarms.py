@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
+from msgspec.structs import replace
 
 from gpsd_server.core.rules.alarms import ALARM_NAMES
 from gpsd_server.model import FixFlag
