@@ -302,4 +302,3 @@ def command_json(command: Command, edition: Edition = 2013, *, msg_sn: int | Non
         header["msg_sn"] = msg_sn
     body = command.to_json(edition)
     return {"header": header, "body": body} if body else {"header": header}
-

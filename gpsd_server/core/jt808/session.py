@@ -116,7 +116,9 @@ class Jt808Session:
     ``known(phone)`` (optional) says whether a phone is in the vehicle
     registry; without it every terminal may register."""
 
-    def __init__(self, settings: Jt808Settings, *, now: float = 0.0, known: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self, settings: Jt808Settings, *, now: float = 0.0, known: Callable[[str], bool] | None = None
+    ) -> None:
         self.settings = settings
         self.connected_at = self._now = now
         self.known = known
@@ -231,7 +233,11 @@ class Jt808Session:
         if msg_id not in _BEFORE_AUTH and not self.admitted:
             return self._answer("unauthenticated", header, m.RESULT_FAILURE, tolerated=tolerated)
         if isinstance(message, m.TerminalResponse):
-            return Outcome("terminal_response", tolerated=tolerated, ack=self._ack(message.reply_id, message.reply_sn, message.result))
+            return Outcome(
+                "terminal_response",
+                tolerated=tolerated,
+                ack=self._ack(message.reply_id, message.reply_sn, message.result),
+            )
         if isinstance(message, m.Deregister):
             self.authenticated, self.state = False, "deregistered"
         reason = _REASON_BY_ID.get(msg_id, "unsupported" if isinstance(message, m.Unknown) else "report")

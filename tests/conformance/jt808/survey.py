@@ -1,6 +1,7 @@
 """Survey: run every public JT/T 808 vector through our current code.
 
-Not a pytest test (``test_corpus.py`` is: it asserts what this prints). It loads ``vectors/*.jsonl`` and, for each vector, runs
+Not a pytest test (``test_corpus.py`` asserts what this prints). It loads
+``vectors/*.jsonl`` and, for each vector, runs
 
 1. framing: ``jt808.FrameSplitter`` (and ``Reassembler`` for subpackaged
    frames) on the wire bytes; ``form: unescaped`` vectors are escaped first,

@@ -40,10 +40,10 @@ import msgspec
 import pytest
 
 from gpsd_server.core.decode.jt808 import decode_location, normalize_phone
-from gpsd_server.core.jt808.codec import clean
 from gpsd_server.core.jt808 import downlink as dl
 from gpsd_server.core.jt808 import frame as jt808
 from gpsd_server.core.jt808 import messages as m
+from gpsd_server.core.jt808.codec import clean
 from gpsd_server.core.jt808.frame import Frame, FrameError, Header
 from gpsd_server.core.jt808.session import Jt808Session, Outcome
 from gpsd_server.errors import DecodeError
@@ -286,8 +286,9 @@ def test_location_gives_the_sources_fix_values(vec: dict[str, Any]) -> None:
         bad = [f for f in fixes if isinstance(f, DecodeError)]
         assert bad and {f.reason for f in bad} == {reason}, why
         # The bytes are read as the source wrote them: only the Fix is refused.
-        for e, loc in zip([exp] if "items" not in exp else exp["items"], locs, strict=False):
-            lat = round(abs(e["lat"]) * 1e6) if "signed" not in why else round(e["lat"] * 1e6) & 0xFFFFFFFF
+        signed = "signed_lat_lon" in vec["quirks"]
+        for e, loc in zip(exp.get("items", [exp]), locs, strict=False):
+            lat = round(e["lat"] * 1e6) & 0xFFFFFFFF if signed else round(abs(e["lat"]) * 1e6)
             assert loc["latitude"] == lat, why
         return
     if vec["msg_id"] == 0x0802:
@@ -595,7 +596,9 @@ ENCODED_DIFFERENTLY: dict[str, tuple[dl.Downlink, str]] = {
 # standard platform answers those ids "not supported" (or passes 0x0900 on
 # as data) and makes no position: recorded per vector.
 _UNCHECKED = "bad checksum: dropped and answered 0x8001 result 2 (traccar does not verify checksums)"
-TRACCAR_NO_FIX: dict[str, str] = {vid: _UNCHECKED for vid in ("traccar-059", "traccar-088", "traccar-109", "traccar-110")}
+TRACCAR_NO_FIX: dict[str, str] = {
+    vid: _UNCHECKED for vid in ("traccar-059", "traccar-088", "traccar-109", "traccar-110")
+}
 
 
 @pytest.mark.parametrize("vec", vectors(lambda v: source(v) == "traccar" and v["msg_id"] is not None))

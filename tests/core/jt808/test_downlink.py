@@ -51,7 +51,7 @@ def test_position_query_0x8201_has_no_body() -> None:
 
 def test_set_reporting_intervals_0x8103() -> None:
     command = dl.SetParameters(((REPORT_INTERVAL_DEFAULT, 10), (REPORT_INTERVAL_SLEEP, 120)))
-    assert command.encode() == bytes.fromhex("02" "00000029" "04" "0000000a" "00000027" "04" "00000078")
+    assert command.encode() == bytes.fromhex("0200000029040000000a000000270400000078")
     assert round_trip(2013, command) == command
     assert dl.command_json(command, msg_sn=7) == {
         "header": {"msg_id": 0x8103, "msg_sn": 7},

@@ -18,7 +18,9 @@ NOW = 1_714_950_489.0
 NOW_BCD = "240506070809"
 
 
-def send(session: Jt808Session, message: m.Message, sn: int, edition: jt808.Edition = 2013, now: float = NOW) -> Outcome:
+def send(
+    session: Jt808Session, message: m.Message, sn: int, edition: jt808.Edition = 2013, now: float = NOW
+) -> Outcome:
     phone = PHONE if edition == 2013 else PHONE.rjust(20, "0")
     frame = jt808.encode_frame(Header(message.msg_id, phone, sn, edition), message.encode(edition))
     [outcome] = session.receive(frame, now)
