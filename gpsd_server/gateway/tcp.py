@@ -136,7 +136,11 @@ class Jt808Gateway:
                 "jt808 gateway: max_connections %d lowered to %d to stay within the descriptor limit %d "
                 "(raise `ulimit -n` to allow more)", s.max_connections, self.max_connections, soft,
             )  # fmt: skip
-        self._server = await asyncio.start_server(self._accept, host, port, limit=2 * s.read_chunk_bytes)
+        # A backlog for the reconnect storm after a network outage (the kernel caps it at somaxconn).
+        backlog = min(4096, max(128, self.max_connections // 8))
+        self._server = await asyncio.start_server(
+            self._accept, host, port, limit=2 * s.read_chunk_bytes, backlog=backlog
+        )
         self._housekeeping = asyncio.create_task(self._flush_logs(), name="jt808-log-flush")
         log.info(
             "jt808 gateway listening on %s:%s (at most %d connections, %d per address)",
