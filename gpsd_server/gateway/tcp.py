@@ -167,13 +167,13 @@ class Jt808Gateway:
             await self._server.wait_closed()
         self.events.flush()
 
-    async def send(self, phone: str, command: dl.Command) -> tuple[int, str] | None:
+    async def send(self, phone: str, command: dl.Command, *, sn: int | None = None) -> tuple[int, str] | None:
         """Write a command to the terminal's connection: (sequence number,
         connection id), or ``None`` when it is not connected and authenticated."""
         conn = self._by_phone.get(normalize_phone(phone))
         if conn is None:
             return None
-        sent = conn.session.command(command, self._clock())
+        sent = conn.session.command(command, self._clock(), sn=sn)
         if sent is None:
             return None
         sn, frame = sent
@@ -391,11 +391,13 @@ class Downlinks:
             doc = msgspec.json.decode(payload)
             head = doc["header"]
             command = dl.command_from_json(int(head["msg_id"]), doc.get("body") or {})
+            sn = head.get("msg_sn")  # EMQX 5.9+ uses a given sequence number; so do we
+            sn = int(sn) if isinstance(sn, int) and not isinstance(sn, bool) else None
         except (msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
             self.gateway.counters["dropped_downlink"] += 1
             self.gateway.events.event("dropped downlink", topic, repr(exc)[:200])
             return
-        if len(parts) < 3 or await self.gateway.send(parts[-2], command) is None:
+        if len(parts) < 3 or await self.gateway.send(parts[-2], command, sn=sn) is None:
             self.gateway.counters["dropped_downlink_offline"] += 1
             self.gateway.events.event("dropped downlink_offline", topic, level=logging.INFO)
 

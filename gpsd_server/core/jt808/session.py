@@ -180,12 +180,13 @@ class Jt808Session:
     def eof(self) -> list[Outcome]:
         return [self._bad_frame(error) for error in self._splitter.close()]
 
-    def command(self, command: Command, now: float) -> tuple[int, bytes] | None:
+    def command(self, command: Command, now: float, *, sn: int | None = None) -> tuple[int, bytes] | None:
         """The frame of a platform command and its sequence number; ``None``
-        before the terminal is admitted (nowhere to address it)."""
+        before the terminal is admitted (nowhere to address it). ``sn``: the
+        number to use (EMQX's downlink JSON may name one), else the next."""
         if self.phone is None or not self.admitted:
             return None
-        sn = self._take_sn()
+        sn = self._take_sn() if sn is None else sn & 0xFFFF
         header = Header(command.msg_id, self.phone, sn, self.edition, self.proto_ver)
         frame = jt808.encode_frame(header, command.encode(header.body_edition, self.settings.string_encoding))
         self._inflight[(command.msg_id, sn)] = now
