@@ -94,6 +94,7 @@ class TerminalCommands:
         self._wake = asyncio.Event()
         self._restored = False
         self._health_at = 0.0
+        self._conn: psycopg.AsyncConnection[Any] | None = None  # its own, not one of the API's pool
 
     # -- what the gateway and ingest tell us (synchronous, cheap) --------------------
 
@@ -122,7 +123,7 @@ class TerminalCommands:
             clientid, phone = parts[0], parts[1]
             if self.health.seen_via_mqtt(clientid, phone, now) is None:
                 continue
-            if _ANSWER.search(msg.payload[:64]):
+            if _ANSWER.search(msg.payload):  # EMQX writes "body" before "header"
                 self._mqtt_answer(phone, msg.payload)
 
     def _mqtt_answer(self, phone: str, payload: bytes) -> None:
@@ -145,6 +146,12 @@ class TerminalCommands:
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self._drop_connection()
+
+    async def _loop(self) -> None:
         backoff = Backoff(self.settings.command_poll_s, 30.0)
         while True:
             try:
@@ -152,6 +159,7 @@ class TerminalCommands:
                 backoff.reset()
                 wait = self.settings.command_poll_s
             except (psycopg.Error, *DB_ERRORS) as exc:
+                await self._drop_connection()
                 wait = backoff.next()
                 self.counters["commands_database_errors"] += 1
                 self.events.event("commands: database unavailable", detail=str(exc).strip().splitlines()[0][:200])
@@ -161,40 +169,54 @@ class TerminalCommands:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
 
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self.db.direct()
+            await self._conn.set_autocommit(True)  # every statement stands alone: nothing half-done is lost
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        self._conn = None
+
+    async def close(self) -> None:
+        await self._drop_connection()
+
     async def cycle(self) -> None:
         """One pass: answers and closed connections, timeouts, delivery, health."""
-        async with self.db.connection(wait_s=5) as conn:
-            await conn.set_autocommit(True)
-            if not self._restored:
-                self.health.restore(await store.health_for_restore(conn))
-                self._restored = True
-            await self._record_answers(conn)
-            while self._gone:
-                phone, connection = self._gone[0]
-                n = await store.requeue_connection(
-                    conn, phone=phone, connection=connection, max_attempts=self.settings.command_max_attempts
-                )
-                self.counters["commands_requeued"] += n
-                self._gone.popleft()
-            self.counters["commands_expired"] += await store.expire(
-                conn, ack_timeout_s=self.settings.command_ack_timeout_s, queue_s=self.settings.command_expire_s,
-                max_attempts=self.settings.command_max_attempts,
-            )  # fmt: skip
-            await self._deliver(conn)
-            now = self._clock()
-            if now - self._health_at >= self.settings.health_flush_s:
-                changed = self.health.changed()
-                rows = [r.row() for r in changed]
-                for rec in changed:  # before the write: updates made meanwhile stay dirty
-                    rec.dirty = False
-                try:
-                    if rows:
-                        await store.save_health(conn, rows)
-                except BaseException:
-                    for rec in changed:
-                        rec.dirty = True
-                    raise
-                self._health_at = now
+        conn = await self._connection()
+        if not self._restored:
+            self.health.restore(await store.health_for_restore(conn))
+            self._restored = True
+        await self._record_answers(conn)
+        while self._gone:
+            phone, connection = self._gone[0]
+            n = await store.requeue_connection(
+                conn, phone=phone, connection=connection, max_attempts=self.settings.command_max_attempts
+            )
+            self.counters["commands_requeued"] += n
+            self._gone.popleft()
+        self.counters["commands_expired"] += await store.expire(
+            conn, ack_timeout_s=self.settings.command_ack_timeout_s, queue_s=self.settings.command_expire_s,
+            max_attempts=self.settings.command_max_attempts,
+        )  # fmt: skip
+        await self._deliver(conn)
+        now = self._clock()
+        if now - self._health_at >= self.settings.health_flush_s:
+            changed = self.health.changed()
+            rows = [r.row() for r in changed]
+            for rec in changed:  # before the write: updates made meanwhile stay dirty
+                rec.dirty = False
+            try:
+                if rows:
+                    await store.save_health(conn, rows)
+            except BaseException:
+                for rec in changed:
+                    rec.dirty = True
+                raise
+            self._health_at = now
 
     async def _record_answers(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while self._answers:

@@ -27,6 +27,7 @@ from gpsd_server.core.decode.jt808 import AUTO_REGISTER_PREFIX, normalize_phone,
 from gpsd_server.core.jt808.session import Jt808Session, Outcome
 
 MAX_STRANGERS = 2000
+TCP_GRACE_S = 30.0  # after a TCP terminal leaves, its last uplinks may still come back from the broker
 
 
 class TerminalRegistry:
@@ -152,8 +153,10 @@ class TerminalHealth:
             return None
         key = normalize_phone(header_phone)
         rec = self.records.get(key)
-        if rec is not None and rec.transport == "tcp" and rec.connected:
-            return None  # our own gateway's publication of a TCP terminal
+        if rec is not None and rec.transport == "tcp":
+            recent = rec.last_disconnect is not None and now - rec.last_disconnect < TCP_GRACE_S
+            if rec.connected or recent:
+                return None  # our own gateway's publication of a TCP terminal (maybe still in flight)
         rec = self.record(header_phone, now)
         if rec.transport != "mqtt" or rec.state != "emqx":
             rec.transport, rec.state, rec.last_connect = "mqtt", "emqx", now
@@ -168,13 +171,23 @@ class TerminalHealth:
         return [r for r in self.records.values() if r.dirty]
 
     def restore(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Records from the database at start: counters continue, nothing is connected."""
+        """Records from the database at start: counters continue, nothing is
+        connected (a terminal that connected meanwhile keeps its live record,
+        with the stored counters added)."""
         for row in rows:
             values = {k: v for k, v in row.items() if k in TerminalRecord.__dataclass_fields__}
             rec = TerminalRecord(**values)
             rec.drops, rec.tolerated = Counter(row.get("drops") or {}), Counter(row.get("tolerated") or {})
             rec.connected, rec.dirty = False, False
-            self.records[rec.phone] = rec
+            live = self.records.get(rec.phone)
+            if live is None:
+                self.records[rec.phone] = rec
+                continue
+            live.drops.update(rec.drops)
+            live.tolerated.update(rec.tolerated)
+            live.connections += rec.connections
+            live.first_seen = rec.first_seen or live.first_seen
+            live.dirty = True
 
     def _bound(self) -> None:
         strangers = [r for r in self.records.values() if r.vehicle_id is None]

@@ -239,11 +239,15 @@ class Jt808Gateway:
         self._connections.pop(task, None)
         self._addresses.release(conn.address)
         phone = conn.session.phone
-        if phone is not None and self._by_phone.get(normalize_phone(phone)) is conn:
-            del self._by_phone[normalize_phone(phone)]
-            if self.on_disconnect is not None:
-                self.on_disconnect(normalize_phone(phone), conn.id)
-        if conn.record is not None and self.health is not None:
+        if phone is None:
+            return
+        key = normalize_phone(phone)
+        newer = self._by_phone.get(key)
+        if newer is conn:
+            del self._by_phone[key]
+        if self.on_disconnect is not None:
+            self.on_disconnect(key, conn.id)  # commands sent on this connection go out again
+        if conn.record is not None and self.health is not None and newer in (None, conn):
             self.health.detach(conn.record, reason, self._clock())
 
     async def _converse(self, reader: asyncio.StreamReader, conn: Connection) -> str:

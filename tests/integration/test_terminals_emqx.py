@@ -32,7 +32,7 @@ from tests.fixtures.services import MQTT_PORT, REPO
 from tests.helpers import wait_for
 from tools.jt808_terminal import SimulatedTerminal, location
 
-CAR, PHONE = "PC-001", "013100000001"
+CAR, PHONE = "PC-004", "013100000021"  # a phone no other test uses (the session shares one database)
 
 
 @pytest.fixture
@@ -93,10 +93,17 @@ async def test_commands_go_through_the_emqx_downlink_topic(
 ) -> None:  # fmt: skip
     assert server.server.gateway is None
     now = time.time()
-    car = SimulatedTerminal(PHONE)
-    await car.connect("127.0.0.1", other_gateway.port)
-    await car.authenticate("any")
-    await car.report(location(now - 3, 112.35, 28.57))
+    async with SimulatedTerminal(PHONE) as car:
+        await car.connect("127.0.0.1", other_gateway.port)
+        await car.authenticate("any")
+        await car.report(location(now - 3, 112.35, 28.57))
+        await through_emqx(server, car, topic_prefix, unique, db, now)
+
+
+async def through_emqx(
+    server: RunningServer, car: SimulatedTerminal, topic_prefix: str, unique: str,
+    db: psycopg.Connection[tuple[object, ...]], now: float,
+) -> None:  # fmt: skip
     async with (
         httpx.AsyncClient(base_url=server.http, headers=server.headers("operator")) as http,
         aiomqtt.Client("127.0.0.1", MQTT_PORT, identifier=f"{unique}-watch") as watch,
@@ -139,4 +146,3 @@ async def test_commands_go_through_the_emqx_downlink_topic(
         await asyncio.sleep(1.5)  # past the 1 s answer timeout: not resent, not timed out
         assert (await http.get(f"/api/commands/{text['id']}")).json()["status"] == "sent"
         assert car.received_commands() == []
-    await car.close()
