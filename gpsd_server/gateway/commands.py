@@ -227,8 +227,21 @@ class TerminalCommands:
             self.counters["commands_answered" if found is not None else "answers_unmatched"] += 1
             self._answers.popleft()
 
+    def _reachable_phones(self) -> list[str]:
+        phones = set(self.gateway.online_phones()) if self.gateway is not None else set()
+        if self.settings.downlink_mqtt and self.publish is not None:
+            now, window = self._clock(), self.settings.mqtt_online_s
+            phones.update(
+                p for p, r in self.health.records.items()
+                if r.transport == "mqtt" and r.last_frame is not None and now - r.last_frame <= window
+            )  # fmt: skip
+        return sorted(phones)
+
     async def _deliver(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        for row in await store.queued(conn, limit=500):
+        phones = self._reachable_phones()
+        if not phones:
+            return
+        for row in await store.queued(conn, phones, limit=500):
             transport = self._reachable(row.phone)
             if transport is None:
                 continue

@@ -65,7 +65,11 @@ class TerminalRegistry:
         return phone
 
     def known(self, phone: str) -> bool:
-        return self.vehicle_of(phone) is not None
+        """Whether a terminal may register. With no terminal in the registry
+        at all (no city loaded yet, or a city file in error) nobody is turned
+        away: a terminal told "no such terminal" may give up until it is power
+        cycled, and its positions are refused by the decoder anyway."""
+        return not self._vehicle_by_phone or self.vehicle_of(phone) is not None
 
 
 @dataclass

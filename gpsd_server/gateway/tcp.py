@@ -126,6 +126,9 @@ class Jt808Gateway:
         conn = self._by_phone.get(normalize_phone(phone))
         return conn is not None and conn.session.admitted
 
+    def online_phones(self) -> list[str]:
+        return [phone for phone, conn in self._by_phone.items() if conn.session.admitted]
+
     async def start(self, host: str, port: int) -> None:
         s = self.settings
         soft, _ = raise_descriptor_limit(s.max_connections + max(s.fd_reserve, 1024))

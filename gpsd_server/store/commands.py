@@ -105,10 +105,12 @@ async def open_counts(conn: Conn) -> dict[str, int]:
     return {str(v): int(n) for v, n in await cur.fetchall()}
 
 
-async def queued(conn: Conn, limit: int) -> list[CommandRow]:
+async def queued(conn: Conn, phones: Sequence[str], limit: int) -> list[CommandRow]:
+    """The oldest queued commands for these (reachable) terminals."""
     cur = conn.cursor(row_factory=class_row(CommandRow))
     await cur.execute(
-        f"SELECT {_COLUMNS} FROM terminal_commands WHERE status = 'queued' ORDER BY id LIMIT %s", (limit,)
+        f"SELECT {_COLUMNS} FROM terminal_commands WHERE status = 'queued' AND phone = ANY(%s) ORDER BY id LIMIT %s",
+        (list(phones), limit),
     )
     return await cur.fetchall()
 
