@@ -507,6 +507,26 @@ def test_json_equals_what_emqx_parser_produced(vec: dict[str, Any]) -> None:
     assert diff(vec["emqx_observed"], ours) == sorted(EMQX_DIFFERENCES.get(vec["id"], {}))
 
 
+_STRING_ASSERTS = {
+    "ParsedLicense": "license_number", "ParsedName": "driver_name", "ReceivedDriverName": "driver_name",
+    "ParsedOrg": "organization", "ReceivedOrg": "organization", "ParsedIdCard": "id_card",
+}  # fmt: skip
+
+
+def string_asserts(v: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in v["expect"].get("emqx_asserts", []) if a["expr"] in _STRING_ASSERTS]
+
+
+@pytest.mark.parametrize("vec", vectors(lambda v: v["direction"] == "up" and string_asserts(v)))
+def test_strings_in_either_encoding_as_emqx_reads_them(vec: dict[str, Any]) -> None:
+    # EMQX's string_encoding tests: "gbk" converts GBK, the default passes UTF-8 through.
+    encoding = "gbk" if "gbk" in vec["source"]["test"] else "utf8"
+    ours = published(run(vec, encoding))
+    assert ours is not None
+    for a in string_asserts(vec):
+        assert ours["body"][_STRING_ASSERTS[a["expr"]]] == a["equals"], a
+
+
 # --- 6. EMQX's replies --------------------------------------------------------------------
 
 
