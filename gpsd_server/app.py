@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator, Sequence
 
 import uvicorn
 from prometheus_client.registry import CollectorRegistry
@@ -25,9 +25,12 @@ from gpsd_server.core.decode import Decoder, TopicRouter
 from gpsd_server.core.engine import Engine
 from gpsd_server.directory import VehicleDirectory
 from gpsd_server.errors import DataError, GpsdError
+from gpsd_server.gateway.commands import TerminalCommands
+from gpsd_server.gateway.health import TerminalHealth, TerminalRegistry
 from gpsd_server.gateway.tcp import Jt808Gateway
 from gpsd_server.ingest import MqttIngest
 from gpsd_server.ledger import AlertLedger
+from gpsd_server.mqtt import Message
 from gpsd_server.pipeline import Pipeline
 from gpsd_server.restore import restore
 from gpsd_server.retention import run_retention
@@ -80,11 +83,22 @@ class Server:
             writer=self.writer, hub=self.hub, dead_letter_topic=c.mqtt.dead_letter_topic,
             reject_log_interval_s=c.ingest.reject_log_interval_s,
         )  # fmt: skip
-        self.ingest = MqttIngest(
-            settings=c.mqtt, cycle=c.ingest, topics=router.subscriptions(), handler=self.pipeline.handle
-        )
+        self.ingest = MqttIngest(settings=c.mqtt, cycle=c.ingest, topics=router.subscriptions(), handler=self._handle)
         self.pipeline.dead_letter = self.ingest.publish
-        self.gateway = Jt808Gateway(self._gateway_publish, c.jt808) if c.jt808.enabled else None
+        self.terminals = TerminalRegistry(auto_register=c.jt808.auto_register)
+        self.health = TerminalHealth(self.terminals)
+        self.gateway = (
+            Jt808Gateway(self._gateway_publish, c.jt808, registry=self.terminals, health=self.health)
+            if c.jt808.enabled
+            else None
+        )
+        self.commands = TerminalCommands(
+            db=self.db, settings=c.jt808, registry=self.terminals, health=self.health, gateway=self.gateway,
+            publish=self._gateway_publish if c.jt808.downlink_mqtt else None,
+        )  # fmt: skip
+        if self.gateway is not None:
+            self.gateway.on_ack, self.gateway.on_disconnect = self.commands.acked, self.commands.disconnected
+            self.commands.counters = self.gateway.counters  # one set of counters on /metrics
         self.city = CityKeeper(
             CityFolder(resolve(c, c.geofences.dir)),
             self.engine.build_geometry,
@@ -92,7 +106,8 @@ class Server:
             after_swap=self._sync_registry,
         )
         self.status = Status(
-            self.pipeline, self.writer, self.hub, self.ledger, self.ingest, self.engine.filter_counts, self.gateway,
+            self.pipeline, self.writer, self.hub, self.ledger, self.ingest, self.engine.filter_counts,
+            self.gateway or self.commands,
             started_at=time.time(),
         )  # fmt: skip
         self._metrics = metrics.registry(self.status)
@@ -126,6 +141,7 @@ class Server:
         self.decoder.use_city(data.city)
         self.directory.use_city(data.city)
         self.ledger.places = data.places
+        self.terminals.use_city(data.city)
 
     async def _sync_registry(self, data: CityData) -> None:
         async with self.db.connection() as conn:
@@ -133,6 +149,10 @@ class Server:
 
     async def _gateway_publish(self, topic: str, payload: bytes) -> None:
         await self.ingest.publish(topic, payload, qos=1, must=True)
+
+    async def _handle(self, batch: Sequence[Message]) -> Awaitable[None]:
+        self.commands.observe(batch)  # terminals seen through EMQX, answers to commands
+        return await self.pipeline.handle(batch)
 
     async def _tick(self) -> None:
         """Time-driven rules (offline) once a second."""
@@ -171,6 +191,7 @@ class Server:
             intake = [
                 tg.create_task(self.ingest.run(), name="mqtt-ingest"),
                 tg.create_task(self._tick(), name="rule-tick"),
+                tg.create_task(self.commands.run(), name="terminal-commands"),
                 tg.create_task(self.status.log_throughput(self.cfg.ingest.stats_log_interval_s), name="stats-log"),
                 tg.create_task(
                     run_retention(self.db, self.cfg.history, lambda: self.status.timescaledb), name="retention"

@@ -138,6 +138,24 @@ class Jt808Settings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     write_timeout_s: Positive = 10.0
     auto_register: bool = False
     topic_prefix: TopicPrefix = "jt808"
+    # Terminals as they are in the field, bounded connections, commands (docs/terminals.md).
+    max_connections_per_address: PositiveInt = 64
+    fd_reserve: Annotated[int, Meta(ge=16)] = 256
+    auth_timeout_s: Positive = 30.0
+    max_garbage_bytes: Annotated[int, Meta(ge=1024, le=16 * 1024 * 1024)] = 16384
+    max_reassembly_bytes: Annotated[int, Meta(ge=1024, le=16 * 1024 * 1024)] = 65536
+    read_chunk_bytes: Annotated[int, Meta(ge=256, le=65536)] = 4096
+    error_log_interval_s: Positive = 10.0
+    accept_length_mismatch: bool = True
+    string_encoding: Literal["gbk", "utf8"] = "gbk"
+    check_registry: bool = True
+    downlink_mqtt: bool = False
+    mqtt_online_s: Positive = 300.0
+    command_ack_timeout_s: Positive = 60.0
+    command_expire_s: Positive = 3600.0
+    command_max_attempts: PositiveInt = 3
+    command_poll_s: Positive = 1.0
+    health_flush_s: Positive = 2.0
 
 
 class OwnTracksSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

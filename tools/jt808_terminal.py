@@ -1,7 +1,9 @@
-"""A simulated JT/T 808 terminal: connects over TCP, registers, authenticates,
-reports locations. Used by the tests and by the fleet simulator.
+"""A simulated JT/T 808 terminal: connects over TCP, registers (2011, 2013 or
+2019 layout), authenticates, reports locations, and answers the platform's
+commands (0x8300 text, 0x8201 position query, 0x8103 parameters) the way a
+terminal does. Used by the tests and by the fleet simulator.
 
-    python tools/jt808_terminal.py --port 7611 --phone 13800138000 --count 20
+    python tools/jt808_terminal.py --port 7611 --phone 13800138000 --count 20 [--register-2011]
 
 Library use::
 
@@ -10,6 +12,8 @@ Library use::
         code = await t.register(plate="粤B12345")
         await t.authenticate(code)
         await t.report(location(ts, lon=114.05, lat=22.54, speed_kmh=30, alarm=1))
+        header, command = await t.next_command()
+        await t.acknowledge(header)  # 0x0001 result 0 (0x0201 with a position for 0x8201)
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 import time
 from types import TracebackType
 
+from gpsd_server.core.jt808 import downlink as dl
 from gpsd_server.core.jt808 import frame as jt808
 from gpsd_server.core.jt808 import messages as m
 from gpsd_server.core.jt808.frame import Edition, Frame, Header
@@ -78,6 +83,8 @@ class SimulatedTerminal:
         self._splitter = jt808.FrameSplitter()
         self._inbox: list[Frame] = []
         self._sn = 0
+        self.shown: list[str] = []  # texts of the 0x8300 messages received ("on the screen")
+        self.params: dict[int, int | str] = {}  # parameters set by 0x8103
 
     async def __aenter__(self) -> SimulatedTerminal:
         return self
@@ -85,8 +92,11 @@ class SimulatedTerminal:
     async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         await self.close()
 
-    async def connect(self, host: str, port: int) -> None:
-        self._reader, self._writer = await asyncio.open_connection(host, port)
+    async def connect(self, host: str, port: int, *, local_addr: str | None = None) -> None:
+        """``local_addr``: the loopback address to connect from (127.0.0.x), so
+        tests can stand for terminals on different networks."""
+        bind = (local_addr, 0) if local_addr else None
+        self._reader, self._writer = await asyncio.open_connection(host, port, local_addr=bind)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -106,21 +116,55 @@ class SimulatedTerminal:
         self._writer.write(data)
         await self._writer.drain()
 
-    async def request(self, message: m.Message) -> m.Message:
+    async def request(self, message: m.Message) -> dl.Downlink:
         """Send one message and return the platform's answer to it."""
         header = self.header(message.msg_id)
-        await self.send_raw(jt808.encode_frame(header, message.encode(self.edition)))
+        body = message.encode(self.edition)
+        await self.send_raw(jt808.encode_frame(header, body))
         return await self.answer_to(header.msg_sn)
 
-    async def answer_to(self, msg_sn: int) -> m.Message:
+    async def answer_to(self, msg_sn: int) -> dl.Downlink:
         async with asyncio.timeout(self.timeout_s):
             while True:
                 for frame in self._inbox:
-                    answer = m.decode_body(frame.header, frame.body)
-                    if isinstance(answer, m.PlatformResponse | m.RegisterResponse) and answer.reply_sn == msg_sn:
+                    answer = dl.decode_downlink(frame.header, frame.body)
+                    if isinstance(answer, dl.PlatformResponse | dl.RegisterResponse) and answer.reply_sn == msg_sn:
                         self._inbox.remove(frame)
                         return answer
                 await self._read_more()
+
+    async def next_command(self, timeout_s: float | None = None) -> tuple[Header, dl.Command]:
+        """The next platform command (0x8300, 0x8201, 0x8103) sent to this terminal."""
+        async with asyncio.timeout(timeout_s or self.timeout_s):
+            while True:
+                for received in self.received_commands():
+                    return received
+                await self._read_more()
+
+    def received_commands(self) -> list[tuple[Header, dl.Command]]:
+        """Commands already read (while waiting for answers), oldest first."""
+        out: list[tuple[Header, dl.Command]] = []
+        for frame in list(self._inbox):
+            command = dl.decode_downlink(frame.header, frame.body)
+            if isinstance(command, dl.TextMessage | dl.PositionQuery | dl.SetParameters):
+                self._inbox.remove(frame)
+                if isinstance(command, dl.TextMessage):
+                    self.shown.append(command.text)
+                elif isinstance(command, dl.SetParameters):
+                    self.params.update(command.params)
+                out.append((frame.header, command))
+        return out
+
+    async def acknowledge(self, command: Header, result: int = m.RESULT_OK, position: m.Location | None = None) -> None:
+        """Answer a command as a terminal does: 0x0201 with ``position`` for a
+        position query, else 0x0001 with ``result``."""
+        if command.msg_id == dl.POSITION_QUERY:
+            loc = position or location(time.time(), 114.0579, 22.5431)
+            body = command.msg_sn.to_bytes(2, "big") + loc.encode(self.edition)
+            await self.send_raw(jt808.encode_frame(self.header(0x0201), body))
+            return
+        answer = m.TerminalResponse(command.msg_sn, command.msg_id, result)
+        await self.send_raw(jt808.encode_frame(self.header(answer.msg_id), answer.encode(self.edition)))
 
     async def _read_more(self) -> None:
         if self._reader is None:
@@ -130,14 +174,19 @@ class SimulatedTerminal:
             raise TerminalError("platform closed the connection")
         self._inbox += [f for f in self._splitter.feed(data) if isinstance(f, Frame)]
 
-    async def register(self, plate: str = "粤B00001", plate_color: int = 2) -> str:
-        answer = await self.request(m.Register(44, 300, "GPSD", "SIM-808", self.phone[-7:], plate_color, plate))
-        if not isinstance(answer, m.RegisterResponse) or answer.result != m.RESULT_OK:
+    async def register(self, plate: str = "粤B00001", plate_color: int = 2, *, layout_2011: bool = False) -> str:
+        """Register (0x0100) and return the auth code; ``layout_2011`` sends the
+        JT/T 808-2011 body (8-byte model) that older trucks still use."""
+        layout: m.RegisterLayout = 2011 if layout_2011 else self.edition
+        message = m.Register(44, 300, "GPSD", "SIM-808", self.phone[-7:], plate_color, plate, layout)
+        answer = await self.request(message)
+        if not isinstance(answer, dl.RegisterResponse) or answer.result != m.RESULT_OK:
             raise TerminalError(f"register refused: {answer}")
         return answer.auth_code
 
     async def authenticate(self, code: str) -> None:
-        await self._expect_ok(m.Authenticate(code, imei="860000000000001", software_version="1.0"))
+        layout = 2019 if self.edition == 2019 else 2013
+        await self._expect_ok(m.Authenticate(code, "860000000000001", "1.0", layout))
 
     async def heartbeat(self) -> None:
         await self._expect_ok(m.Heartbeat())
@@ -151,7 +200,7 @@ class SimulatedTerminal:
 
     async def _expect_ok(self, message: m.Message) -> None:
         answer = await self.request(message)
-        if not isinstance(answer, m.PlatformResponse) or answer.result != m.RESULT_OK:
+        if not isinstance(answer, dl.PlatformResponse) or answer.result != m.RESULT_OK:
             raise TerminalError(f"{type(message).__name__} refused: {answer}")
 
 
@@ -159,7 +208,7 @@ async def _drive(args: argparse.Namespace) -> None:
     """Drive a circle of ~1 km around the start point, one fix per interval."""
     async with SimulatedTerminal(args.phone, edition=args.edition) as terminal:
         await terminal.connect(args.host, args.port)
-        await terminal.authenticate(await terminal.register(plate=args.plate))
+        await terminal.authenticate(await terminal.register(plate=args.plate, layout_2011=args.register_2011))
         for i in range(args.count):
             angle = 2 * math.pi * i / max(args.count, 1)
             lon = args.lon + 0.01 * math.cos(angle)
@@ -167,6 +216,9 @@ async def _drive(args: argparse.Namespace) -> None:
             heading = math.degrees(angle) + 90
             await terminal.report(location(time.time(), lon, lat, speed_kmh=30, heading=heading, sats=12))
             print(f"{args.phone}: fix {i + 1}/{args.count} {lon:.6f},{lat:.6f}")
+            for header, command in terminal.received_commands():
+                print(f"{args.phone}: command {header.msg_id:#06x} {command}")
+                await terminal.acknowledge(header, position=location(time.time(), lon, lat))
             await asyncio.sleep(args.interval)
 
 
@@ -181,6 +233,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--lon", type=float, default=114.0579)
     parser.add_argument("--lat", type=float, default=22.5431)
+    parser.add_argument("--register-2011", action="store_true", help="register with the JT/T 808-2011 body")
     asyncio.run(_drive(parser.parse_args()))
 
 

@@ -216,6 +216,7 @@ class ServerProcess:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
+            "GPSD_STATE": str(workdir / ".state"),  # its own, whatever the caller exported
             "GPSD_DATABASE__DSN": self.dsn,
             "GPSD_MQTT__PORT": str(svc.mqtt_port),
             "GPSD_MQTT__CLIENT_ID": f"faults-{tag}",

@@ -11,7 +11,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from gpsd_server import __version__
-from gpsd_server.api import alerts, city, dispatch, geofences, history, live, ops, replay, reports, tokens, vehicles
+from gpsd_server.api import (
+    alerts,
+    city,
+    dispatch,
+    geofences,
+    history,
+    live,
+    ops,
+    replay,
+    reports,
+    terminals,
+    tokens,
+    vehicles,
+)  # fmt: skip
 from gpsd_server.api.auth import ROLES, AuthError
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter
@@ -54,7 +67,8 @@ def create_app(services: ApiServices) -> FastAPI:
             content={"error": str(first.get("msg", "invalid request")), "parameter": ".".join(loc) or "body"},
         )
 
-    for module in (ops, tokens, city, vehicles, live, alerts, dispatch, history, reports, replay, geofences):
+    modules = (ops, tokens, city, vehicles, live, alerts, dispatch, terminals, history, reports, replay, geofences)
+    for module in modules:
         app.include_router(module.router(services))
     mount_web(app)
     return app

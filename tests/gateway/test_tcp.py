@@ -8,6 +8,7 @@ EMQX's JSON, to the fixes the terminal sent.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +19,9 @@ import pytest
 
 from gpsd_server.core.decode.jt808 import decode_jt808
 from gpsd_server.core.decode.topics import TopicRouter
+from gpsd_server.core.jt808 import downlink as dl
 from gpsd_server.core.jt808 import frame as jt808
+from gpsd_server.core.jt808.session import Ack
 from gpsd_server.gateway.tcp import Jt808Gateway, MqttPublisher
 from gpsd_server.model import Fix, FixFlag
 from gpsd_server.settings import IngestSettings, Jt808Settings
@@ -95,7 +98,9 @@ async def test_terminal_registers_authenticates_and_reports_an_alarm(
     assert all(f.flags & FixFlag.BACKFILL for f in backfill)
     assert gateway.counters["location"] == 1 and gateway.counters["location_batch"] == 1
     topics = {topic for topic, _ in recorder.messages}
-    assert topics == {"jt808/13800138000/13800138000/up"}
+    phone = "013800138000" if edition == 2013 else "00000000013800138000"
+    assert topics == {f"jt808/{phone}/{phone}/up"}  # EMQX's topic: the phone as the header writes it
+    assert {json.loads(p)["header"]["msg_id"] for _, p in recorder.messages} == {0x0200, 0x0704}
 
 
 async def test_positions_before_authentication_are_refused(gateway: Jt808Gateway, recorder: Recorder) -> None:
@@ -104,8 +109,8 @@ async def test_positions_before_authentication_are_refused(gateway: Jt808Gateway
             await terminal.report(location(time.time(), 114.0, 22.5))
         with pytest.raises(TerminalError, match="refused"):
             await terminal.authenticate("wrong-code")
-    assert recorder.messages[-1][1].find(b'"code":"wrong-code"') > 0  # published for the audit trail
-    assert gateway.counters["unauthenticated"] == 1 and gateway.counters["auth_failed"] == 1
+    assert recorder.messages == []  # nothing of a stranger reaches the broker
+    assert gateway.counters["dropped_unauthenticated"] == 1 and gateway.counters["dropped_auth_failed"] == 1
 
 
 async def test_publish_failure_tells_the_terminal_to_keep_its_data(gateway: Jt808Gateway, recorder: Recorder) -> None:
@@ -132,9 +137,9 @@ async def test_bad_frames_do_not_disturb_other_terminals(gateway: Jt808Gateway, 
         await good.report(location(now, 114.1, 22.6, alarm=POWER_CUT))
         await noisy.heartbeat()  # the noisy terminal's connection still works
     assert [f.alarm for f in recorder.fixes(now)] == [POWER_CUT]
-    assert gateway.counters["bad_checksum"] == 1
-    assert gateway.counters["bad_escape"] == 1
-    assert gateway.counters["oversize"] == 1
+    assert gateway.counters["dropped_bad_checksum"] == 1
+    assert gateway.counters["dropped_bad_escape"] == 1
+    assert gateway.counters["dropped_oversize"] == 1
 
 
 def _phone(topic: str, prefix: str = "jt808") -> str | None:
@@ -157,15 +162,16 @@ async def test_too_many_bad_frames_close_that_connection_only(gateway: Jt808Gate
     assert gateway.counters["closed_bad_frames"] == 1
 
 
-async def test_idle_connection_is_closed(recorder: Recorder) -> None:
-    gw = Jt808Gateway(recorder, Jt808Settings(idle_timeout_s=0.3))
+async def test_idle_connection_is_closed_after_authentication(recorder: Recorder) -> None:
+    gw = Jt808Gateway(recorder, Jt808Settings(auth_code="", idle_timeout_s=0.3))
     await gw.start("127.0.0.1", 0)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
-        async with asyncio.timeout(3):
-            assert await reader.read() == b""  # the gateway hung up
-        writer.close()
-        assert gw.counters["idle_timeout"] == 1
+        async with await connected(gw, "13800000008") as terminal:
+            await terminal.authenticate("x")
+            async with asyncio.timeout(3):
+                with pytest.raises(TerminalError, match="closed"):
+                    await terminal.answer_to(99)  # nothing comes but the hang-up
+        assert gw.counters["closed_idle_timeout"] == 1
         await asyncio.sleep(0.05)
         assert gw.connections == 0
     finally:
@@ -183,9 +189,35 @@ async def test_connection_limit(recorder: Recorder) -> None:
                 assert await reader.read() == b""
             writer.close()
             await first.heartbeat()
-        assert gw.counters["connection_refused"] == 1
+        assert gw.counters["refused_total_limit"] == 1
     finally:
         await gw.close()
+
+
+async def test_a_command_goes_out_on_the_terminals_connection_and_its_answer_comes_back(recorder: Recorder) -> None:
+    acks: list[tuple[str, str, Ack]] = []
+    gone: list[tuple[str, str]] = []
+    gw = Jt808Gateway(
+        recorder, Jt808Settings(auth_code=""), on_ack=lambda *a: acks.append(a), on_disconnect=lambda *a: gone.append(a)
+    )
+    await gw.start("127.0.0.1", 0)
+    try:
+        assert await gw.send("13800000009", dl.TextMessage("hello")) is None  # not connected
+        async with await connected(gw, "13800000009", 2019) as terminal:
+            await terminal.authenticate("x")
+            assert gw.online("0000000013800000009")
+            sent = await gw.send("13800000009", dl.TextMessage("前往东门"))
+            assert sent is not None
+            header, command = await terminal.next_command()
+            assert command == dl.TextMessage("前往东门") and header.msg_sn == sent[0]
+            await terminal.acknowledge(header)
+            await terminal.heartbeat()  # the answer has been read by now
+        await asyncio.sleep(0.05)
+    finally:
+        await gw.close()
+    assert acks == [("13800000009", sent[1], Ack(dl.TEXT_MESSAGE, sent[0], 0))]
+    assert gone == [("13800000009", sent[1])]
+    assert gw.counters["commands_sent"] == 1 and gw.counters["commands_acked"] == 1
 
 
 async def broker_reachable() -> bool:

@@ -2,18 +2,26 @@
 
 Payload on ``jt808/{clientid}/{phone}/up``: ``{"header": {...}, "body": {...}}``.
 0x0200 gives one fix, 0x0704 one per item (type 1, blind-area backfill, is
-flagged ``BACKFILL``). Every other message id (heartbeat, register,
-authenticate, ...) is a valid message with no position: it decodes to an
-empty list, not to a rejection.
+flagged ``BACKFILL``), 0x0201 (the answer to a position query) and 0x0500
+(the answer to a vehicle control) one each. Every other message id
+(heartbeat, driver id, ...) is a valid message with no position: it decodes
+to an empty list, not to a rejection.
 
 Units on the wire: degrees x 10^6 (unsigned, hemisphere in status bits 2/3),
 speed 0.1 km/h, time BCD ``YYMMDDhhmmss`` in Beijing time, mileage 0.1 km.
+Values are range-checked like the native JSON: a speed above 400 km/h (the
+0xFFFF "unknown" of some terminals reads as 6,553.5 km/h) is rejected as
+``speed_out_of_range``, an altitude outside -1,000..10,000 m as
+``altitude_out_of_range``, a mileage above 10^8 km as ``mileage_out_of_range``.
 
 The terminal phone maps to a vehicle through the terminal registry; phones
-are compared without leading zeros, because the 2013 header pads to 12
-digits and the 2019 header to 20. Rejection reasons are those of
-``common`` plus ``unknown_terminal``; a header phone that disagrees with
-the topic is ``vehicle_mismatch``.
+are compared in :func:`normalize_phone` form: without leading zeros (the
+2013 header pads to 12 digits, the 2019 header to 20), and with the nibbles
+A-F of a non-BCD header (which EMQX writes ``:;<=>?``) as the letters A-F,
+so a binary IMEI in the header becomes a stable, safe vehicle id. Rejection
+reasons are those of ``common`` plus ``unknown_terminal``, ``bad_phone`` (a
+topic phone with other characters) and the three range reasons above; a
+header phone that disagrees with the topic is ``vehicle_mismatch``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from typing import Any
 
 from gpsd_server.core.decode.common import check_position, check_ts, parse_json
 from gpsd_server.core.jt808 import frame as jt808
-from gpsd_server.core.jt808.messages import BATCH_BACKFILL, bcd_time_to_posix
+from gpsd_server.core.jt808.codec import bcd_time_to_posix
+from gpsd_server.core.jt808.location import BATCH_BACKFILL
 from gpsd_server.errors import DecodeError
 from gpsd_server.model import Fix, FixFlag, Sensors
 from gpsd_server.settings import IngestSettings
@@ -38,9 +47,24 @@ _LOADED = {0b00: False, 0b01: True, 0b11: True}
 AUTO_REGISTER_PREFIX = "T"
 
 
+MAX_SPEED_KMH = 400.0  # the native JSON path's bound
+ALTITUDE_RANGE_M = (-1000.0, 10000.0)
+MAX_MILEAGE_KM = 1e8
+QUERY_ANSWER = 0x0201
+CONTROL_ANSWER = 0x0500
+_EMQX_NIBBLES = str.maketrans(":;<=>?abcdef", "ABCDEFABCDEF")
+_PHONE_CHARS = frozenset("0123456789ABCDEF")
+
+
 def normalize_phone(phone: str) -> str:
-    """Terminal phone without BCD left padding: ``013800138000`` -> ``13800138000``."""
-    return phone.lstrip("0") or "0"
+    """A terminal phone in one stable form: BCD left padding removed
+    (``013800138000`` -> ``13800138000``) and non-BCD nibbles as A-F
+    (EMQX's ``4>;6?;4:=628`` -> ``4EB6FB4AD628``)."""
+    return phone.translate(_EMQX_NIBBLES).lstrip("0") or "0"
+
+
+def valid_phone(phone: str) -> bool:
+    return 0 < len(phone) <= 20 and set(normalize_phone(phone)) <= _PHONE_CHARS
 
 
 def terminal_registry(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -54,6 +78,8 @@ def terminal_registry(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 def resolve_terminal(phone: str, terminals: Mapping[str, str], *, auto_register: bool) -> str | DecodeError:
     """Phone -> vehicle id; the registry is keyed as sent or normalised."""
+    if not valid_phone(phone):
+        return DecodeError("bad_phone", "terminal phone is not 1-20 BCD/hex digits")
     vehicle = terminals.get(normalize_phone(phone)) or terminals.get(phone)
     if vehicle is not None:
         return vehicle
@@ -76,7 +102,7 @@ def decode_jt808(
         doc = parse_json(payload, limits)
         header, body = _envelope(doc)
         msg_id = header["msg_id"]
-        if msg_id not in (jt808.LOCATION, jt808.LOCATION_BATCH):
+        if msg_id not in _POSITION_IDS:
             return []
         _check_phone(phone, header)
         if not isinstance(body, dict):
@@ -88,7 +114,14 @@ def decode_jt808(
         return [exc]
     if msg_id == jt808.LOCATION:
         return [decode_location(vehicle, body, now=now, limits=limits)]
+    if msg_id == QUERY_ANSWER:
+        return [decode_location(vehicle, body.get("params"), now=now, limits=limits)]
+    if msg_id == CONTROL_ANSWER:
+        return [decode_location(vehicle, body.get("location"), now=now, limits=limits)]
     return _decode_batch(vehicle, body, now=now, limits=limits)
+
+
+_POSITION_IDS = (jt808.LOCATION, jt808.LOCATION_BATCH, QUERY_ANSWER, CONTROL_ANSWER)
 
 
 def _envelope(doc: Any) -> tuple[dict[str, Any], Any]:
@@ -161,21 +194,30 @@ def decode_location(
         if not isinstance(extra, dict):
             raise DecodeError("wrong_type", "extra must be an object")
         speed, mileage = _word(body, "speed", 0xFFFF), _word(extra, "mileage", 0xFFFFFFFF)
+        speed_kmh = None if speed is None else speed / 10.0
+        if speed_kmh is not None and speed_kmh > MAX_SPEED_KMH:
+            raise DecodeError("speed_out_of_range", f"speed {speed_kmh:g} km/h > {MAX_SPEED_KMH:g}")
+        alt_m = _altitude(_word(body, "altitude", 0xFFFF))
+        if alt_m is not None and not ALTITUDE_RANGE_M[0] <= alt_m <= ALTITUDE_RANGE_M[1]:
+            raise DecodeError("altitude_out_of_range", f"altitude {alt_m:g} m outside {ALTITUDE_RANGE_M}")
+        mileage_km = None if mileage is None else mileage / 10.0
+        if mileage_km is not None and mileage_km > MAX_MILEAGE_KM:
+            raise DecodeError("mileage_out_of_range", f"mileage {mileage_km:g} km > {MAX_MILEAGE_KM:g}")
         return Fix(
             vehicle_id=vehicle,
             ts=ts,
             lon=lon,
             lat=lat,
             received_at=now,
-            speed_kmh=None if speed is None else speed / 10.0,
+            speed_kmh=speed_kmh,
             heading=_heading(_word(body, "direction", 0xFFFF)),
-            alt_m=_altitude(_word(body, "altitude", 0xFFFF)),
+            alt_m=alt_m,
             sats=_word(extra, "gnss_sat_num", 0xFF),
             ignition=bool(status & STATUS_ACC),
             alarm=_word(body, "alarm", 0xFFFFFFFF) or 0,
             status=status,
             sensors=Sensors(loaded=_LOADED.get(status >> _LOAD_SHIFT & 0b11)),
-            mileage_km=None if mileage is None else mileage / 10.0,
+            mileage_km=mileage_km,
             source="jt808",
             flags=flags,
         )

@@ -14,23 +14,43 @@ four bytes; bit 14 of the body properties tells them apart:
 props: bits 0-9 body length, 10-12 encryption, 13 subpackaged, 14 2019 edition.
 
 ``FrameSplitter`` turns a TCP byte stream into ``Frame`` and ``FrameError``
-values; ``encode_frame`` builds one. Message bodies live in ``jt808_messages``.
+values; ``encode_frame`` builds one. Message bodies live in ``messages``.
 
-Frame error reasons (counted by the gateway):
+Terminals in the field bend the standard; where the intent is unambiguous
+the frame is read anyway and the bend is named in ``Frame.quirks`` (the
+gateway counts each as ``tolerated_<quirk>``):
+
+===================  =======================================================
+non_bcd_phone        header phone nibbles above 9 (binary IMEIs). The phone
+                     is kept as EMQX writes it, nibble n as chr(0x30 + n)
+                     (A-F become ``:;<=>?``), so replies go back to the same
+                     bytes and both gateways publish the same phone.
+version_bit          bit 14 set on a frame whose length fits the 2013 header
+                     and not the 2019 one: read as 2013. The bit is trusted
+                     only when the 2019 header length agrees.
+length_mismatch      the declared body length disagrees with the bytes
+                     between the flags while the checksum is right; the
+                     real bytes are the body (``accept_length_mismatch``).
+===================  =======================================================
+
+Frame error reasons (the frame is dropped, counted ``dropped_<reason>``):
 
 =============  ==========================================================
 bad_escape     0x7d followed by anything but 0x01 / 0x02
 bad_checksum   XOR of header and body differs from the checksum byte
-truncated      shorter than its header, or than the body length it declares
-bad_length     longer than the body length it declares
-bad_header     phone number is not BCD
-oversize       more than ``max_frame_bytes`` between two 0x7e
+truncated      shorter than its header; or than its declared length when
+               length mismatches are not accepted
+bad_length     longer than its declared length, mismatches not accepted
+oversize       more than ``max_frame_bytes`` between two 0x7e; or a
+               subpackaged message over the reassembly limits
+bad_header     a subpackage number outside 1..total
 =============  ==========================================================
 """
 
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import reduce
@@ -59,6 +79,8 @@ _PROP_ENCRYPT_SHIFT = 10
 _PROP_SUBPACKAGE = 1 << 13
 _PROP_2019 = 1 << 14
 _PHONE_DIGITS = {2013: 12, 2019: 20}
+_NIBBLES = "0123456789:;<=>?"  # EMQX's from_bcd: nibble n -> chr(0x30 + n)
+_NOT_FLAG = re.compile(rb"[^\x7e]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +99,28 @@ class Header:
 
     @property
     def size(self) -> int:
-        base = 12 if self.edition == 2013 else 17
-        return base + (4 if self.frag_total is not None else 0)
+        return header_size(self.edition, self.frag_total is not None)
+
+    @property
+    def body_edition(self) -> Edition:
+        """Which body layouts apply: 2019 only with the 2019 header and a
+        version byte of 1 or more (as EMQX decides; a 2019 header with
+        version 0 carries 2013 bodies)."""
+        return 2019 if self.edition == 2019 and self.proto_ver >= 1 else 2013
+
+
+def header_size(edition: Edition, subpackaged: bool) -> int:
+    return (12 if edition == 2013 else 17) + (4 if subpackaged else 0)
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A well-formed message: checksum, escaping and length verified."""
+    """A message whose escaping and checksum are right. ``quirks`` names the
+    tolerated departures from the standard (see the module docstring)."""
 
     header: Header
     body: bytes
+    quirks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +163,20 @@ def bcd_decode(data: bytes) -> str | None:
     return text if text.isdigit() else None
 
 
+def nibbles(data: bytes) -> str:
+    """Each nibble as EMQX writes it (digits, and ``:;<=>?`` for A-F)."""
+    return "".join(_NIBBLES[b >> 4] + _NIBBLES[b & 0xF] for b in data)
+
+
+def phone_encode(phone: str, size: int) -> bytes:
+    """The inverse of :func:`nibbles`, left-padded with zeros: a phone read
+    from a non-BCD header goes back as the same bytes."""
+    if len(phone) > 2 * size or any(c not in _NIBBLES for c in phone):
+        raise ValueError(f"not a terminal phone of at most {2 * size} digits: {phone!r}")
+    padded = phone.rjust(2 * size, "0")
+    return bytes((ord(padded[i]) - 0x30) << 4 | (ord(padded[i + 1]) - 0x30) for i in range(0, len(padded), 2))
+
+
 def encode_header(header: Header) -> bytes:
     props = (header.body_len & _PROP_LENGTH) | ((header.encrypt & 0x7) << _PROP_ENCRYPT_SHIFT)
     if header.frag_total is not None:
@@ -137,10 +185,10 @@ def encode_header(header: Header) -> bytes:
     if header.edition == 2019:
         out += (props | _PROP_2019).to_bytes(2, "big")
         out.append(header.proto_ver & 0xFF)
-        out += bcd_encode(header.phone, 10)
+        out += phone_encode(header.phone, 10)
     else:
         out += props.to_bytes(2, "big")
-        out += bcd_encode(header.phone, 6)
+        out += phone_encode(header.phone, 6)
     out += header.msg_sn.to_bytes(2, "big")
     if header.frag_total is not None:
         out += header.frag_total.to_bytes(2, "big") + (header.frag_sn or 0).to_bytes(2, "big")
@@ -164,29 +212,27 @@ def _with_body_len(header: Header, body_len: int) -> Header:
     )  # fmt: skip
 
 
-def decode_header(raw: bytes) -> Header | FrameError:
-    """Read the header at the start of an unescaped frame."""
+def decode_header(raw: bytes, edition: Edition | None = None) -> Header | FrameError:
+    """Read the header at the start of an unescaped frame, in the layout bit
+    14 names or in ``edition`` when given. The phone is never refused: see
+    :func:`nibbles`."""
     if len(raw) < 4:
         return FrameError("truncated", f"{len(raw)} bytes, no header")
     msg_id = int.from_bytes(raw[0:2], "big")
     props = int.from_bytes(raw[2:4], "big")
-    edition: Edition = 2019 if props & _PROP_2019 else 2013
-    pos, proto_ver = 4, 1
-    if edition == 2019:
-        if len(raw) < 5:
-            return FrameError("truncated", "no protocol version")
-        proto_ver, pos = raw[4], 5
-    phone_len = _PHONE_DIGITS[edition] // 2
-    fixed_end = pos + phone_len + 2 + (4 if props & _PROP_SUBPACKAGE else 0)
+    if edition is None:
+        edition = 2019 if props & _PROP_2019 else 2013
+    subpackaged = bool(props & _PROP_SUBPACKAGE)
+    fixed_end = header_size(edition, subpackaged)
     if len(raw) < fixed_end:
         return FrameError("truncated", f"{len(raw)} bytes, header needs {fixed_end}")
-    phone = bcd_decode(raw[pos : pos + phone_len])
-    if phone is None:
-        return FrameError("bad_header", "phone is not BCD")
+    pos, proto_ver = (5, raw[4]) if edition == 2019 else (4, 1)
+    phone_len = _PHONE_DIGITS[edition] // 2
+    phone = nibbles(raw[pos : pos + phone_len])
     pos += phone_len
     msg_sn = int.from_bytes(raw[pos : pos + 2], "big")
     frag_total = frag_sn = None
-    if props & _PROP_SUBPACKAGE:
+    if subpackaged:
         frag_total = int.from_bytes(raw[pos + 2 : pos + 4], "big")
         frag_sn = int.from_bytes(raw[pos + 4 : pos + 6], "big")
     return Header(
@@ -195,25 +241,51 @@ def decode_header(raw: bytes) -> Header | FrameError:
     )  # fmt: skip
 
 
-def decode_frame(escaped: bytes) -> Frame | FrameError:
+def _layout(content: bytes) -> tuple[Edition | None, bool]:
+    """(header layout, whether the declared length agrees with it).
+
+    Bit 14 is trusted when the 2019 header length agrees with the bytes;
+    otherwise a 2013 header that agrees wins; with no agreement at all the
+    bit decides (and the length is a mismatch)."""
+    props = int.from_bytes(content[2:4], "big")
+    declared, subpackaged = props & _PROP_LENGTH, bool(props & _PROP_SUBPACKAGE)
+    layouts: tuple[Edition, ...] = (2019, 2013) if props & _PROP_2019 else (2013,)
+    for edition in layouts:
+        if header_size(edition, subpackaged) + declared == len(content):
+            return edition, True
+    for edition in layouts:
+        if header_size(edition, subpackaged) <= len(content):
+            return edition, False
+    return None, False
+
+
+def decode_frame(escaped: bytes, *, accept_length_mismatch: bool = True) -> Frame | FrameError:
     """Check one frame given without its 0x7e flags."""
     raw = unescape(escaped)
     if raw is None:
         return FrameError("bad_escape", "0x7d not followed by 0x01 or 0x02")
-    if len(raw) < 2:
+    if len(raw) < 5:
         return FrameError("truncated", f"{len(raw)} bytes")
     content, check = raw[:-1], raw[-1]
-    header = decode_header(content)
+    edition, agrees = _layout(content)
+    header = decode_header(content, edition)
     if isinstance(header, FrameError):
         return header
-    body = content[header.size :]
-    if len(body) < header.body_len:
-        return FrameError("truncated", f"body {len(body)} < {header.body_len} bytes", header)
     if checksum(content) != check:
         return FrameError("bad_checksum", f"{checksum(content):#04x} != {check:#04x}", header)
-    if len(body) > header.body_len:
-        return FrameError("bad_length", f"body {len(body)} > {header.body_len} bytes", header)
-    return Frame(header, body)
+    body = content[header.size :]
+    quirks: list[str] = []
+    if edition == 2013 and content[2] & (_PROP_2019 >> 8):
+        quirks.append("version_bit")
+    if not agrees:
+        if not accept_length_mismatch:
+            if len(body) < header.body_len:
+                return FrameError("truncated", f"body {len(body)} < {header.body_len} bytes", header)
+            return FrameError("bad_length", f"body {len(body)} > {header.body_len} bytes", header)
+        quirks.append("length_mismatch")
+    if not header.phone.isdigit():
+        quirks.append("non_bcd_phone")
+    return Frame(header, body, tuple(quirks))
 
 
 class FrameSplitter:
@@ -225,8 +297,9 @@ class FrameSplitter:
     reported once as ``oversize`` and skipped up to the next flag.
     """
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, *, accept_length_mismatch: bool = True) -> None:
         self.max_frame_bytes = max_frame_bytes
+        self.accept_length_mismatch = accept_length_mismatch
         self._buf = bytearray()
         self._started = False  # a 0x7e has been seen: _buf is inside a frame
         self._skipping = False  # inside an oversize run: drop until the next flag
@@ -254,6 +327,11 @@ class FrameSplitter:
                 return
             yield from self._finish(data[start:end])
             start = end + 1
+            if not self._buf and start < len(data) and data[start] == FLAG:
+                # A run of flags holds no frames: skip it at C speed, so a
+                # 0x7e flood costs one search per chunk, not a loop per byte.
+                more = _NOT_FLAG.search(data, start)
+                start = more.start() if more else len(data)
 
     def _keep(self, chunk: bytes) -> Iterator[FrameError]:
         if not self._started or self._skipping:
@@ -278,7 +356,7 @@ class FrameSplitter:
         if len(run) > self.max_frame_bytes:
             yield FrameError("oversize", f"{len(run)} bytes > {self.max_frame_bytes}")
             return
-        yield decode_frame(run)
+        yield decode_frame(run, accept_length_mismatch=self.accept_length_mismatch)
 
 
 class Reassembler:
@@ -286,14 +364,26 @@ class Reassembler:
 
     Packets of one message share ``msg_id`` and consecutive ``msg_sn``, so
     ``msg_sn - frag_sn`` identifies the message. Memory stays bounded: a
-    message may have at most ``max_parts`` packets, and at most
-    ``max_pending`` messages are incomplete at once (the oldest is dropped).
+    message may have at most ``max_parts`` packets, at most ``max_pending``
+    messages are incomplete at once and together they hold at most
+    ``max_bytes`` (past either bound the oldest incomplete message is
+    dropped and reported as ``oversize``).
     """
 
-    def __init__(self, max_parts: int = 64, max_pending: int = 4) -> None:
+    def __init__(self, max_parts: int = 64, max_pending: int = 4, max_bytes: int = 65536) -> None:
         self.max_parts = max_parts
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
         self._pending: dict[tuple[int, int], dict[int, bytes]] = {}
+        self._bytes = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        self._pending.clear()
+        self._bytes = 0
 
     def add(self, frame: Frame) -> Frame | FrameError | None:
         """The whole message once its last packet arrived, else ``None``."""
@@ -307,13 +397,20 @@ class Reassembler:
             return FrameError("bad_header", f"packet {sn} of {total}", header)
         key = (header.msg_id, (header.msg_sn - sn) & 0xFFFF)
         parts = self._pending.setdefault(key, {})
+        self._bytes += len(frame.body) - len(parts.get(sn, b""))
         parts[sn] = frame.body
         if len(parts) < total:
-            if len(self._pending) > self.max_pending:
-                del self._pending[next(iter(self._pending))]
+            dropped = False
+            while len(self._pending) > self.max_pending or self._bytes > self.max_bytes:
+                oldest = next(iter(self._pending))
+                self._bytes -= sum(len(p) for p in self._pending.pop(oldest).values())
+                dropped = True
+            if dropped:
+                return FrameError("oversize", f"reassembly over {self.max_pending} messages or {self.max_bytes} bytes")
             return None
         del self._pending[key]
         body = b"".join(parts[i] for i in range(1, total + 1))
+        self._bytes -= len(body)
         first = Header(
             header.msg_id, header.phone, (key[1] + 1) & 0xFFFF, header.edition,
             header.proto_ver, header.encrypt, len(body),

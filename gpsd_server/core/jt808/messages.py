@@ -1,159 +1,102 @@
-"""JT/T 808 message bodies: decode, encode, and the EMQX gateway JSON shape.
+"""JT/T 808 terminal messages: decode, encode, and the EMQX gateway JSON shape.
 
-Pure. Each message type knows its id, how to read and write its body in both
-editions, and the ``body`` object the EMQX JT/T 808 gateway publishes for it
-(keys as in EMQX's data exchange guide), so our own TCP gateway and EMQX feed
-one decoder. ``decode_body`` never raises: a body it cannot read is a
-``FrameError`` with reason ``bad_body`` (malformed) or ``unsupported`` (a
-message id this module does not know).
+Pure. ``decode_body`` turns a checked frame into one message value; each
+value knows its id, how to write its body, and the ``body`` object EMQX's
+JT/T 808 gateway builds for it (``to_json``), so our TCP gateway and EMQX
+publish the same JSON and feed one decoder. ``decode_body`` never raises:
+
+* the messages the platform acts on are typed (register, authenticate,
+  locations, the terminal's general response, heartbeat, deregister);
+* every other id EMQX parses is a :class:`Report` holding EMQX's body object
+  (:mod:`.bodies`);
+* an id nobody parses is :class:`Unknown`, published as EMQX does
+  (``{"unknown_id": true, "data": <base64>}``) and answered "not supported";
+* a body without its id's layout is a ``FrameError`` ``bad_body``.
+
+Tolerated quirks of register and authenticate (``Message.quirks``):
+
+====================  ====================================================
+register_2011         a 0x0100 in the 2011 layout (8-byte model, no 2013
+                      fields): read, answered 0x8100 like any register
+register_layout_2013  a 2019 terminal sending the 2013 register layout
+auth_layout_2013      a 2019 terminal sending a bare 2013 auth code
+auth_truncated        a 2019 auth shorter than its IMEI and version fields
+response_padded       a 0x0001 longer than its 5 bytes (the rest ignored)
+====================  ====================================================
 
 Times in bodies are BCD ``YYMMDDhhmmss`` in Beijing time (GMT+8).
 """
 
 from __future__ import annotations
 
-import base64
-import calendar
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
+from gpsd_server.core.jt808 import bodies
 from gpsd_server.core.jt808 import frame as jt808
+from gpsd_server.core.jt808.codec import (
+    BEIJING_OFFSET_S,
+    BodyReader,
+    Encoding,
+    b64,
+    bcd_time_to_posix,
+    clean,
+    encode_text,
+    fixed,
+    posix_to_bcd_time,
+    raw_text,
+    strip_tail_zeros,
+    text,
+    u,
+)
+from gpsd_server.core.jt808.downlink import PlatformResponse, RegisterResponse
 from gpsd_server.core.jt808.frame import Edition, FrameError, Header
-
-BEIJING_OFFSET_S = 8 * 3600
-LOCATION_FIXED_BYTES = 28
+from gpsd_server.core.jt808.location import (
+    BATCH_BACKFILL,
+    BATCH_NORMAL,
+    EXTRA_MILEAGE,
+    EXTRA_SATELLITES,
+    LOCATION_FIXED_BYTES,
+    Location,
+    LocationBatch,
+    extras_to_json,
+)
 
 # Platform general response (0x8001) results.
 RESULT_OK = 0
 RESULT_FAILURE = 1
 RESULT_MESSAGE_ERROR = 2
 RESULT_UNSUPPORTED = 3
+# 0x8100 results.
+REGISTER_NO_SUCH_TERMINAL = 4
 
-# Additional location items (id, EMQX key) that are plain unsigned integers.
-_EXTRA_INTEGERS: dict[int, tuple[str, int]] = {
-    0x01: ("mileage", 4),  # 0.1 km
-    0x02: ("fuel_meter", 2),  # 0.1 L
-    0x03: ("speed", 2),  # tachograph speed, 0.1 km/h
-    0x04: ("alarm_id", 2),
-    0x06: ("carriage_temp", 2),  # 2019, sign-magnitude: passed on raw like EMQX
-    0x30: ("rssi", 1),
-    0x31: ("gnss_sat_num", 1),
-}
-EXTRA_MILEAGE = 0x01
-EXTRA_SATELLITES = 0x31
-
-
-class BodyReader:
-    """Big-endian cursor; ``short`` is set instead of raising past the end."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos, self.short = data, 0, False
-
-    def take(self, n: int) -> bytes:
-        chunk = self.data[self.pos : self.pos + n]
-        self.short |= len(chunk) < n
-        self.pos += n
-        return chunk
-
-    def uint(self, n: int) -> int:
-        return int.from_bytes(self.take(n), "big")
-
-    def rest(self) -> bytes:
-        chunk, self.pos = self.data[self.pos :], len(self.data)
-        return chunk
-
-
-def _text(raw: bytes) -> str:
-    # Terminals pad fixed fields with NULs (some with spaces) and write GBK.
-    return raw.rstrip(b"\x00 ").decode("gbk", errors="replace")
-
-
-def _fixed(text: str, size: int) -> bytes:
-    return text.encode("gbk")[:size].ljust(size, b"\x00")
-
-
-def bcd_time_to_posix(bcd: str) -> float | None:
-    """``YYMMDDhhmmss`` Beijing time -> POSIX seconds, ``None`` if not a time."""
-    if len(bcd) != 12 or not bcd.isdigit():
-        return None
-    yy, mo, dd, hh, mi, ss = (int(bcd[i : i + 2]) for i in range(0, 12, 2))
-    if not (1 <= mo <= 12 and 1 <= dd <= calendar.monthrange(2000 + yy, mo)[1]):
-        return None
-    if hh > 23 or mi > 59 or ss > 59:
-        return None
-    return float(calendar.timegm((2000 + yy, mo, dd, hh, mi, ss)) - BEIJING_OFFSET_S)
-
-
-def posix_to_bcd_time(ts: float) -> str:
-    return datetime.fromtimestamp(int(ts) + BEIJING_OFFSET_S, UTC).strftime("%y%m%d%H%M%S")
+QUERY_SERVER_TIME = 0x0004
+MEDIA_DATA = 0x0801
 
 
 @dataclass(frozen=True, slots=True)
 class TerminalResponse:
+    """0x0001: the terminal's answer to a platform command."""
+
     msg_id: ClassVar[int] = jt808.TERMINAL_RESPONSE
     reply_sn: int
     reply_id: int
     result: int
+    quirks: tuple[str, ...] = ()
 
-    def encode(self, edition: Edition) -> bytes:
-        return _response(self.reply_sn, self.reply_id, self.result)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"seq": self.reply_sn, "id": self.reply_id, "result": self.result}
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformResponse:
-    """0x8001, the answer to most terminal messages."""
-
-    msg_id: ClassVar[int] = jt808.PLATFORM_RESPONSE
-    reply_sn: int
-    reply_id: int
-    result: int = RESULT_OK
-
-    def encode(self, edition: Edition) -> bytes:
-        return _response(self.reply_sn, self.reply_id, self.result)
+    def encode(self, edition: Edition = 2013, encoding: Encoding = "gbk") -> bytes:
+        return self.reply_sn.to_bytes(2, "big") + self.reply_id.to_bytes(2, "big") + bytes([self.result])
 
     def to_json(self) -> dict[str, Any]:
         return {"seq": self.reply_sn, "id": self.reply_id, "result": self.result}
-
-
-def _response(sn: int, msg_id: int, result: int) -> bytes:
-    return sn.to_bytes(2, "big") + msg_id.to_bytes(2, "big") + bytes([result])
-
-
-def _decode_response(body: bytes) -> tuple[int, int, int] | None:
-    if len(body) != 5:
-        return None
-    return int.from_bytes(body[0:2], "big"), int.from_bytes(body[2:4], "big"), body[4]
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterResponse:
-    """0x8100; the auth code is present only on success (result 0)."""
-
-    msg_id: ClassVar[int] = jt808.REGISTER_RESPONSE
-    reply_sn: int
-    result: int
-    auth_code: str = ""
-
-    def encode(self, edition: Edition) -> bytes:
-        code = self.auth_code.encode("gbk") if self.result == RESULT_OK else b""
-        return self.reply_sn.to_bytes(2, "big") + bytes([self.result]) + code
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seq": self.reply_sn, "result": self.result}
-        if self.result == RESULT_OK:
-            out["auth_code"] = self.auth_code
-        return out
 
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     msg_id: ClassVar[int] = jt808.HEARTBEAT
+    quirks: ClassVar[tuple[str, ...]] = ()
 
-    def encode(self, edition: Edition) -> bytes:
+    def encode(self, edition: Edition = 2013, encoding: Encoding = "gbk") -> bytes:
         return b""
 
     def to_json(self) -> dict[str, Any]:
@@ -163,20 +106,30 @@ class Heartbeat:
 @dataclass(frozen=True, slots=True)
 class Deregister:
     msg_id: ClassVar[int] = jt808.DEREGISTER
+    quirks: ClassVar[tuple[str, ...]] = ()
 
-    def encode(self, edition: Edition) -> bytes:
+    def encode(self, edition: Edition = 2013, encoding: Encoding = "gbk") -> bytes:
         return b""
 
     def to_json(self) -> dict[str, Any]:
         return {}
 
 
-# Field widths of 0x0100 that grew in 2019: manufacturer, model, device id.
-_REGISTER_WIDTHS = {2013: (5, 20, 7), 2019: (11, 30, 30)}
+RegisterLayout = Literal[2011, 2013, 2019]
+# Field widths of 0x0100 per layout: manufacturer, model, device id.
+_REGISTER_WIDTHS: dict[RegisterLayout, tuple[int, int, int]] = {2011: (5, 8, 7), 2013: (5, 20, 7), 2019: (11, 30, 30)}
+
+
+def _register_size(layout: RegisterLayout) -> int:
+    man, mod, dev = _REGISTER_WIDTHS[layout]
+    return 4 + man + mod + dev + 1
 
 
 @dataclass(frozen=True, slots=True)
 class Register:
+    """0x0100. Fields hold the strings as EMQX publishes them (padding kept
+    where EMQX keeps it); :attr:`plate_text` and friends are for people."""
+
     msg_id: ClassVar[int] = jt808.REGISTER
     province: int
     city: int
@@ -185,31 +138,53 @@ class Register:
     device_id: str
     plate_color: int
     plate: str
+    layout: RegisterLayout = 2013
+    quirks: tuple[str, ...] = ()
 
-    def encode(self, edition: Edition) -> bytes:
-        man, mod, dev = _REGISTER_WIDTHS[edition]
+    @property
+    def plate_text(self) -> str:
+        return clean(self.plate)
+
+    @property
+    def model_text(self) -> str:
+        return clean(self.model)
+
+    def encode(self, edition: Edition = 2013, encoding: Encoding = "gbk") -> bytes:
+        layout: RegisterLayout = 2011 if self.layout == 2011 else edition
+        man, mod, dev = _REGISTER_WIDTHS[layout]
         return (
             self.province.to_bytes(2, "big")
             + self.city.to_bytes(2, "big")
-            + _fixed(self.manufacturer, man)
-            + _fixed(self.model, mod)
-            + _fixed(self.device_id, dev)
+            + fixed(self.manufacturer, man)
+            + fixed(self.model, mod)
+            + fixed(self.device_id, dev)
             + bytes([self.plate_color])
-            + self.plate.encode("gbk")
+            + encode_text(self.plate, encoding)
         )
 
     @classmethod
-    def decode(cls, body: bytes, edition: Edition) -> Register | None:
-        man, mod, dev = _REGISTER_WIDTHS[edition]
-        r = BodyReader(body)
-        fields = (r.uint(2), r.uint(2), r.take(man), r.take(mod), r.take(dev), r.uint(1))
-        plate = r.rest()
-        if r.short:
+    def decode(cls, body: bytes, edition: Edition = 2013, encoding: Encoding = "gbk") -> Register | None:
+        quirks: tuple[str, ...] = ()
+        layout: RegisterLayout
+        if edition == 2019 and len(body) >= _register_size(2019):
+            layout = 2019
+        elif len(body) >= _register_size(2013):
+            layout = 2013
+            quirks = ("register_layout_2013",) if edition == 2019 else ()
+        elif len(body) >= _register_size(2011):
+            layout, quirks = 2011, ("register_2011",)
+        else:
             return None
-        province, city, manufacturer, model, device_id, color = fields
+        man, mod, dev = _REGISTER_WIDTHS[layout]
+        r = BodyReader(body)
+        province, city = r.uint(2), r.uint(2)
+        manufacturer, model, device_id, color = r.take(man), r.take(mod), r.take(dev), r.uint(1)
+        plate = r.rest()
+        if layout == 2019:
+            manufacturer = strip_tail_zeros(manufacturer)
         return cls(
-            province, city, _text(manufacturer), _text(model), _text(device_id), color,
-            _text(plate),
+            province, city, raw_text(manufacturer), raw_text(strip_tail_zeros(model)),
+            raw_text(strip_tail_zeros(device_id)), color, text(plate, encoding), layout, quirks,
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -226,222 +201,111 @@ class Register:
 
 @dataclass(frozen=True, slots=True)
 class Authenticate:
-    """0x0102. 2013: the code is the whole body; 2019 adds IMEI and version."""
+    """0x0102. 2013: the code is the whole body; 2019 adds a code length,
+    the IMEI (15 bytes) and the software version (20 bytes)."""
 
     msg_id: ClassVar[int] = jt808.AUTHENTICATE
     code: str
     imei: str = ""
     software_version: str = ""
+    layout: Literal[2013, 2019] = 2013
+    quirks: tuple[str, ...] = ()
 
-    def encode(self, edition: Edition) -> bytes:
-        code = self.code.encode("gbk")
+    @property
+    def code_text(self) -> str:
+        return clean(self.code)
+
+    def encode(self, edition: Edition = 2013, encoding: Encoding = "gbk") -> bytes:
+        code = self.code.encode("utf-8")
         if edition == 2013:
             return code
-        return bytes([len(code)]) + code + _fixed(self.imei, 15) + _fixed(self.software_version, 20)
+        return bytes([len(code)]) + code + fixed(self.imei, 15) + fixed(self.software_version, 20)
 
     @classmethod
-    def decode(cls, body: bytes, edition: Edition) -> Authenticate | None:
-        if edition == 2013:
-            return cls(_text(body))
-        r = BodyReader(body)
-        code = r.take(r.uint(1))
-        imei, version = r.take(15), r.rest()
-        return None if r.short else cls(_text(code), _text(imei), _text(version))
+    def decode(cls, body: bytes, edition: Edition = 2013, encoding: Encoding = "gbk") -> Authenticate | None:
+        if edition == 2019 and body and 1 + body[0] <= len(body):
+            r = BodyReader(body)
+            code = r.take(r.uint(1))
+            imei, version = r.take(15), r.take(20)
+            return cls(
+                raw_text(code), raw_text(strip_tail_zeros(imei)), raw_text(strip_tail_zeros(version)), 2019,
+                ("auth_truncated",) if r.short else (),
+            )  # fmt: skip
+        quirks = ("auth_layout_2013",) if edition == 2019 else ()
+        return cls(raw_text(body), layout=2013, quirks=quirks)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code}
-        if self.imei or self.software_version:
-            out |= {
-                "code_len": len(self.code.encode("gbk")),
-                "imei": self.imei,
-                "sw_version_len": len(self.software_version),
-                "sw_version": self.software_version,
-            }
+        if self.layout == 2019:
+            out |= {"imei": self.imei, "software_version": self.software_version}
         return out
 
 
 @dataclass(frozen=True, slots=True)
-class Location:
-    """0x0200 body: the 28 fixed bytes plus additional items (id, raw value)."""
+class Report:
+    """Any other message EMQX parses: its id and EMQX's body object."""
 
-    msg_id: ClassVar[int] = jt808.LOCATION
-    alarm: int
-    status: int
-    latitude: int  # degrees x 10^6, unsigned; status bit 2 means south
-    longitude: int  # degrees x 10^6, unsigned; status bit 3 means west
-    altitude: int  # metres
-    speed: int  # 0.1 km/h
-    direction: int  # degrees, 0-359
-    time: str  # BCD YYMMDDhhmmss, Beijing time
-    extras: tuple[tuple[int, bytes], ...] = ()
-
-    def encode(self, edition: Edition = 2013) -> bytes:
-        out = bytearray()
-        for value, size in (
-            (self.alarm, 4), (self.status, 4), (self.latitude, 4), (self.longitude, 4),
-            (self.altitude, 2), (self.speed, 2), (self.direction, 2),
-        ):  # fmt: skip
-            out += value.to_bytes(size, "big")
-        out += jt808.bcd_encode(self.time, 6)
-        for item_id, raw in self.extras:
-            out += bytes([item_id, len(raw)]) + raw
-        return bytes(out)
-
-    @classmethod
-    def decode(cls, body: bytes, edition: Edition = 2013) -> Location | None:
-        if len(body) < LOCATION_FIXED_BYTES:
-            return None
-        r = BodyReader(body)
-        alarm, status, lat, lon = r.uint(4), r.uint(4), r.uint(4), r.uint(4)
-        alt, speed, direction = r.uint(2), r.uint(2), r.uint(2)
-        bcd = jt808.bcd_decode(r.take(6))
-        if bcd is None:
-            return None
-        return cls(alarm, status, lat, lon, alt, speed, direction, bcd, _read_extras(r))
+    msg_id: int
+    body: dict[str, Any] = field(hash=False)
+    quirks: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "alarm": self.alarm,
-            "status": self.status,
-            "latitude": self.latitude,
-            "longitude": self.longitude,
-            "altitude": self.altitude,
-            "speed": self.speed,
-            "direction": self.direction,
-            "time": self.time,
-        }
-        if self.extras:
-            out["extra"] = extras_to_json(self.extras)
-        return out
-
-
-def _read_extras(r: BodyReader) -> tuple[tuple[int, bytes], ...]:
-    # A malformed tail (a vendor item with a wrong length) ends the list: the
-    # position before it is still good, and losing it would be worse.
-    items: list[tuple[int, bytes]] = []
-    while r.pos + 2 <= len(r.data):
-        item_id, size = r.uint(1), r.uint(1)
-        value = r.take(size)
-        if r.short:
-            break
-        items.append((item_id, value))
-    return tuple(items)
-
-
-def extras_to_json(extras: tuple[tuple[int, bytes], ...]) -> dict[str, Any]:
-    """Additional items as EMQX names them; unknown ids as base64 by decimal id."""
-    out: dict[str, Any] = {}
-    for item_id, value in extras:
-        known = _EXTRA_INTEGERS.get(item_id)
-        if known is not None and len(value) == known[1]:
-            out[known[0]] = int.from_bytes(value, "big")
-        elif item_id == 0x11 and len(value) in (1, 5):
-            alarm = {"type": value[0]}
-            out["overspeed_alarm"] = alarm | ({"id": _u(value[1:5])} if len(value) == 5 else {})
-        elif item_id == 0x12 and len(value) == 6:
-            out["in_out_alarm"] = {"type": value[0], "id": _u(value[1:5]), "direction": value[5]}
-        elif item_id == 0x13 and len(value) == 7:
-            out["path_time_alarm"] = {"id": _u(value[0:4]), "time": _u(value[4:6]), "result": value[6]}
-        elif item_id == 0x2A and len(value) == 2:
-            out["io_status"] = {"deep_sleep": value[0] >> 7 & 1, "sleep": value[0] >> 6 & 1}
-        elif item_id == 0x2B and len(value) == 4:
-            out["analog"] = {"ad0": _u(value[2:4]), "ad1": _u(value[0:2])}
-        elif item_id >= 0xE0:
-            out.setdefault("custome", {})[str(item_id)] = _b64(value)
-        else:
-            out[str(item_id)] = _b64(value)
-    return out
-
-
-def _u(data: bytes) -> int:
-    return int.from_bytes(data, "big")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-BATCH_NORMAL = 0
-BATCH_BACKFILL = 1  # blind-area backfill: positions stored while offline
+        return self.body
 
 
 @dataclass(frozen=True, slots=True)
-class LocationBatch:
-    """0x0704: count WORD, type BYTE, then (length WORD, 0x0200 body) items."""
+class Unknown:
+    """A message id neither gateway parses (vendor ids, JT/T 1078, ...)."""
 
-    msg_id: ClassVar[int] = jt808.LOCATION_BATCH
-    kind: int
-    items: tuple[Location, ...]
-
-    def encode(self, edition: Edition = 2013) -> bytes:
-        out = bytearray(len(self.items).to_bytes(2, "big") + bytes([self.kind]))
-        for item in self.items:
-            body = item.encode(edition)
-            out += len(body).to_bytes(2, "big") + body
-        return bytes(out)
-
-    @classmethod
-    def decode(cls, body: bytes, edition: Edition = 2013) -> LocationBatch | None:
-        r = BodyReader(body)
-        count, kind = r.uint(2), r.uint(1)
-        items: list[Location] = []
-        for _ in range(count):
-            item = Location.decode(r.take(r.uint(2)))
-            if r.short or item is None:
-                return None
-            items.append(item)
-        return None if r.short else cls(kind, tuple(items))
+    msg_id: int
+    data: bytes
+    quirks: ClassVar[tuple[str, ...]] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "type": self.kind,
-            "length": len(self.items),
-            "location": [item.to_json() for item in self.items],
-        }
+        return {"unknown_id": True, "data": b64(self.data)}
 
 
 Message = (
-    TerminalResponse | PlatformResponse | RegisterResponse | Heartbeat | Deregister
-    | Register | Authenticate | Location | LocationBatch
+    TerminalResponse | Heartbeat | Deregister | Register | Authenticate | Location | LocationBatch | Report | Unknown
 )  # fmt: skip
 
 
-def decode_body(header: Header, body: bytes) -> Message | FrameError:
+def _decode_response(body: bytes) -> TerminalResponse | None:
+    if len(body) < 5:
+        return None
+    quirks = ("response_padded",) if len(body) > 5 else ()
+    return TerminalResponse(u(body[0:2]), u(body[2:4]), body[4], quirks)
+
+
+def decode_body(header: Header, body: bytes, *, encoding: Encoding = "gbk") -> Message | FrameError:
     """The body of a checked frame as a message value."""
-    msg_id, edition = header.msg_id, header.edition
+    msg_id, edition = header.msg_id, header.body_edition
     message: Message | None
-    if msg_id in (jt808.TERMINAL_RESPONSE, jt808.PLATFORM_RESPONSE):
-        fields = _decode_response(body)
-        kind = TerminalResponse if msg_id == jt808.TERMINAL_RESPONSE else PlatformResponse
-        message = None if fields is None else kind(*fields)
-    elif msg_id == jt808.REGISTER_RESPONSE:
-        message = _decode_register_response(body)
-    elif msg_id in (jt808.HEARTBEAT, jt808.DEREGISTER):
-        message = Heartbeat() if msg_id == jt808.HEARTBEAT else Deregister()
+    if msg_id == jt808.TERMINAL_RESPONSE:
+        message = _decode_response(body)
+    elif msg_id == jt808.HEARTBEAT:
+        message = Heartbeat()
+    elif msg_id == jt808.DEREGISTER:
+        message = Deregister()
     elif msg_id == jt808.REGISTER:
-        message = Register.decode(body, edition)
+        message = Register.decode(body, edition, encoding)
     elif msg_id == jt808.AUTHENTICATE:
-        message = Authenticate.decode(body, edition)
+        message = Authenticate.decode(body, edition, encoding)
     elif msg_id == jt808.LOCATION:
         message = Location.decode(body, edition)
     elif msg_id == jt808.LOCATION_BATCH:
         message = LocationBatch.decode(body, edition)
+    elif msg_id in bodies.READERS:
+        doc = bodies.READERS[msg_id](body, edition, encoding)
+        message = None if doc is None else Report(msg_id, doc)
     else:
-        return FrameError("unsupported", f"message id {msg_id:#06x}", header)
+        return Unknown(msg_id, body)
     if message is None:
         return FrameError("bad_body", f"message {msg_id:#06x}: {len(body)} bytes", header)
     return message
 
 
-def _decode_register_response(body: bytes) -> RegisterResponse | None:
-    if len(body) < 3:
-        return None
-    code = _text(body[3:]) if body[2] == RESULT_OK else ""
-    return RegisterResponse(int.from_bytes(body[0:2], "big"), body[2], code)
-
-
-def emqx_json(header: Header, message: Message) -> dict[str, Any]:
-    """``{"header": ..., "body": ...}`` as the EMQX JT/T 808 gateway publishes it."""
+def emqx_header(header: Header) -> dict[str, Any]:
     head: dict[str, Any] = {
         "msg_id": header.msg_id,
         "encrypt": header.encrypt,
@@ -451,4 +315,48 @@ def emqx_json(header: Header, message: Message) -> dict[str, Any]:
     }
     if header.edition == 2019:
         head["proto_ver"] = header.proto_ver
-    return {"header": head, "body": message.to_json()}
+    if header.frag_total is not None:
+        head |= {"frag_total": header.frag_total, "frag_sn": header.frag_sn}
+    return head
+
+
+def emqx_json(header: Header, message: Message) -> dict[str, Any]:
+    """``{"header": ..., "body": ...}`` as the EMQX JT/T 808 gateway publishes it."""
+    return {"header": emqx_header(header), "body": message.to_json()}
+
+
+def server_time(now: float) -> str:
+    """0x8004's body: the platform's UTC time as BCD ``YYMMDDhhmmss``."""
+    return posix_to_bcd_time(now, 0)
+
+
+__all__ = [
+    "BATCH_BACKFILL",
+    "BATCH_NORMAL",
+    "BEIJING_OFFSET_S",
+    "EXTRA_MILEAGE",
+    "EXTRA_SATELLITES",
+    "LOCATION_FIXED_BYTES",
+    "REGISTER_NO_SUCH_TERMINAL",
+    "RESULT_FAILURE",
+    "RESULT_MESSAGE_ERROR",
+    "RESULT_OK",
+    "RESULT_UNSUPPORTED",
+    "Authenticate",
+    "Deregister",
+    "Heartbeat",
+    "Location",
+    "LocationBatch",
+    "Message",
+    "PlatformResponse",
+    "Register",
+    "RegisterResponse",
+    "Report",
+    "TerminalResponse",
+    "Unknown",
+    "bcd_time_to_posix",
+    "decode_body",
+    "emqx_json",
+    "extras_to_json",
+    "posix_to_bcd_time",
+]

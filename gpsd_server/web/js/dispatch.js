@@ -1,9 +1,12 @@
 // 12319 dispatch: a point (map click in dispatch mode, or typed WGS-84
 // coordinates) -> the nearest online patrol cars with distance and ETA; an
-// operator records the dispatch.
+// operator records the dispatch. A car with a JT/T 808 terminal gets the case
+// on its screen (0x8300); the panel follows that command until the terminal
+// acknowledges it.
 
 import { api, ApiError } from "./api.js";
 import { esc, fmtAge, fmtDistance, h } from "./labels.js";
+import { commandText, isFinal } from "./terminals.js";
 
 const L = window.L;
 
@@ -31,7 +34,9 @@ export class DispatchPanel {
     });
     this.pickBtn = h("button", { id: "dispatch-pick", onclick: () => this.togglePicking() }, "地图选点");
     this.note = h("textarea", { id: "dispatch-note", rows: 2, placeholder: "事件说明 (12319 工单号、内容)" });
+    this.place = h("input", { id: "dispatch-place", type: "text", maxlength: 200, placeholder: "地点描述 (可选，发往车载终端)" });
     this.status = h("div", { id: "dispatch-status", class: "muted" });
+    this.commandStatus = h("div", { id: "dispatch-command", class: "muted" });
     this.list = h("div", { id: "dispatch-list", class: "dispatch-list" });
     this.root.append(
       h("div", { class: "muted" }, "在地图上点选事件位置，或输入坐标，查询最近的在线执法车。"),
@@ -40,8 +45,9 @@ export class DispatchPanel {
         h("button", { id: "dispatch-search", class: "primary", onclick: () => this.searchTyped() }, "查询最近车辆")),
       this.status,
       this.list,
-      h("div", { class: "op-only" }, this.note,
+      h("div", { class: "op-only" }, this.note, this.place,
         h("button", { id: "dispatch-send", class: "primary", onclick: () => this.send() }, "派单 Dispatch")),
+      this.commandStatus,
     );
   }
 
@@ -126,12 +132,40 @@ export class DispatchPanel {
     }
     const [lon, lat] = this.point;
     try {
-      const res = await api.post("/api/dispatch", { lon, lat, vehicle_id: this.chosen, note: this.note.value.trim() });
+      const body = { lon, lat, vehicle_id: this.chosen, note: this.note.value.trim(), place: this.place.value.trim() };
+      const res = await api.post("/api/dispatch", body);
       const car = this.cars.find((c) => c.id === this.chosen);
       this.status.innerHTML = `已派单 <b id="dispatch-id">#${esc(res?.id ?? "")}</b> → ${esc(car?.plate || this.chosen)}`;
       this.note.value = "";
+      this.place.value = "";
+      this.follow(res?.command, res?.terminal);
     } catch (e) {
       this.status.textContent = `派单失败: ${e instanceof ApiError && e.status === 403 ? "无权限" : e.message}`;
     }
+  }
+
+  // The terminal's side of the dispatch: queued -> sent -> acknowledged.
+  async follow(command, hasTerminal) {
+    clearTimeout(this.followTimer);
+    if (!command) {
+      this.commandStatus.textContent = hasTerminal === false ? "该车无车载终端，请电话通知" : "";
+      return;
+    }
+    this.commandStatus.dataset.status = command.status;
+    this.commandStatus.textContent = `车载终端: ${commandText(command)}`;
+    if (isFinal(command.status)) return;
+    const until = Date.now() + 5 * 60 * 1000;
+    const poll = async () => {
+      try {
+        const c = await api.get(`/api/commands/${command.id}`);
+        this.commandStatus.dataset.status = c.status;
+        this.commandStatus.textContent = `车载终端: ${commandText(c)}`;
+        if (isFinal(c.status) || (c.status === "sent" && c.transport === "mqtt")) return;
+      } catch {
+        /* keep the last status shown */
+      }
+      if (Date.now() < until) this.followTimer = setTimeout(poll, 2000);
+    };
+    this.followTimer = setTimeout(poll, 1000);
   }
 }

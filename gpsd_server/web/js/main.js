@@ -6,6 +6,7 @@ import { api, ApiError } from "./api.js";
 import * as coords from "./coords.js";
 import { AlertDesk } from "./alerts.js";
 import { DispatchPanel } from "./dispatch.js";
+import { TerminalBoard } from "./terminals.js";
 import { ReplayPanel } from "./replay.js";
 import { CityLayers } from "./layers.js";
 import { VehicleLayer, VehicleStore, thresholds } from "./vehicles.js";
@@ -304,6 +305,7 @@ function renderCard() {
       row("定位时间", fmtDateTime(v.tsMs)),
       row("距今", fmtAge((now - v.tsMs) / 1000)),
       row("坐标 WGS-84", `${v.lon.toFixed(6)}, ${v.lat.toFixed(6)}`),
+      row("终端", app.terminals ? app.terminals.cell(v.id) : "—"),
     ),
     permitRows.length ? h("div", { class: "section" }, h("div", { class: "muted" }, "运输许可 Permit"), permitRows) : "",
     h("div", { class: "section" },
@@ -463,6 +465,8 @@ async function boot() {
   setupTabs();
   app.alerts = new AlertDesk(app, document.getElementById("tab-alerts"));
   app.dispatch = new DispatchPanel(app, document.getElementById("tab-dispatch"));
+  app.terminals = new TerminalBoard();
+  app.terminals.start();
   app.replay = new ReplayPanel(app, document.getElementById("tab-replay"), { showTab });
   app.live = new LiveSocket(handleLive);
   const [geoOk] = await Promise.all([

@@ -1,6 +1,7 @@
 """Survey: run every public JT/T 808 vector through our current code.
 
-Not a pytest test. It loads ``vectors/*.jsonl`` and, for each vector, runs
+Not a pytest test (``test_corpus.py`` asserts what this prints). It loads
+``vectors/*.jsonl`` and, for each vector, runs
 
 1. framing: ``jt808.FrameSplitter`` (and ``Reassembler`` for subpackaged
    frames) on the wire bytes; ``form: unescaped`` vectors are escaped first,
@@ -125,7 +126,8 @@ def _framed(res: Result, data: bytes) -> None:
     items = splitter.feed(data) + splitter.close()
     frames = [i for i in items if isinstance(i, jt808.Frame)]
     errors = [i for i in items if isinstance(i, jt808.FrameError)]
-    res.session = [o.reason for o in Jt808Session(Jt808Settings(auth_code="", require_auth=False)).receive(data)]
+    session = Jt808Session(Jt808Settings(auth_code="", require_auth=False), now=NOW)
+    res.session = [o.reason for o in session.receive(data, NOW)]
     if not frames:
         res.fail("frame", errors[0].reason if errors else "no_frame")
         if errors and errors[0].header is not None:
@@ -152,6 +154,8 @@ def _body(res: Result, header: jt808.Header, body: bytes) -> None:
     if isinstance(message, jt808.FrameError):
         res.fail("body", message.reason)
         return
+    if isinstance(message, m.Unknown):
+        res.fail("body", "unsupported")
     res.message = message
     res.json = m.emqx_json(header, message)
 

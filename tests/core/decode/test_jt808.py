@@ -239,3 +239,50 @@ def test_direction_360_is_north_and_altitude_below_sea_level() -> None:
 
     assert normalize_phone("00000000013800138000") == "13800138000"
     assert normalize_phone("000") == "0"
+
+
+def test_non_bcd_phone_becomes_a_stable_safe_vehicle_id() -> None:
+    # EMQX writes the nibbles A-F of a binary IMEI as ":;<=>?"; our gateway too.
+    assert normalize_phone("4>;6?;4:=628") == normalize_phone("4eb6fb4ad628") == "4EB6FB4AD628"
+    [fix] = decode_jt808(
+        "4>;6?;4:=628", envelope(512, LOCATION_BODY, phone="4>;6?;4:=628"), now=NOW, limits=LIMITS,
+        terminals={}, auto_register=True,
+    )  # fmt: skip
+    assert isinstance(fix, Fix) and fix.vehicle_id == "T4EB6FB4AD628"
+    registered = terminal_registry([("4EB6FB4AD628", "MT-9")])
+    [fix] = decode_jt808("4>;6?;4:=628", envelope(512, LOCATION_BODY, phone="4>;6?;4:=628"), now=NOW,
+                         limits=LIMITS, terminals=registered)  # fmt: skip
+    assert isinstance(fix, Fix) and fix.vehicle_id == "MT-9"
+
+
+def test_a_phone_with_other_characters_is_refused() -> None:
+    results = decode_jt808("13800/#x", envelope(512, LOCATION_BODY, phone="13800/#x"), now=NOW, limits=LIMITS,
+                           terminals={}, auto_register=True)  # fmt: skip
+    assert reasons(results) == ["bad_phone"]
+
+
+def test_position_query_answer_0x0201_and_vehicle_control_answer_0x0500_are_fixes() -> None:
+    query = one_fix(envelope(0x0201, {"seq": 3, "params": LOCATION_BODY}))
+    control = one_fix(envelope(0x0500, {"seq": 4, "location": LOCATION_BODY}))
+    assert (query.lat, query.lon) == (control.lat, control.lon) == (22.5431, 114.0579)
+    assert reasons(decode(envelope(0x0201, {"seq": 3}))) == ["not_object"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("speed", 0xFFFF, "speed_out_of_range"),  # 6,553.5 km/h: "unknown" on some terminals
+        ("speed", 4001, "speed_out_of_range"),
+        ("altitude", 0x7FFF, "altitude_out_of_range"),
+        ("altitude", 0x10000 - 2000, "altitude_out_of_range"),
+    ],
+)
+def test_values_are_range_checked_like_the_native_json(field: str, value: int, reason: str) -> None:
+    assert reasons(decode(envelope(512, LOCATION_BODY | {field: value}))) == [reason]
+
+
+def test_range_limits_themselves_are_accepted() -> None:
+    fix = one_fix(envelope(512, LOCATION_BODY | {"speed": 4000, "altitude": 10000}))
+    assert (fix.speed_kmh, fix.alt_m) == (400.0, 10000.0)
+    far = LOCATION_BODY | {"extra": {"mileage": 0xFFFFFFFF}}
+    assert reasons(decode(envelope(512, far))) == ["mileage_out_of_range"]

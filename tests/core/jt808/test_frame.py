@@ -144,24 +144,57 @@ def test_bad_escape() -> None:
     assert isinstance(error, FrameError) and error.reason == "bad_escape"
 
 
-def test_truncated_header_and_truncated_body() -> None:
+def test_truncated_header() -> None:
     short_header = jt808.decode_frame(bytes.fromhex("000200000138"))
     assert isinstance(short_header, FrameError) and short_header.reason == "truncated"
-    declared_10 = header_2013(0x0200, 10, 1) + b"\x01\x02"  # body has 2 of 10 bytes
-    error = jt808.decode_frame(wire(declared_10)[1:-1])
-    assert isinstance(error, FrameError) and error.reason == "truncated"
-    assert error.header is not None and error.header.body_len == 10
 
 
-def test_body_longer_than_declared() -> None:
-    error = jt808.decode_frame(wire(header_2013(0x0200, 1, 1) + b"\x01\x02")[1:-1])
-    assert isinstance(error, FrameError) and error.reason == "bad_length"
+def test_declared_length_mismatch_with_a_good_checksum_is_read_and_named() -> None:
+    shorter = wire(header_2013(0x0200, 10, 1) + b"\x01\x02")  # declares 10, carries 2
+    longer = wire(header_2013(0x0200, 1, 1) + b"\x01\x02")  # declares 1, carries 2
+    for data in (shorter, longer):
+        frame = jt808.decode_frame(data[1:-1])
+        assert isinstance(frame, Frame)
+        assert (frame.body, frame.quirks) == (b"\x01\x02", ("length_mismatch",))
+    strict = [jt808.decode_frame(d[1:-1], accept_length_mismatch=False) for d in (shorter, longer)]
+    assert [e.reason for e in strict if isinstance(e, FrameError)] == ["truncated", "bad_length"]
+    assert isinstance(strict[0], FrameError) and strict[0].header is not None and strict[0].header.body_len == 10
 
 
-def test_phone_that_is_not_bcd() -> None:
+def test_a_mismatch_with_a_bad_checksum_is_still_dropped() -> None:
+    data = wire(header_2013(0x0200, 10, 1) + b"\x01\x02")
+    error = jt808.decode_frame(data[1:-2] + bytes([data[-2] ^ 0x55]))
+    assert isinstance(error, FrameError) and error.reason == "bad_checksum"
+
+
+def test_phone_that_is_not_bcd_is_kept_as_emqx_writes_it_and_encodes_back() -> None:
     raw = struct.pack(">HH", 2, 0) + bytes.fromhex("0138001380af") + b"\x00\x01"
-    error = jt808.decode_frame(wire(raw)[1:-1])
-    assert isinstance(error, FrameError) and error.reason == "bad_header"
+    frame = jt808.decode_frame(wire(raw)[1:-1])
+    assert isinstance(frame, Frame)
+    assert (frame.header.phone, frame.quirks) == ("0138001380:?", ("non_bcd_phone",))
+    assert jt808.encode_frame(frame.header) == wire(raw)
+
+
+def test_version_bit_on_a_2013_layout_is_read_as_2013() -> None:
+    raw = header_2013(0x0002, 0, 7)
+    flagged = raw[:2] + bytes([raw[2] | 0x40]) + raw[3:]
+    frame = jt808.decode_frame(wire(flagged)[1:-1])
+    assert isinstance(frame, Frame)
+    assert (frame.header.edition, frame.header.phone, frame.header.msg_sn) == (2013, PHONE_2013, 7)
+    assert frame.quirks == ("version_bit",)
+
+
+def test_version_bit_is_trusted_when_no_length_agrees() -> None:
+    frame = jt808.decode_frame(wire(header_2019(0x0200, 40, 3) + bytes(28))[1:-1])
+    assert isinstance(frame, Frame)
+    assert (frame.header.edition, frame.header.phone, len(frame.body)) == (2019, PHONE_2019, 28)
+    assert frame.quirks == ("length_mismatch",)
+
+
+def test_2019_body_layouts_need_version_1_or_more() -> None:
+    assert Header(2, PHONE_2019, 1, 2019, proto_ver=1).body_edition == 2019
+    assert Header(2, PHONE_2019, 1, 2019, proto_ver=0).body_edition == 2013
+    assert Header(2, PHONE_2013, 1, 2013).body_edition == 2013
 
 
 def test_unknown_message_id_is_a_valid_frame() -> None:
@@ -263,3 +296,21 @@ def test_reassembler_limits() -> None:
     assert len(joiner._pending) == 2
     unframed = Frame(Header(0x0002, PHONE_2013, 1), b"")
     assert joiner.add(unframed) is unframed
+
+
+def test_reassembler_byte_bound_drops_the_oldest_and_says_so() -> None:
+    joiner = Reassembler(max_parts=8, max_pending=8, max_bytes=100)
+    assert joiner.add(Frame(Header(0x0704, PHONE_2013, 10, frag_total=2, frag_sn=1), bytes(60))) is None
+    over = joiner.add(Frame(Header(0x0704, PHONE_2013, 20, frag_total=2, frag_sn=1), bytes(60)))
+    assert isinstance(over, FrameError) and over.reason == "oversize"
+    assert joiner.pending_bytes == 60  # only the newer message is kept
+    whole = joiner.add(Frame(Header(0x0704, PHONE_2013, 21, frag_total=2, frag_sn=2), b"z"))
+    assert isinstance(whole, Frame) and len(whole.body) == 61
+    assert joiner.pending_bytes == 0
+
+
+def test_splitter_skips_a_flood_of_flags_cheaply() -> None:
+    splitter = FrameSplitter()
+    assert splitter.feed(b"\x7e" * 100_000) == []
+    good = wire(header_2013(0x0002, 0, 4))
+    assert [f.header.msg_sn for f in frames_of(splitter.feed(b"\x7e" * 10 + good + b"\x7e" * 10))] == [4]
