@@ -140,6 +140,68 @@ def parse(geofences: dict[str, bytes], vehicles: bytes | None, *, label: Path | 
     return city, msgspec.json.encode({"type": "FeatureCollection", "features": features})
 
 
+def count_positions(coordinates: Any) -> int:
+    """Positions (innermost ``[lon, lat, ...]`` arrays) in a GeoJSON coordinates value."""
+    count = 0
+    stack = [coordinates]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, list) or not node:
+            continue
+        if isinstance(node[0], (int, float)):
+            count += 1
+        else:
+            stack.extend(node)
+    return count
+
+
+def feature_vertices(doc: Any) -> list[tuple[str, int]]:
+    """(feature id or ``#index``, positions) of every feature of a decoded FeatureCollection."""
+    features = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(features, list):
+        return []
+    out = []
+    for index, feature in enumerate(features):
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict):
+            continue
+        props = feature.get("properties")
+        fid = props.get("id") if isinstance(props, dict) else None
+        out.append((fid if isinstance(fid, str) and fid else f"#{index}", count_positions(geometry.get("coordinates"))))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class VertexBudget:
+    """Positions allowed in one feature and in the whole city (``[geofences]``)."""
+
+    per_feature: int = 100_000
+    per_city: int = 1_000_000
+
+    def check(self, files: list[tuple[str, bytes]]) -> int:
+        """Raise ``DataError`` naming the file and the feature that exceeds a budget
+        (the city's: the feature where the total passes it); returns the total."""
+        total = 0
+        for name, text in files:
+            try:
+                doc = msgspec.json.decode(text)
+            except (msgspec.DecodeError, RecursionError):
+                continue  # the loader names the problem
+            for fid, n in feature_vertices(doc):
+                if n > self.per_feature:
+                    raise DataError(
+                        name, fid, f"{n} vertices in one feature (budget {self.per_feature}: "
+                        "[geofences] max_feature_vertices)",
+                    )  # fmt: skip
+                total += n
+                if total > self.per_city:
+                    raise DataError(
+                        name, fid, f"more than {self.per_city} vertices in the city "
+                        "([geofences] max_city_vertices)",
+                    )  # fmt: skip
+        return total
+
+
 GeometryBuilder = Callable[[City], CityGeometry]
 Swap = Callable[[CityData], None]
 
@@ -154,8 +216,10 @@ class CityKeeper:
         *,
         on_swap: list[Swap] | None = None,
         after_swap: Callable[[CityData], Awaitable[None]] | None = None,
+        budget: VertexBudget | None = None,
     ) -> None:
         self.folder = folder
+        self.budget = budget or VertexBudget()
         self._build_geometry = build_geometry
         self._on_swap = on_swap or []
         self._after_swap = after_swap
@@ -174,14 +238,19 @@ class CityKeeper:
         assert data.shapes is not None
         return data.shapes
 
-    def _load(self, geofences: dict[str, bytes] | None = None, vehicles: bytes | None = None) -> CityData:
-        """Read (unless given: an upload), parse, validate and project: the slow part, in a thread."""
+    def _load(
+        self, geofences: dict[str, bytes] | None = None, vehicles: bytes | None = None, changed: str | None = None
+    ) -> CityData:
+        """Read (unless given: an upload), parse, validate and project: the slow part, in a thread.
+        ``changed`` (an upload's file) is counted last, so a city over budget names it."""
         label = None
         if geofences is None:
             if self.folder.folder.exists() and not self.folder.folder.is_dir():
                 raise DataError(str(self.folder.folder), "(folder)", "not a folder")
             geofences, vehicles = self.folder.geofence_files(), self.folder.vehicles()
             label = self.folder.folder
+        order = sorted(geofences, key=lambda n: (n == changed, n))
+        self.budget.check([(n if label is None else str(label / n), geofences[n]) for n in order])
         city, geojson = parse(geofences, vehicles, label=label)
         geometry = self._build_geometry(city)
         files = tuple(str(self.folder.folder / n) for n in sorted(geofences))
@@ -210,7 +279,11 @@ class CityKeeper:
             swap(data)
         # The city's many long-lived objects need not be scanned by every
         # garbage collection (measured: ~20% of engine time without this).
-        gc.collect()
+        # Only the young generations are collected first: a full collection
+        # scans every live object with the GIL held, so from any thread it
+        # stalls the loop; the replaced city is freed by reference counting
+        # (it holds no cycles).
+        gc.collect(1)
         gc.freeze()
         c = data.city
         log.info(
@@ -238,7 +311,7 @@ class CityKeeper:
             else:
                 geofences[name] = data
             # The whole city as it would be: nothing is written unless it loads.
-            loaded = await asyncio.to_thread(self._load, geofences, vehicles)
+            loaded = await asyncio.to_thread(self._load, geofences, vehicles, name)
             await asyncio.to_thread(self.folder.restore, name, data)
             self._swap(loaded)
         await self.swapped(loaded)

@@ -228,6 +228,7 @@ class ServerProcess:
             "GPSD_DATABASE__RETRY_MAX_S": "2",
             "GPSD_DATABASE__CONNECT_TIMEOUT_S": "2",
             "GPSD_INGEST__STATS_LOG_INTERVAL_S": "5",
+            "GPSD_STATE": str(workdir / ".state"),  # its own spool, whatever the caller's GPSD_STATE
             **env,
         }
         self.env.pop("GPSD_CONFIG", None)
@@ -242,7 +243,9 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.http_port}/ws/live?token={self.tokens['viewer']}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, wait_database: bool = True) -> None:
+        """Start and wait until HTTP answers and the broker is connected (and,
+        with ``wait_database``, the database is migrated and restored)."""
         assert self.proc is None or self.proc.poll() is not None
         self.starts += 1
         with self.log_path.open("ab") as log:
@@ -259,12 +262,13 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if (self.health() or {}).get("mqtt"):
+            health = self.health() or {}
+            if health.get("mqtt") and (health.get("database") or not wait_database):
                 break
             time.sleep(0.1)
         else:
             raise AssertionError(f"server not ready after {timeout} s:\n{self.log_tail()}")
-        if not self.tokens:
+        if not self.tokens and wait_database:
             self.tokens = self._make_tokens(self.dsn, self.tag)
 
     def health(self) -> dict[str, object] | None:

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from gpsd_server.api.params import BadParameter, parse_range
+from gpsd_server.api.params import EARLIEST, LATEST, BadParameter, parse_range
 
 TRACK_FORMATS = {"geojson": "application/geo+json", "gpx": "application/gpx+xml", "csv": "text/csv; charset=utf-8"}
 _BUCKET = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE)
@@ -67,6 +67,8 @@ def local_day(value: str | None, timezone: str, name: str = "day") -> tuple[date
             day = date.fromisoformat(value)
         except ValueError:
             raise BadParameter(name, "a local date YYYY-MM-DD") from None
+        if not EARLIEST.date() < day < LATEST.date():
+            raise BadParameter(name, f"a local date after {EARLIEST.date()} and before {LATEST.date()}")
     start = datetime.combine(day, time(), tz)
     end = datetime.combine(day + timedelta(days=1), time(), tz)
     return day, start.astimezone(UTC), end.astimezone(UTC)

@@ -16,6 +16,7 @@ from gpsd_server.api.auth import ROLES, AuthError
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter
 from gpsd_server.api.web import mount_web
+from gpsd_server.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,19 @@ def create_app(services: ApiServices) -> FastAPI:
     @app.exception_handler(AuthError)
     async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.status_code == 503:
+            headers = {"Retry-After": "5"}
         return JSONResponse(status_code=exc.status_code, content=exc.detail, headers=headers)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_away(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        # Answered at once (the health probe already knows): the route needs the
+        # database; routes that do not keep working.
+        return JSONResponse(
+            status_code=503,
+            content={"error": f"database {exc.reason}", "parameter": None},
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(psycopg.DataError)
     async def bad_data(request: Request, exc: psycopg.DataError) -> JSONResponse:
@@ -56,7 +69,7 @@ def create_app(services: ApiServices) -> FastAPI:
 
     for module in (ops, tokens, city, vehicles, live, alerts, dispatch, history, reports, replay, geofences):
         app.include_router(module.router(services))
-    mount_web(app)
+    mount_web(app, tile_url=services.config.map.tile_url)
     return app
 
 

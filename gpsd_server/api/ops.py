@@ -19,17 +19,27 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.get("/healthz")
     async def healthz() -> JSONResponse:
-        db_ok = await services.db.ping()
+        """200 when database, broker and geofences are fine, else 503 naming what is not.
+        Never waits: the database's state is the background probe's last answer."""
+        db = services.db
         city_error = services.city.error
+        problems = []
+        if not db.usable:
+            problems.append(f"database {db.problem}")
+        if not status.mqtt_connected:
+            problems.append("mqtt: not connected to the broker")
+        if city_error:
+            problems.append(f"geofences: {city_error}")
         body = {
-            "status": "ok" if db_ok and status.mqtt_connected and not city_error else "degraded",
-            "database": db_ok,
+            "status": "degraded" if problems else "ok",
+            "database": db.usable,
             "geofences": city_error or "ok",
             "timescaledb": status.timescaledb,
             "mqtt": status.mqtt_connected,
+            "problems": problems,
             "version": __version__,
         }
-        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     @r.get("/metrics", dependencies=[Depends(require("viewer"))])
     async def metrics() -> Response:

@@ -7,6 +7,11 @@ from datetime import UTC, datetime, timedelta
 from fastapi import HTTPException
 
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+# Times are clamped into this span: nothing is stored before the epoch, and a
+# day or a range computed from the far end (end - 24 h, the next local day)
+# must stay representable. Days outside it are refused naming the parameter.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 class BadParameter(HTTPException):
@@ -28,12 +33,15 @@ def parse_time(name: str, value: str | None, default: datetime | None = None) ->
         raise BadParameter(name, f"not an RFC 3339 time or epoch seconds: {value[:40]!r}") from None
     if dt.tzinfo is None:
         raise BadParameter(name, "RFC 3339 time needs an offset (Z or +08:00)")
-    return dt.astimezone(UTC)
+    try:
+        return min(max(dt.astimezone(UTC), EARLIEST), LATEST)
+    except OverflowError:  # an offset that pushes the year past 1..9999
+        return EARLIEST if dt.year < 5000 else LATEST
 
 
 def parse_range(start: str | None, end: str | None, *, max_span: timedelta, now: datetime) -> tuple[datetime, datetime]:
     t_end = parse_time("end", end, default=now)
-    t_start = parse_time("start", start, default=t_end - timedelta(days=1))
+    t_start = parse_time("start", start, default=max(t_end - timedelta(days=1), EARLIEST))
     if t_start >= t_end:
         raise BadParameter("start", "must be before end")
     if t_end - t_start > max_span:

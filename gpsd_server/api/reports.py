@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -67,7 +67,7 @@ def router(services: ApiServices) -> APIRouter:
     async def mileage(
         day: str | None = Query(None, description="local date YYYY-MM-DD; default yesterday"),
         format: str = "json",
-        by: str = Query("vehicle", description="CSV rows: vehicle | company"),
+        by: Literal["vehicle", "company"] = Query("vehicle", description="CSV rows: vehicle | company"),
     ) -> Any:
         """Kilometres and driving time per vehicle and per company for one local day."""
         fmt = parse_format(format, FORMATS)
@@ -173,7 +173,7 @@ def router(services: ApiServices) -> APIRouter:
         start: str | None = None,
         end: str | None = None,
         format: str = "json",
-        by: str = Query("grid", description="CSV rows: grid | vehicle (daily patrol mileage)"),
+        by: Literal["grid", "vehicle"] = Query("grid", description="CSV rows: grid | vehicle (daily patrol mileage)"),
     ) -> Any:
         """Per grid: visited by a patrol vehicle or not, first and last visit, time
         inside (vehicle-seconds); and each patrol car's mileage per local day."""

@@ -57,7 +57,9 @@ def router(services: ApiServices) -> APIRouter:
         async with db.connection() as conn:
             if not await store.revoke(conn, token_id):
                 raise BadParameter("token_id", "no such active token", status=404)
-        services.tokens.forget()
+        # In effect before the answer: the token's next request is refused and
+        # its open websockets are closed (other revocations: within token_check_s).
+        await services.tokens.check()
         return {"id": token_id, "revoked": True}
 
     return r

@@ -38,6 +38,12 @@ class MemoryTokens:
     def forget(self) -> None:
         pass
 
+    def watch(self, token: str, ws: Any) -> None:
+        pass
+
+    async def check(self) -> None:
+        pass
+
 
 @dataclass
 class Status:
