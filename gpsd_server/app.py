@@ -26,7 +26,7 @@ from gpsd_server.api.guard import ConnectionGuard, GuardMiddleware, ensure_descr
 from gpsd_server.api.http import create_app
 from gpsd_server.bringup import DatabaseStart, WriterSwitch
 from gpsd_server.cityfolder import CityData, CityFolder, CityKeeper, VertexBudget
-from gpsd_server.config import resolve, spool_path
+from gpsd_server.config import resolve, spool_path, state_path
 from gpsd_server.core.decode import Decoder, TopicRouter
 from gpsd_server.core.engine import Engine
 from gpsd_server.directory import VehicleDirectory
@@ -96,7 +96,10 @@ class Server:
             hub=self.hub, directory=self.directory, sync_registry=lambda: self._sync_registry(self.city.current),
             on_schema=self._use_schema, started_at=started_at,
         )  # fmt: skip
-        self.tokens = TokenStore(self.db, check_s=c.http.token_check_s)
+        self.tokens = TokenStore(
+            self.db, check_s=c.http.token_check_s,
+            cache_path=state_path(c, "tokens", f"{c.mqtt.client_id.replace('/', '_')}.json"),
+        )  # fmt: skip
         self.guard = ConnectionGuard(
             limit=c.http.limit_concurrency, header_timeout_s=c.http.header_timeout_s,
             log_interval_s=c.http.refused_log_interval_s,

@@ -18,10 +18,14 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
+import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import psycopg
@@ -30,6 +34,8 @@ from starlette.websockets import WebSocketState
 
 from gpsd_server.store import tokens
 from gpsd_server.store.db import DB_ERRORS, Database
+
+log = logging.getLogger(__name__)
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -69,13 +75,22 @@ class TokenStore:
     is away a known token keeps working (the control room must not be locked
     out during an outage); an unknown one is answered 503 at once, never
     after a wait. A token found not active is not asked again for ``check_s``.
+
+    With ``cache_path`` the known tokens (digests, names, roles: what the
+    database holds, never a token) are also kept in a file, so a server that
+    starts while the database is away still admits the control room. A token
+    revoked while this server was stopped is refused once the database answers.
     """
 
-    def __init__(self, db: Database, *, check_s: float = 1.0, max_tokens: int = 10_000) -> None:
+    def __init__(
+        self, db: Database, *, check_s: float = 1.0, max_tokens: int = 10_000, cache_path: Path | None = None
+    ) -> None:
         self._db = db
         self._check_s = check_s
         self._max = max_tokens
-        self._known: dict[bytes, Principal] = {}
+        self._cache_path = cache_path
+        self._known: dict[bytes, Principal] = _read_cache(cache_path) if cache_path else {}
+        self._saved = dict(self._known)
         self._refused: dict[bytes, float] = {}  # digest -> when found not active (monotonic)
         self._sockets: dict[bytes, set[WebSocket]] = {}
         self._wake = asyncio.Event()
@@ -99,9 +114,19 @@ class TokenStore:
             principal = Principal(row[0], cast(Role, row[1]))
             _bounded_put(self._known, d, principal, self._max)
             self._refused.pop(d, None)
+            await self._save()
         else:
             _bounded_put(self._refused, d, now, self._max)
         return principal
+
+    async def _save(self) -> None:
+        if self._cache_path is None or self._known == self._saved:
+            return
+        self._saved = dict(self._known)
+        try:
+            await asyncio.to_thread(_write_cache, self._cache_path, self._saved)
+        except OSError as exc:
+            log.warning("token cache %s not written: %s", self._cache_path, exc)
 
     def watch(self, token: str, ws: WebSocket) -> None:
         """Close ``ws`` (4401) when ``token`` is revoked."""
@@ -125,6 +150,7 @@ class TokenStore:
                     self.revoked_closed += 1
                     with contextlib.suppress(Exception):  # the peer may be gone already
                         await ws.close(code=4401, reason="token revoked")
+        await self._save()
 
     async def check_forever(self) -> None:
         """``check`` every ``check_s`` (at once after ``forget``), until cancelled."""
@@ -142,6 +168,33 @@ class TokenStore:
     def forget(self) -> None:
         """A token was revoked here: check at once."""
         self._wake.set()
+
+
+def _read_cache(path: Path) -> dict[bytes, Principal]:
+    try:
+        rows = json.loads(path.read_text())
+        return {
+            bytes.fromhex(r["digest"]): Principal(str(r["name"]), cast(Role, r["role"]))
+            for r in rows
+            if r.get("role") in ROLES
+        }
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("token cache %s not read (%s): tokens are checked against the database", path, exc)
+        return {}
+
+
+def _write_cache(path: Path, known: dict[bytes, Principal]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"digest": d.hex(), "name": p.name, "role": p.role} for d, p in known.items()]
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(rows, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _bounded_put(cache: dict[bytes, Any], key: bytes, value: Any, limit: int) -> None:
