@@ -16,10 +16,12 @@ judged with the restored state, as after any restart. If it does not answer,
 the server serves degraded at once: intake runs, fixes and alerts go to a
 writer that can only spool (:class:`WriterSwitch`), the live map is fed from
 memory and ``/healthz`` is 503 naming the database. When it answers, the
-spool-only writer hands its spool to the real one, and restore rebuilds only
-the vehicles that have not reported since the start; the alerts such a
-vehicle had open before the restart are ended (``restored``,
-``after_outage``): what still holds was raised again live.
+spool-only writer hands its spool to the real one, and restore rebuilds the
+vehicles that have not reported since the start as after any restart. For a
+vehicle that has reported, an alert it had open before the restart goes on
+under its old id if the live state raised it again (the store keeps one open
+alert per vehicle and key), and is ended (``restored``, ``after_outage``)
+otherwise.
 """
 
 from __future__ import annotations
@@ -81,14 +83,22 @@ class WriterSwitch:
         self._past: list[WriterStats] = []
         self._ready = asyncio.Event()
         self.writing = False  # the real writer is in force
+        # Until restore: the vehicles that sent anything, and the alerts raised and still open.
         self.seen: set[str] | None = set()
+        self.live_open: dict[tuple[str, str], str] = {}
 
     # -- the pipeline's side ----------------------------------------------------
 
     async def put(self, fixes: Sequence[Fix], alerts: Sequence[AlertRow] = ()) -> asyncio.Future[None]:
         if self.seen is not None:
             self.seen.update(f.vehicle_id for f in fixes)
-            self.seen.update(a.event.vehicle_id for a in alerts)
+            for a in alerts:
+                e = a.event
+                self.seen.add(e.vehicle_id)
+                if e.phase == "start":
+                    self.live_open[(e.vehicle_id, e.key)] = a.id
+                elif e.phase == "end":
+                    self.live_open.pop((e.vehicle_id, e.key), None)
         while True:
             await self._ready.wait()
             writer = self._writer
@@ -304,8 +314,18 @@ class DatabaseStart:
         for vehicle_id, open_alerts in by_vehicle.items():
             self.engine.restore(vehicle_id, None, open_alerts)
         self.hub.restore(positions)
+        # A vehicle that reported: where its live state has the alert open again, the
+        # store kept the old row (one open alert per vehicle and key) and the live
+        # alert continues under its id; the others ended meanwhile.
         now = time.time()
-        ends = [_superseded(a, self.hub.positions.get(a.vehicle_id), now) for a in still_open if a.vehicle_id in seen]
+        ends = []
+        for a in still_open:
+            if a.vehicle_id not in seen:
+                continue
+            if (a.vehicle_id, a.key) in self.writers.live_open:
+                self.ledger.restore([(a.vehicle_id, a.key, str(a.id))])
+            else:
+                ends.append(_superseded(a, self.hub.positions.get(a.vehicle_id), now))
         log.info(
             "restored %d vehicles and %d open alerts; %d vehicles reported during the outage",
             len(positions), len(unseen_open), len(seen),
