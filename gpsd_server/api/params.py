@@ -43,7 +43,10 @@ def parse_range(start: str | None, end: str | None, *, max_span: timedelta, now:
     t_end = parse_time("end", end, default=now)
     t_start = parse_time("start", start, default=max(t_end - timedelta(days=1), EARLIEST))
     if t_start >= t_end:
+        if not start:  # the default start (end - 24 h) was clamped up to end
+            raise BadParameter("end", f"must be after {EARLIEST:%Y-%m-%dT%H:%M:%SZ}")
         raise BadParameter("start", "must be before end")
     if t_end - t_start > max_span:
-        raise BadParameter("end", f"range longer than the cap of {max_span}")
+        days = max_span.total_seconds() / 86400
+        raise BadParameter("end" if end else "start", f"range longer than the cap of {days:g} days")
     return t_start, t_end

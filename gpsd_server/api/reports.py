@@ -48,9 +48,9 @@ def day_bounds(t0: datetime, t1: datetime, timezone: str) -> list[tuple[str, flo
     out: list[tuple[str, float, float]] = []
     while True:
         a = datetime.combine(day, time(), tz).timestamp()
-        b = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
         if a >= t1.timestamp():
             return out
+        b = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
         out.append((day.isoformat(), max(a, t0.timestamp()), min(b, t1.timestamp())))
         day += timedelta(days=1)
 
