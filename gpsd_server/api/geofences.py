@@ -234,7 +234,9 @@ def router(services: ApiServices) -> APIRouter:
         tags=["vehicles"],
         dependencies=[Depends(require("admin"))],
         openapi_extra=_json_body(_VEHICLES_SCHEMA),
-    )
+        responses={413: {"description": "body or vehicle limit exceeded"},
+                   422: {"description": "the city would not load: file, item and reason"}},
+    )  # fmt: skip
     async def put_vehicles(request: Request) -> Response:
         """Replace vehicles.json (vehicles and permits); applied only if the whole city loads."""
         body = await read_body(request)

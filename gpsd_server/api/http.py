@@ -4,21 +4,57 @@ handlers that turn bad input into a 4xx naming the parameter, and the page."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpsd_server import __version__
-from gpsd_server.api import alerts, city, dispatch, geofences, history, live, ops, replay, reports, tokens, vehicles
-from gpsd_server.api.auth import ROLES, AuthError
+from gpsd_server.api import (
+    alerts,
+    city,
+    dispatch,
+    geofences,
+    history,
+    live,
+    openapi,
+    ops,
+    replay,
+    reports,
+    tokens,
+    vehicles,
+)
+from gpsd_server.api.auth import PUBLIC_PATHS, ROLES, AuthError
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter
 from gpsd_server.api.web import mount_web
 from gpsd_server.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+
+
+class SingleValuedQuery:
+    """Every query parameter of this API takes one value: one given twice is
+    refused (400 naming it) rather than silently read as its last value.
+    Unknown parameters are ignored."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            seen: set[str] = set()
+            for key, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+                if key in seen:
+                    body = {"error": "given more than once", "parameter": key[:100]}
+                    await JSONResponse(body, status_code=400)(scope, receive, send)
+                    return
+                seen.add(key)
+        await self.app(scope, receive, send)
 
 
 def create_app(services: ApiServices) -> FastAPI:
@@ -58,6 +94,13 @@ def create_app(services: ApiServices) -> FastAPI:
         log.warning("%s %s: value refused by the database: %s", request.method, request.url.path, exc)
         return JSONResponse(status_code=400, content={"error": "invalid value", "parameter": "request"})
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Raised by the framework itself (a body that is not JSON, 404, 405): the
+        # same body shape as every other error.
+        detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail), "parameter": None}
+        return JSONResponse(status_code=exc.status_code, content=detail, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -70,6 +113,8 @@ def create_app(services: ApiServices) -> FastAPI:
     for module in (ops, tokens, city, vehicles, live, alerts, dispatch, history, reports, replay, geofences):
         app.include_router(module.router(services))
     mount_web(app, tile_url=services.config.map.tile_url)
+    app.add_middleware(SingleValuedQuery)
+    openapi.install(app, PUBLIC_PATHS)
     return app
 
 

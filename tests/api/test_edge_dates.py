@@ -1,6 +1,7 @@
 """Dates at the ends of the calendar (the issue's 16 route/value pairs and
-more) never make a 500: times are clamped into [1970-01-01, 9999-12-30],
-days outside it are a 400 naming the parameter, ``by`` is checked."""
+more) never make a 500: times are clamped into [1970-01-01, 9999-12-30] and
+days into [1970-01-02, 9999-12-28]; a range that is then empty or too long
+is a 400 naming the parameter; ``by`` is checked."""
 
 from __future__ import annotations
 
@@ -71,9 +72,11 @@ async def test_no_date_makes_a_server_error(server: RunningServer, vehicle: str)
             r = await http.get(path, params={"end": FAR_PAST})
             assert r.status_code == 400 and r.json() == {"error": f"must be after {EPOCH}", "parameter": "end"}
         for path in ("/api/reports/mileage", "/api/reports/permits"):
-            for day in ("0001-01-01", "9999-12-31"):
+            for day, clamped in (("0001-01-01", "1970-01-02"), ("9999-12-31", "9999-12-28")):
                 r = await http.get(path, params={"day": day})
-                assert r.status_code == 400 and r.json()["parameter"] == "day", r.text
+                assert r.status_code == 200 and r.json()["day"] == clamped, r.text
+            r = await http.get(path, params={"day": "20260101"})
+            assert r.status_code == 400 and r.json()["parameter"] == "day", r.text
         r = await http.get("/api/reports/patrol-coverage", params={"end": FAR_FUTURE})
         assert r.status_code == 200 and r.json()["end"] == "9999-12-30T00:00:00Z", r.text[:300]
         r = await http.get(f"/api/vehicles/{vehicle}/track", params={"start": FAR_PAST, "end": FAR_FUTURE})
