@@ -187,7 +187,7 @@ class Server:
                 # The guard refuses connections past the limit first (counted); uvicorn's own
                 # limit, one higher, is only a backstop.
                 limit_concurrency=http.limit_concurrency + 1, timeout_keep_alive=http.timeout_keep_alive_s,
-                backlog=http.backlog,
+                backlog=http.backlog, timeout_graceful_shutdown=max(1, round(http.shutdown_timeout_s)),
             )
         )  # fmt: skip
         async with asyncio.TaskGroup() as tg:

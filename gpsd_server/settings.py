@@ -98,6 +98,7 @@ class HttpSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     backlog: Annotated[int, Meta(ge=16, le=65535)] = 2048  # listen() queue
     refused_log_interval_s: Positive = 10.0  # refusals are logged at most once per interval
     token_check_s: Annotated[float, Meta(ge=0.1, le=60)] = 1.0  # revocations take effect within this
+    shutdown_timeout_s: Positive = 5.0  # at shutdown, requests still running after this are cut
 
 
 class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -10,6 +10,11 @@ Every route needs a role, given by a ``Depends(require(role))``; the few
 public routes (the page's static files, ``/healthz`` for load balancers and
 the OpenAPI description) are listed in ``PUBLIC_PATHS`` and a test checks that
 every other route answers 401 without a token and 403 with a weaker role.
+
+:class:`TokenStore` keeps the tokens in use in memory (and in a small file in
+the state folder) until they are revoked, asks the database about them every
+``[http] token_check_s`` and closes the websockets of a revoked one (4401);
+a database outage locks nobody out who was let in before.
 """
 
 from __future__ import annotations

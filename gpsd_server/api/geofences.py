@@ -9,7 +9,9 @@ good file is written atomically (temporary file, fsync, rename) and the
 server reloads.
 
 Every rejection is a 4xx whose body names the parameter and, for data the
-loader refused, the file, the feature or vehicle id and the reason.
+loader refused, the file, the feature or vehicle id and the reason. Nothing
+heavy runs on the event loop: the size checks run in a thread on the raw
+JSON, the loader in a worker process (see :mod:`gpsd_server.cityfolder`).
 """
 
 from __future__ import annotations
