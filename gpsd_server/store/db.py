@@ -145,7 +145,3 @@ class Database:
         self.ready = True
         if self.available:
             self.problem = "ok"
-
-    async def ping(self) -> bool:
-        """The probe's last answer (never waits)."""
-        return self.usable
