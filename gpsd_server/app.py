@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 
+import psycopg
 import uvicorn
 from prometheus_client.registry import CollectorRegistry
 
@@ -146,9 +147,10 @@ class Server:
         if not self.db.ready:
             return  # the start-up syncs once the database answers
         try:
-            async with self.db.connection() as conn:
+            # A connection of its own: rare, and not held up by the pool's reconnect backoff after an outage.
+            async with await self.db.direct() as conn:
                 await vehicles.sync_registry(conn, (data.city.vehicles or {}).values())
-        except DB_ERRORS as exc:  # the city is in force anyway; the table catches up at the next reload
+        except (psycopg.Error, *DB_ERRORS) as exc:  # the city is in force anyway; the table catches up later
             log.warning("vehicle registry not synced to the database (%s)", first_line(exc))
 
     async def _handle(self, batch: Sequence[Received]) -> Awaitable[None]:

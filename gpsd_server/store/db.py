@@ -142,6 +142,6 @@ class Database:
                     await conn.close()
 
     def mark_ready(self) -> None:
+        """The schema is in place (the start-up just used the database: it is there)."""
         self.ready = True
-        if self.available:
-            self.problem = "ok"
+        self._set(True, "ok")

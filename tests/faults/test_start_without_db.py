@@ -100,6 +100,8 @@ async def test_restart_while_database_is_down_serves_known_tokens(server_process
     z, x, w, y = pub.vehicle(0), pub.vehicle(1), pub.vehicle(2), pub.vehicle(5)
     pub.alarm[x] = pub.alarm[w] = pub.alarm[y] = 1  # SOS, open across the restart
     await pub.run(3.0)
+    # everything delivered is stored (and acknowledged): nothing is redelivered after the restart
+    await wait_until(lambda: stored(srv.dsn, srv.prefix)[0] >= len(pub.confirmed), 30, "fixes stored")
     await wait_until(lambda: len(alerts_of(srv.dsn, y, "sos")) == 1, 20, "sos alerts stored")
     assert srv.stop(timeout=30) == 0
     await asyncio.to_thread(svc.pg_stop)
