@@ -126,3 +126,32 @@ async def test_connections_past_the_limit_are_refused_at_once(make_server: objec
     assert labelled(srv, "gpsd_http_refused_total", "limit_concurrency") == 20
     print(f"\n[connection limit] {limit} admitted, 20 refused with 503 at once; all answered within {took:.1f} s")
     assert srv.stop(timeout=30) == 0
+
+
+async def test_a_slow_second_request_on_a_kept_alive_connection_is_closed(make_server: object) -> None:
+    srv: ServerProcess = make_server({"GPSD_HTTP__HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S)})  # type: ignore[operator]
+    srv.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.http_port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = await asyncio.wait_for(reader.readuntil(b"}"), 5)  # the JSON body ends the response
+    assert first.startswith(b"HTTP/1.1 200")
+    t0 = time.monotonic()
+    writer.write(b"GET /healthz HTTP/1.1\r\n")
+    answer = b""
+    while time.monotonic() - t0 < 30:  # a byte every 0.5 s keeps uvicorn's keep-alive clock from ever firing
+        try:
+            writer.write(b"X")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 0.5)
+            break
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):  # our byte hit the closed connection
+            answer = b"reset"
+            break
+    closed_after = time.monotonic() - t0
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408") or answer == b"reset", answer[:40]
+    assert HEADER_TIMEOUT_S * 0.9 <= closed_after < CLOSED_WITHIN_S, closed_after
+    print(f"\n[slowloris, kept-alive] the second request's headers late: 408 and closed after {closed_after:.2f} s")
+    assert srv.stop(timeout=30) == 0
