@@ -1,6 +1,10 @@
 """Wiring: build the components from the config, run them as named tasks in a
 TaskGroup, shut down in order (stop intake, flush the writer, stop HTTP).
 
+Nothing waits for the database: HTTP, ingest and the track writer start at
+once, and what needs the database runs when it answers
+(:mod:`gpsd_server.bringup`).
+
 Nothing but wiring lives here; see docs/architecture.md for the house.
 """
 
@@ -12,15 +16,18 @@ import logging
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 
+import psycopg
 import uvicorn
 from prometheus_client.registry import CollectorRegistry
 
 from gpsd_server import metrics
 from gpsd_server.api.auth import TokenStore
 from gpsd_server.api.deps import ApiServices
+from gpsd_server.api.guard import ConnectionGuard, GuardMiddleware, ensure_descriptors, protocol_classes
 from gpsd_server.api.http import create_app
-from gpsd_server.cityfolder import CityData, CityFolder, CityKeeper
-from gpsd_server.config import resolve, spool_path
+from gpsd_server.bringup import DatabaseStart, WriterSwitch
+from gpsd_server.cityfolder import CityData, CityFolder, CityKeeper, VertexBudget
+from gpsd_server.config import resolve, spool_path, state_path
 from gpsd_server.core.decode import Decoder, TopicRouter
 from gpsd_server.core.engine import Engine
 from gpsd_server.directory import VehicleDirectory
@@ -30,17 +37,14 @@ from gpsd_server.gateway.health import TerminalHealth, TerminalRegistry
 from gpsd_server.gateway.tcp import Jt808Gateway
 from gpsd_server.ingest import MqttIngest
 from gpsd_server.ledger import AlertLedger
-from gpsd_server.mqtt import Message
-from gpsd_server.pipeline import Pipeline
-from gpsd_server.restore import restore
+from gpsd_server.pipeline import Pipeline, Received
 from gpsd_server.retention import run_retention
 from gpsd_server.settings import Config
 from gpsd_server.sinks.hub import LiveHub
-from gpsd_server.sinks.tracks.writer import TrackWriter
 from gpsd_server.status import Status
 from gpsd_server.store import vehicles
-from gpsd_server.store.db import Database
-from gpsd_server.store.schema import migrate_when_ready
+from gpsd_server.store.db import DB_ERRORS, Database, first_line
+from gpsd_server.store.schema import SchemaInfo
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ class Server:
         self.directory = VehicleDirectory()
         self.engine = Engine(settings=c.rules, filter_settings=c.filters, tz=c.city.timezone)
         self.ledger = AlertLedger()
-        self.writer = TrackWriter(c.database, spool_path=spool_path(c), timezone=c.city.timezone)
+        self.writer = WriterSwitch(c.database, spool_path=spool_path(c), timezone=c.city.timezone)
         self.hub = LiveHub(
             max_clients=c.http.ws_max_clients, send_queue=c.http.ws_send_queue, moving_kmh=c.rules.moving_kmh
         )
@@ -104,15 +108,29 @@ class Server:
             self.engine.build_geometry,
             on_swap=[self._use_city],
             after_swap=self._sync_registry,
+            budget=VertexBudget(c.geofences.max_feature_vertices, c.geofences.max_city_vertices),
         )
+        started_at = time.time()
+        self.start = DatabaseStart(
+            db=self.db, settings=c.database, writers=self.writer, engine=self.engine, ledger=self.ledger,
+            hub=self.hub, directory=self.directory, sync_registry=lambda: self._sync_registry(self.city.current),
+            on_schema=self._use_schema, started_at=started_at,
+        )  # fmt: skip
+        self.tokens = TokenStore(
+            self.db, check_s=c.http.token_check_s,
+            cache_path=state_path(c, "tokens", f"{c.mqtt.client_id.replace('/', '_')}.json"),
+        )  # fmt: skip
+        self.guard = ConnectionGuard(
+            limit=c.http.limit_concurrency, header_timeout_s=c.http.header_timeout_s,
+            log_interval_s=c.http.refused_log_interval_s,
+        )  # fmt: skip
         self.status = Status(
             self.pipeline, self.writer, self.hub, self.ledger, self.ingest, self.engine.filter_counts,
-            self.gateway or self.commands,
-            started_at=time.time(),
+            self.gateway or self.commands, started_at=started_at, http=self.guard, tokens=self.tokens,
         )  # fmt: skip
         self._metrics = metrics.registry(self.status)
         services = ApiServices(
-            config=c, db=self.db, tokens=TokenStore(self.db), directory=self.directory, city=self.city,
+            config=c, db=self.db, tokens=self.tokens, directory=self.directory, city=self.city,
             live=self.hub, presence=self.engine, status=self,
         )  # fmt: skip
         self.app = create_app(services)
@@ -143,26 +161,45 @@ class Server:
         self.ledger.places = data.places
         self.terminals.use_city(data.city)
 
+    def _use_schema(self, info: SchemaInfo) -> None:
+        self.status.timescaledb = info.timescaledb
+
     async def _sync_registry(self, data: CityData) -> None:
-        async with self.db.connection() as conn:
-            await vehicles.sync_registry(conn, (data.city.vehicles or {}).values())
+        if not self.db.ready:
+            return  # the start-up syncs once the database answers
+        try:
+            # A connection of its own: rare, and not held up by the pool's reconnect backoff after an outage.
+            async with await self.db.direct() as conn:
+                await vehicles.sync_registry(conn, (data.city.vehicles or {}).values())
+        except (psycopg.Error, *DB_ERRORS) as exc:  # the city is in force anyway; the table catches up later
+            log.warning("vehicle registry not synced to the database (%s)", first_line(exc))
+
+    async def _handle(self, batch: Sequence[Received]) -> Awaitable[None]:
+        """Ingest's handler: the pipeline, once the start-up lets fixes in."""
+        self.commands.observe(batch)  # terminals seen through EMQX, answers to commands
+        if not self.start.intake_open.is_set():
+            await self.start.intake_open.wait()
+        return await self.pipeline.handle(batch)
 
     async def _gateway_publish(self, topic: str, payload: bytes) -> None:
         await self.ingest.publish(topic, payload, qos=1, must=True)
-
-    async def _handle(self, batch: Sequence[Message]) -> Awaitable[None]:
-        self.commands.observe(batch)  # terminals seen through EMQX, answers to commands
-        return await self.pipeline.handle(batch)
 
     async def _tick(self) -> None:
         """Time-driven rules (offline) once a second."""
         while True:
             await asyncio.sleep(1.0)
-            await self.pipeline.tick()
+            if self.start.intake_open.is_set():
+                await self.pipeline.tick()
+
+    async def _retention(self) -> None:
+        await self.start.done.wait()
+        await run_retention(self.db, self.cfg.history, lambda: self.status.timescaledb)
 
     # -- running ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        http = self.cfg.http
+        ensure_descriptors(http.limit_concurrency, extra=self.cfg.database.pool_max_size)
         try:
             zones = len((await self.city.load()).city.zones)
         except DataError:  # logged by the keeper
@@ -172,30 +209,29 @@ class Server:
                 f"no zones from {self.city.folder.folder}: {self.city.error or 'the folder is empty'};"
                 " nothing would be checked (set [geofences] allow_empty = true to run anyway)"
             )
-        info = await migrate_when_ready(self.cfg.database)
-        self.status.timescaledb = info.timescaledb
-        async with await self.db.direct() as conn:
-            await restore(conn, engine=self.engine, ledger=self.ledger, hub=self.hub, directory=self.directory)
         await self.db.open()
-        await self.city.swapped(self.city.current)
-        http = self.cfg.http
+        http_protocol, ws_protocol = protocol_classes(self.guard)
         web = _Uvicorn(
             uvicorn.Config(
-                self.app, host=http.host, port=http.port, ws="websockets-sansio", lifespan="off",
-                log_level="warning", access_log=False, ws_max_size=1024 * 1024,
+                GuardMiddleware(self.app, self.guard), host=http.host, port=http.port, http=http_protocol,
+                ws=ws_protocol, lifespan="off", log_level="warning", access_log=False, ws_max_size=1024 * 1024,
+                # The guard refuses connections past the limit first (counted); uvicorn's own
+                # limit, one higher, is only a backstop.
+                limit_concurrency=http.limit_concurrency + 1, timeout_keep_alive=http.timeout_keep_alive_s,
+                backlog=http.backlog, timeout_graceful_shutdown=max(1, round(http.shutdown_timeout_s)),
             )
         )  # fmt: skip
         async with asyncio.TaskGroup() as tg:
-            writer = tg.create_task(self.writer.run(), name="track-writer")
+            probe = tg.create_task(self.db.probe_forever(), name="database-probe")
+            bringup = tg.create_task(self.start.run(tg), name="database-start")
             serving = tg.create_task(web.serve(), name="http")
             intake = [
                 tg.create_task(self.ingest.run(), name="mqtt-ingest"),
                 tg.create_task(self._tick(), name="rule-tick"),
                 tg.create_task(self.commands.run(), name="terminal-commands"),
                 tg.create_task(self.status.log_throughput(self.cfg.ingest.stats_log_interval_s), name="stats-log"),
-                tg.create_task(
-                    run_retention(self.db, self.cfg.history, lambda: self.status.timescaledb), name="retention"
-                ),
+                tg.create_task(self._retention(), name="retention"),
+                tg.create_task(self.tokens.check_forever(), name="token-check"),
             ]
             if self.gateway is not None:
                 j = self.cfg.jt808
@@ -207,13 +243,14 @@ class Server:
             self.http_port = web.servers[0].sockets[0].getsockname()[1] if web.servers else http.port
             log.info("HTTP on http://%s:%d/ (live: /ws/live, API docs: /docs)", http.host, self.http_port)
             if ready is not None:
+                await self.start.settled.wait()
                 ready.set()
             await stop.wait()
             log.info("shutting down: stopping intake, flushing %d queued fixes", self.writer.queued_rows)
-            for task in intake:
+            for task in [*intake, bringup]:
                 task.cancel()
             await self.writer.close()
-            await writer
             web.should_exit = True
+            probe.cancel()
         await self.db.close()
         log.info("stopped; %d fixes stored this run", self.writer.stats.rows_inserted)

@@ -17,13 +17,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import multiprocessing
 import os
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -35,8 +38,12 @@ from gpsd_server.errors import DataError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 VEHICLES_FILE = "vehicles.json"
 NETWORK_DIR = "network"
+# Niceness of the work that builds a city (parse, projection, index): below the
+# loop's thread, which serves HTTP and ingest meanwhile.
+BACKGROUND_NICE = 10
 EMPTY_GEOJSON = b'{"type":"FeatureCollection","features":[]}'
 
 
@@ -159,6 +166,131 @@ def parse(
     return city, msgspec.json.encode({"type": "FeatureCollection", "features": features})
 
 
+def count_positions(coordinates: Any) -> int:
+    """Positions (innermost ``[lon, lat, ...]`` arrays) in a GeoJSON coordinates value."""
+    count = 0
+    stack = [coordinates]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, list) or not node:
+            continue
+        if isinstance(node[0], (int, float)):
+            count += 1
+        else:
+            stack.extend(node)
+    return count
+
+
+def feature_vertices(doc: Any) -> list[tuple[str, int]]:
+    """(feature id or ``#index``, positions) of every feature of a decoded FeatureCollection."""
+    features = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(features, list):
+        return []
+    out = []
+    for index, feature in enumerate(features):
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict):
+            continue
+        props = feature.get("properties")
+        fid = props.get("id") if isinstance(props, dict) else None
+        out.append((fid if isinstance(fid, str) and fid else f"#{index}", count_positions(geometry.get("coordinates"))))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class VertexBudget:
+    """Positions allowed in one feature and in the whole city (``[geofences]``)."""
+
+    per_feature: int = 100_000
+    per_city: int = 1_000_000
+
+    def check(self, files: list[tuple[str, bytes]]) -> int:
+        """Raise ``DataError`` naming the file and the feature that exceeds a budget
+        (the city's: the feature where the total passes it); returns the total."""
+        total = 0
+        for name, text in files:
+            try:
+                doc = msgspec.json.decode(text)
+            except (msgspec.DecodeError, RecursionError):
+                continue  # the loader names the problem
+            for fid, n in feature_vertices(doc):
+                if n > self.per_feature:
+                    raise DataError(
+                        name, fid, f"{n} vertices in one feature (budget {self.per_feature}: "
+                        "[geofences] max_feature_vertices)",
+                    )  # fmt: skip
+                total += n
+                if total > self.per_city:
+                    raise DataError(
+                        name, fid, f"more than {self.per_city} vertices in the city "
+                        "([geofences] max_city_vertices)",
+                    )  # fmt: skip
+        return total
+
+
+def _parse_job(
+    geofences: dict[str, bytes],
+    vehicles: bytes | None,
+    roads: dict[str, bytes],
+    label: str | None,
+    changed: str | None,
+    budget: VertexBudget,
+) -> tuple[Any, ...]:
+    """Budget and parse, for a worker: ``("ok", city, geojson)`` or
+    ``("error", file, item, reason)`` (a pickled DataError would lose its fields)."""
+    folder = Path(label) if label is not None else None
+    with contextlib.suppress(OSError):
+        os.nice(BACKGROUND_NICE)
+    try:
+        order = sorted(geofences, key=lambda n: (n == changed, n))
+        budget.check([(n if folder is None else str(folder / n), geofences[n]) for n in order])
+        city, geojson = parse(geofences, vehicles, label=folder, roads=roads)
+    except DataError as exc:
+        return ("error", exc.file, exc.item, exc.reason)
+    return ("ok", city, geojson)
+
+
+async def _in_background_thread(job: Callable[..., T], *args: Any) -> T:
+    """Run ``job`` in a thread of its own at a lower CPU priority (Linux: per
+    thread), so on a busy machine the loop's thread is scheduled first."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        try:
+            result = job(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name="city-build", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+async def _in_worker_process(job: Callable[..., tuple[Any, ...]], *args: Any) -> tuple[Any, ...]:
+    """Run ``job`` in a process of its own (forked from a clean forkserver, so
+    no thread of ours is copied) and return its result; the process ends after."""
+    ctx = multiprocessing.get_context("forkserver")
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+    try:
+        # submit() starts the process (and the forkserver, the first time): blocking work
+        return await asyncio.wrap_future(await asyncio.to_thread(pool.submit, job, *args))
+    finally:
+        await asyncio.to_thread(pool.shutdown)
+
+
 GeometryBuilder = Callable[[City], CityGeometry]
 Swap = Callable[[CityData], None]
 
@@ -173,14 +305,17 @@ class CityKeeper:
         *,
         on_swap: list[Swap] | None = None,
         after_swap: Callable[[CityData], Awaitable[None]] | None = None,
+        budget: VertexBudget | None = None,
     ) -> None:
         self.folder = folder
+        self.budget = budget or VertexBudget()
         self._build_geometry = build_geometry
         self._on_swap = on_swap or []
         self._after_swap = after_swap
         self._lock = asyncio.Lock()  # one change of the folder at a time
         self.current = empty()
         self.error: str | None = None
+        self._serving = False  # after the first load: parse in a worker process
 
     def shapes(self) -> CityShapes:
         """The city in force as history reads it (built on first use for a city never loaded)."""
@@ -193,21 +328,48 @@ class CityKeeper:
         assert data.shapes is not None
         return data.shapes
 
-    def _load(self, geofences: dict[str, bytes] | None = None, vehicles: bytes | None = None) -> CityData:
-        """Read (unless given: an upload), parse, validate and project: the slow part, in a thread."""
-        label = None
-        if geofences is None:
-            if self.folder.folder.exists() and not self.folder.folder.is_dir():
-                raise DataError(str(self.folder.folder), "(folder)", "not a folder")
-            geofences, vehicles = self.folder.geofence_files(), self.folder.vehicles()
-            label = self.folder.folder
-        city, geojson = parse(geofences, vehicles, label=label, roads=self.folder.road_files())
+    def _read(self) -> tuple[dict[str, bytes], bytes | None]:
+        if self.folder.folder.exists() and not self.folder.folder.is_dir():
+            raise DataError(str(self.folder.folder), "(folder)", "not a folder")
+        return self.folder.geofence_files(), self.folder.vehicles()
+
+    def _build(self, city: City, geojson: bytes, names: list[str], vehicles: bool) -> CityData:
+        """Project the city (zone index, corridors): GEOS work that releases the GIL, in a thread."""
         geometry = self._build_geometry(city)
-        files = tuple(str(self.folder.folder / n) for n in sorted(geofences))
-        if vehicles is not None:
+        files = tuple(str(self.folder.folder / n) for n in sorted(names))
+        if vehicles:
             files += (str(self.folder.folder / VEHICLES_FILE),)
         places = Places(city, geometry.projection)
         return CityData(city, geojson, files, geometry, CityShapes(city, geometry), places)
+
+    async def _load(
+        self, geofences: dict[str, bytes] | None = None, vehicles: bytes | None = None, changed: str | None = None
+    ) -> CityData:
+        """Read (unless given: an upload), parse, validate and project the city.
+
+        Parsing builds Python objects from the JSON and shapely geometries from
+        them in long calls that hold the GIL (about 0.4 s for a 100,000-vertex
+        polygon, in steps of up to 150 ms); from a thread that would stall the
+        loop just as well. So once the server serves (every load after the
+        first), it runs in a worker process and only the finished city comes
+        back (unpickling it takes ~15 ms). ``changed`` (an upload's file) is
+        counted last, so a city over its vertex budget names it."""
+        label = None
+        if geofences is None:
+            files, vehicles = await asyncio.to_thread(self._read)
+            label = str(self.folder.folder)
+        else:
+            files = geofences
+        roads = await asyncio.to_thread(self.folder.road_files)  # the road layer names places; not uploaded
+        job = (files, vehicles, roads, label, changed, self.budget)
+        if self._serving:
+            result = await _in_worker_process(_parse_job, *job)
+        else:
+            result = await asyncio.to_thread(_parse_job, *job)
+        if result[0] == "error":
+            raise DataError(*result[1:])
+        city, geojson = result[1], result[2]
+        return await _in_background_thread(self._build, city, geojson, list(files), vehicles is not None)
 
     async def load(self) -> CityData:
         """(Re)load the folder; on error the previous city stays and the error is kept."""
@@ -216,11 +378,13 @@ class CityKeeper:
 
     async def _reload(self) -> CityData:
         try:
-            data = await asyncio.to_thread(self._load)
+            data = await self._load()
         except DataError as exc:
             self.error = str(exc)
             log.error("geofences not loaded, keeping the previous set: %s", exc)
             raise
+        finally:
+            self._serving = True
         self._swap(data)
         return data
 
@@ -230,7 +394,11 @@ class CityKeeper:
             swap(data)
         # The city's many long-lived objects need not be scanned by every
         # garbage collection (measured: ~20% of engine time without this).
-        gc.collect()
+        # Only the young generations are collected first: a full collection
+        # scans every live object with the GIL held, so from any thread it
+        # stalls the loop; the replaced city is freed by reference counting
+        # (it holds no cycles).
+        gc.collect(1)
         gc.freeze()
         c = data.city
         log.info(
@@ -258,7 +426,7 @@ class CityKeeper:
             else:
                 geofences[name] = data
             # The whole city as it would be: nothing is written unless it loads.
-            loaded = await asyncio.to_thread(self._load, geofences, vehicles)
+            loaded = await self._load(geofences, vehicles, name)
             await asyncio.to_thread(self.folder.restore, name, data)
             self._swap(loaded)
         await self.swapped(loaded)

@@ -71,6 +71,21 @@ class _Collector(Collector):
         yield GaugeMetricFamily(
             "gpsd_mqtt_connected", "1 when connected to the broker", value=int(s.broker.is_connected)
         )
+        if s.http is not None:
+            yield GaugeMetricFamily(
+                "gpsd_http_connections", "Open HTTP and websocket connections", value=s.http.open_connections
+            )
+            refused = CounterMetricFamily(
+                "gpsd_http_refused", "HTTP connections refused or closed by a limit", labels=["reason"]
+            )
+            for reason in ("limit_concurrency", "header_timeout"):
+                refused.add_metric([reason], s.http.refused.get(reason, 0))
+            yield refused
+        if s.tokens is not None:
+            yield CounterMetricFamily(
+                "gpsd_ws_revoked_closed", "Websockets closed because their token was revoked",
+                value=s.tokens.revoked_closed,
+            )  # fmt: skip
         raised = CounterMetricFamily("gpsd_alerts", "Alerts raised by kind", labels=["kind"])
         for kind, n in sorted(s.ledger.raised.items()):
             raised.add_metric([kind], n)

@@ -82,6 +82,8 @@ class DatabaseSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only
     write_timeout_s: Positive = 30.0
     shutdown_timeout_s: Positive = 30.0
     pool_max_size: Annotated[int, Meta(ge=1, le=100)] = 8  # API connections
+    health_check_s: Annotated[float, Meta(ge=0.1, le=60)] = 1.0  # background probe; /healthz reads its answer
+    request_wait_s: Annotated[float, Meta(gt=0, le=60)] = 5.0  # a request waits this long for a pool connection
 
 
 class HttpSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -90,6 +92,13 @@ class HttpSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     ws_max_clients: PositiveInt = 500
     ws_send_queue: Annotated[int, Meta(ge=10)] = 2000
     ws_snapshot_max: PositiveInt = 100000
+    limit_concurrency: Annotated[int, Meta(ge=10, le=1_000_000)] = 1000  # open HTTP + websocket connections
+    header_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0  # request line + headers complete within
+    timeout_keep_alive_s: Annotated[int, Meta(ge=1, le=3600)] = 5  # idle keep-alive connection closed after
+    backlog: Annotated[int, Meta(ge=16, le=65535)] = 2048  # listen() queue
+    refused_log_interval_s: Positive = 10.0  # refusals are logged at most once per interval
+    token_check_s: Annotated[float, Meta(ge=0.1, le=60)] = 1.0  # revocations take effect within this
+    shutdown_timeout_s: Positive = 5.0  # at shutdown, requests still running after this are cut
 
 
 class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -106,6 +115,8 @@ class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=T
 class GeofenceSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dir: str = "geofences"  # relative to the config file's folder
     allow_empty: bool = False  # start (and pass check-config) with no zones at all
+    max_feature_vertices: Annotated[int, Meta(ge=4, le=10_000_000)] = 100_000  # positions in one feature
+    max_city_vertices: Annotated[int, Meta(ge=4, le=100_000_000)] = 1_000_000  # positions in every file together
 
 
 class HistorySettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

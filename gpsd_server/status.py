@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,7 +15,7 @@ from gpsd_server.core.filters import Counts
 from gpsd_server.ledger import AlertLedger
 from gpsd_server.pipeline import Pipeline
 from gpsd_server.sinks.hub import LiveHub
-from gpsd_server.sinks.tracks.writer import TrackWriter
+from gpsd_server.sinks.tracks.writer import WriterStats
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,43 @@ class Gateway(Protocol):
     def counters(self) -> Any: ...
 
 
+class Writer(Protocol):
+    """The track writer as the counters see it."""
+
+    @property
+    def stats(self) -> WriterStats: ...
+    @property
+    def queued_rows(self) -> int: ...
+    @property
+    def spool_bytes(self) -> int: ...
+    @property
+    def spool_backlog_bytes(self) -> int: ...
+    @property
+    def spool_max_bytes(self) -> int: ...
+    @property
+    def spool_full(self) -> bool: ...
+    @property
+    def database_available(self) -> bool: ...
+    @property
+    def flow_control_active(self) -> bool: ...
+
+
+class HttpGuard(Protocol):
+    @property
+    def open_connections(self) -> int: ...
+    @property
+    def refused(self) -> Mapping[str, int]: ...
+
+
+class Tokens(Protocol):
+    @property
+    def revoked_closed(self) -> int: ...
+
+
 @dataclass
 class Status:
     pipeline: Pipeline
-    writer: TrackWriter
+    writer: Writer
     hub: LiveHub
     ledger: AlertLedger
     broker: Broker
@@ -42,6 +76,8 @@ class Status:
     gateway: Gateway | None = None
     timescaledb: bool = False
     started_at: float = 0.0
+    http: HttpGuard | None = None
+    tokens: Tokens | None = None
 
     def stats(self) -> dict[str, Any]:
         w = self.writer.stats
@@ -60,6 +96,8 @@ class Status:
             "db_write_failures": w.failures,
             "ws_clients": self.hub.client_count,
             "timescaledb": self.timescaledb,
+            "http_connections": self.http.open_connections if self.http else 0,
+            "http_refused": dict(sorted(self.http.refused.items())) if self.http else {},
         }
 
     async def log_throughput(self, interval_s: float) -> None:

@@ -216,7 +216,6 @@ class ServerProcess:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
-            "GPSD_STATE": str(workdir / ".state"),  # its own, whatever the caller exported
             "GPSD_DATABASE__DSN": self.dsn,
             "GPSD_MQTT__PORT": str(svc.mqtt_port),
             "GPSD_MQTT__CLIENT_ID": f"faults-{tag}",
@@ -225,10 +224,12 @@ class ServerProcess:
             "GPSD_MQTT__RECONNECT_MAX_S": "2",
             "GPSD_HTTP__PORT": str(self.http_port),
             "GPSD_GEOFENCES__DIR": str(geofences),
+            "GPSD_GEOFENCES__ALLOW_EMPTY": "true",  # the folder starts empty; tests that need zones write them
             "GPSD_DATABASE__FLUSH_INTERVAL_MS": "50",
             "GPSD_DATABASE__RETRY_MAX_S": "2",
             "GPSD_DATABASE__CONNECT_TIMEOUT_S": "2",
             "GPSD_INGEST__STATS_LOG_INTERVAL_S": "5",
+            "GPSD_STATE": str(workdir / ".state"),  # its own spool, whatever the caller's GPSD_STATE
             **env,
         }
         self.env.pop("GPSD_CONFIG", None)
@@ -243,7 +244,9 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.http_port}/ws/live?token={self.tokens['viewer']}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, wait_database: bool = True) -> None:
+        """Start and wait until HTTP answers and the broker is connected (and,
+        with ``wait_database``, the database is migrated and restored)."""
         assert self.proc is None or self.proc.poll() is not None
         self.starts += 1
         with self.log_path.open("ab") as log:
@@ -260,12 +263,13 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if (self.health() or {}).get("mqtt"):
+            health = self.health() or {}
+            if health.get("mqtt") and (health.get("database") or not wait_database):
                 break
             time.sleep(0.1)
         else:
             raise AssertionError(f"server not ready after {timeout} s:\n{self.log_tail()}")
-        if not self.tokens:
+        if not self.tokens and wait_database:
             self.tokens = self._make_tokens(self.dsn, self.tag)
 
     def health(self) -> dict[str, object] | None:

@@ -13,32 +13,25 @@ from gpsd_server import alerts as view
 from gpsd_server import wire
 from gpsd_server.api.auth import Principal, require
 from gpsd_server.api.deps import ApiServices
-from gpsd_server.api.params import BadParameter, parse_time
-from gpsd_server.api.responses import json_response
+from gpsd_server.api.params import NO_NUL, BadParameter, parse_time, time_query
+from gpsd_server.api.responses import json_response, schema_of
 from gpsd_server.store import alerts as store
 from gpsd_server.store.alerts import AlertRecord, TransitionRefused
-
-
-def _alert_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadParameter("alert_id", "not an alert id (UUID)") from None
 
 
 def router(services: ApiServices) -> APIRouter:
     r = APIRouter(prefix="/api/alerts", tags=["alerts"])
     directory = services.directory
 
-    @r.get("")
+    @r.get("", responses=schema_of("AlertList"))
     async def list_alerts(
         _: Principal = Depends(require("viewer")),
         state: Literal["open", "acked", "closed", "active", "all"] = Query(
             "active", description="active = open or acked"
         ),
-        vehicle_id: str | None = None,
-        kind: str | None = Query(None, description="an alert kind; 'zone' lists zone presence records"),
-        since: str | None = Query(None, description="fix time lower bound, RFC 3339"),
+        vehicle_id: str | None = Query(None, pattern=NO_NUL),
+        kind: str | None = Query(None, pattern=NO_NUL, description="an alert kind; 'zone' lists zone presence records"),
+        since: str | None = time_query("fix time lower bound: RFC 3339 or epoch seconds"),
         limit: int = Query(200, ge=1, le=5000),
     ) -> Response:
         lower = parse_time("since", since) if since else None
@@ -48,8 +41,7 @@ def router(services: ApiServices) -> APIRouter:
             )
         return json_response(wire.AlertList(alerts=[view.from_record(row, directory) for row in rows]))
 
-    async def transition(alert_id: str, change: str, who: Principal, comment: str = "") -> Response:
-        aid = _alert_id(alert_id)
+    async def transition(aid: uuid.UUID, change: str, who: Principal, comment: str = "") -> Response:
         now = datetime.now(UTC)
         try:
             async with services.db.connection() as conn:
@@ -68,13 +60,15 @@ def router(services: ApiServices) -> APIRouter:
         services.live.publish_alerts([update])
         return json_response(out)
 
-    @r.post("/{alert_id}/ack")
-    async def ack(alert_id: str, who: Principal = Depends(require("operator"))) -> Response:
+    transition_responses = {**schema_of("Alert"), 409: {"description": "the alert is already acknowledged or closed"}}
+
+    @r.post("/{alert_id}/ack", responses=transition_responses)
+    async def ack(alert_id: uuid.UUID, who: Principal = Depends(require("operator"))) -> Response:
         return await transition(alert_id, "ack", who)
 
-    @r.post("/{alert_id}/close")
+    @r.post("/{alert_id}/close", responses=transition_responses)
     async def close(
-        alert_id: str,
+        alert_id: uuid.UUID,
         comment: str = Body("", embed=True, max_length=2000),
         who: Principal = Depends(require("operator")),
     ) -> Response:

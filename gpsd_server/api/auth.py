@@ -10,30 +10,43 @@ Every route needs a role, given by a ``Depends(require(role))``; the few
 public routes (the page's static files, ``/healthz`` for load balancers and
 the OpenAPI description) are listed in ``PUBLIC_PATHS`` and a test checks that
 every other route answers 401 without a token and 403 with a weaker role.
+
+:class:`TokenStore` keeps the tokens in use in memory (and in a small file in
+the state folder) until they are revoked, asks the database about them every
+``[http] token_check_s`` and closes the websockets of a revoked one (4401);
+a database outage locks nobody out who was let in before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import json
+import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, cast
 
 import psycopg
 from fastapi import HTTPException, Request, WebSocket
+from starlette.websockets import WebSocketState
 
 from gpsd_server.store import tokens
 from gpsd_server.store.db import DB_ERRORS, Database
+
+log = logging.getLogger(__name__)
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 RANK = {r: i for i, r in enumerate(ROLES)}
 PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/", "/vendor/")
-_CACHE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,37 +72,140 @@ class AuthError(HTTPException):
 
 
 class TokenStore:
-    """Digest -> principal, cached briefly so a request costs no query."""
+    """Digest -> principal, held in memory so a request costs no query.
 
-    def __init__(self, db: Database) -> None:
+    A token found active is kept until it is revoked: every ``check_s`` the
+    tokens in use are asked again in one query, and a revoked one is dropped
+    and the websockets opened with it are closed (4401). While the database
+    is away a known token keeps working (the control room must not be locked
+    out during an outage); an unknown one is answered 503 at once, never
+    after a wait. A token found not active is not asked again for ``check_s``.
+
+    With ``cache_path`` the known tokens (digests, names, roles: what the
+    database holds, never a token) are also kept in a file, so a server that
+    starts while the database is away still admits the control room. A token
+    revoked while this server was stopped is refused once the database answers.
+    """
+
+    def __init__(
+        self, db: Database, *, check_s: float = 1.0, max_tokens: int = 10_000, cache_path: Path | None = None
+    ) -> None:
         self._db = db
-        self._cache: dict[bytes, tuple[Principal | None, float]] = {}
+        self._check_s = check_s
+        self._max = max_tokens
+        self._cache_path = cache_path
+        self._known: dict[bytes, Principal] = _read_cache(cache_path) if cache_path else {}
+        self._saved = dict(self._known)
+        self._refused: dict[bytes, float] = {}  # digest -> when found not active (monotonic)
+        self._sockets: dict[bytes, set[WebSocket]] = {}
+        self._wake = asyncio.Event()
+        self.revoked_closed = 0  # websockets closed because their token was revoked
 
     async def lookup(self, token: str) -> Principal | None:
         d = digest(token)
-        hit = self._cache.get(d)
+        principal = self._known.get(d)
+        if principal is not None:
+            return principal
+        refused_at = self._refused.get(d)
         now = time.monotonic()
-        if hit is not None and now - hit[1] < _CACHE_S:
-            return hit[0]
+        if refused_at is not None and now - refused_at < self._check_s:
+            return None
         try:
-            async with self._db.connection(wait_s=5) as conn:
+            async with self._db.connection() as conn:
                 row = await tokens.lookup(conn, d)
         except (psycopg.Error, *DB_ERRORS):
-            # Database away: a token seen before keeps working (the control
-            # room must not be locked out during an outage); others wait.
-            if hit is not None:
-                return hit[0]
             raise AuthError(503, "cannot check the token: database unavailable") from None
-        principal = None
         if row is not None and hmac.compare_digest(row[2], d):
             principal = Principal(row[0], cast(Role, row[1]))
-        if len(self._cache) > 10000:
-            self._cache.clear()
-        self._cache[d] = (principal, now)
+            _bounded_put(self._known, d, principal, self._max)
+            self._refused.pop(d, None)
+            await self._save()
+        else:
+            _bounded_put(self._refused, d, now, self._max)
         return principal
 
+    async def _save(self) -> None:
+        if self._cache_path is None or self._known == self._saved:
+            return
+        self._saved = dict(self._known)
+        try:
+            await asyncio.to_thread(_write_cache, self._cache_path, self._saved)
+        except OSError as exc:
+            log.warning("token cache %s not written: %s", self._cache_path, exc)
+
+    def watch(self, token: str, ws: WebSocket) -> None:
+        """Close ``ws`` (4401) when ``token`` is revoked."""
+        self._sockets.setdefault(digest(token), set()).add(ws)
+
+    async def check(self) -> None:
+        """Ask the database about every token in use now; drop the revoked ones."""
+        if not self._known:
+            return
+        digests = list(self._known)
+        async with self._db.connection() as conn:
+            active = await tokens.active_among(conn, digests)
+        for d in digests:
+            found = active.get(d)
+            if found is not None:
+                self._known[d] = Principal(found[0], cast(Role, found[1]))
+                continue
+            self._known.pop(d, None)
+            for ws in self._sockets.pop(d, set()):
+                if ws.application_state == WebSocketState.CONNECTED:
+                    self.revoked_closed += 1
+                    with contextlib.suppress(Exception):  # the peer may be gone already
+                        await ws.close(code=4401, reason="token revoked")
+        await self._save()
+
+    async def check_forever(self) -> None:
+        """``check`` every ``check_s`` (at once after ``forget``), until cancelled."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._check_s)
+            self._wake.clear()
+            with contextlib.suppress(psycopg.Error, *DB_ERRORS):  # away: known tokens keep working
+                await self.check()
+            for d, sockets in list(self._sockets.items()):
+                sockets -= {ws for ws in sockets if ws.application_state == WebSocketState.DISCONNECTED}
+                if not sockets:
+                    del self._sockets[d]
+
     def forget(self) -> None:
-        self._cache.clear()
+        """A token was revoked here: check at once."""
+        self._wake.set()
+
+
+def _read_cache(path: Path) -> dict[bytes, Principal]:
+    try:
+        rows = json.loads(path.read_text())
+        return {
+            bytes.fromhex(r["digest"]): Principal(str(r["name"]), cast(Role, r["role"]))
+            for r in rows
+            if r.get("role") in ROLES
+        }
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("token cache %s not read (%s): tokens are checked against the database", path, exc)
+        return {}
+
+
+def _write_cache(path: Path, known: dict[bytes, Principal]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"digest": d.hex(), "name": p.name, "role": p.role} for d, p in known.items()]
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(rows, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _bounded_put(cache: dict[bytes, Any], key: bytes, value: Any, limit: int) -> None:
+    if key not in cache and len(cache) >= limit:
+        del cache[next(iter(cache))]  # the oldest
+    cache[key] = value
 
 
 def bearer(request: Request) -> str | None:
@@ -120,17 +236,33 @@ def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
 
 
 async def websocket_principal(ws: WebSocket, role: Role) -> Principal | None:
-    """Check ``?token=`` before accepting; closes with 4401/4403 and returns None."""
+    """Check ``?token=``. On success the socket is not accepted yet (the route
+    accepts it) and is closed with 4401 if the token is revoked later. On
+    failure it is accepted and closed with 4401 (missing, invalid or revoked
+    token), 4403 (role too weak) or 1013 (database away, token not known:
+    try again later), and None is returned."""
     token = ws.query_params.get("token") or ""
     store: TokenStore = ws.app.state.tokens
-    principal = await store.lookup(token) if token else None
+    try:
+        principal = await store.lookup(token) if token else None
+    except AuthError:
+        await _refuse(ws, 1013, "cannot check the token: database unavailable")
+        return None
     if principal is None:
-        await ws.close(code=4401, reason="missing or invalid token")
+        await _refuse(ws, 4401, "missing or invalid token")
         return None
     if not principal.may(role):
-        await ws.close(code=4403, reason=f"role {role} required")
+        await _refuse(ws, 4403, f"role {role} required")
         return None
+    store.watch(token, ws)
     return principal
+
+
+async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
+    # Accept first: a close before accepting is an HTTP 403 in the handshake,
+    # which a browser cannot tell from any other failure.
+    await ws.accept()
+    await ws.close(code=code, reason=reason)
 
 
 async def create_token(conn: psycopg.AsyncConnection[Any], *, name: str, role: Role) -> str:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from gpsd_server.api.auth import require
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter
+from gpsd_server.api.responses import GeoJSONResponse, text_content
 from gpsd_server.core.geo import city_centre
 from gpsd_server.errors import DataError
 
@@ -18,13 +19,22 @@ def router(services: ApiServices) -> APIRouter:
     r = APIRouter(tags=["city"])
     cfg = services.config
 
-    @r.get("/api/geofences", dependencies=[Depends(require("viewer"))])
+    @r.get(
+        "/api/geofences",
+        dependencies=[Depends(require("viewer"))],
+        response_class=GeoJSONResponse,
+        responses=text_content(geojson=True),
+    )
     async def geofences() -> Response:
         """Every city feature (zones, routes, cameras, information points) as one
         GeoJSON FeatureCollection, as loaded from the geofences folder."""
         return Response(services.city.current.geojson, media_type="application/geo+json")
 
-    @r.post("/api/geofences/reload", dependencies=[Depends(require("admin"))])
+    @r.post(
+        "/api/geofences/reload",
+        dependencies=[Depends(require("admin"))],
+        responses={422: {"description": "the folder would not load: file, item and reason"}},
+    )
     async def reload_geofences() -> dict[str, Any]:
         """Re-read the geofences folder; on any error the previous set stays in force."""
         try:

@@ -13,27 +13,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response, StreamingResponse
 
 from gpsd_server import wire
 from gpsd_server.api import exports
 from gpsd_server.api.auth import require
 from gpsd_server.api.deps import ApiServices
-from gpsd_server.api.history_params import (
-    TRACK_FORMATS,
-    history_range,
-    parse_bucket,
-    parse_format,
-    parse_positive,
-    parse_tolerance,
-)
-from gpsd_server.api.params import BadParameter
-from gpsd_server.api.responses import json_response
+from gpsd_server.api.history_params import BUCKET_PATTERN, TRACK_FORMATS, history_range, parse_bucket, parse_positive
+from gpsd_server.api.params import NO_NUL, BadParameter, format_query, time_query
+from gpsd_server.api.responses import GeoJSONResponse, json_response, text_content
 from gpsd_server.core import history as core
 from gpsd_server.core.geo import FloatArray, IntArray
 from gpsd_server.store import history as store
 from gpsd_server.store.vehicles import vehicle_exists
+
+VEHICLE_ID = Path(..., pattern=NO_NUL, description="the vehicle's id")
 
 
 def _nan_none(v: float) -> float | None:
@@ -94,22 +89,29 @@ def router(services: ApiServices) -> APIRouter:
             keep = keep[core.simplify_indices(x, y, tolerance)]
         return track_rows(track, keep)
 
-    @r.get("/api/vehicles/{vehicle_id}/track", dependencies=[Depends(require("viewer"))])
+    @r.get(
+        "/api/vehicles/{vehicle_id}/track",
+        dependencies=[Depends(require("viewer"))],
+        response_class=GeoJSONResponse,
+        responses=text_content("application/gpx+xml", "text/csv", geojson=True),
+    )
     async def track(
-        vehicle_id: str,
-        start: str | None = Query(None, description="RFC 3339 or epoch seconds; default end - 24 h"),
-        end: str | None = Query(None, description="RFC 3339 or epoch seconds; default now"),
-        format: str = Query("geojson", description="geojson | gpx | csv"),
-        simplify_m: str | None = Query(None, description="Douglas–Peucker tolerance in metres, 0 < t <= 1000"),
-        bucket: str | None = Query(None, description="first fix per interval: 30s, 1 min, 5 min, 1 hour"),
+        vehicle_id: str = VEHICLE_ID,
+        start: str | None = time_query("RFC 3339 or epoch seconds; default end - 24 h"),
+        end: str | None = time_query("RFC 3339 or epoch seconds; default now"),
+        format: str = format_query("geojson", "gpx", "csv"),
+        simplify_m: float | None = Query(None, gt=0, le=1000, description="Douglas–Peucker tolerance in metres"),
+        bucket: str | None = Query(
+            None, pattern=BUCKET_PATTERN, description="first fix per interval, 1 s to 1 day: 30s, 1 min, 1 hour"
+        ),
     ) -> Response:
         """A vehicle's track in [start, end), streamed. GeoJSON: a LineString of
         the non-late fixes, then a Point per fix with ts, speed, heading, flags
         (1 late, 2 backfill, 4 invalid, 8 jump, 16 filtered) and late. GPX 1.1:
         the non-late fixes, speed/heading/flags in extensions. CSV: every fix.
         Simplified or bucketed tracks hold usable fixes only."""
-        fmt = parse_format(format, tuple(TRACK_FORMATS))
-        tolerance, step = parse_tolerance(simplify_m), parse_bucket(bucket)
+        fmt = format.lower()
+        tolerance, step = simplify_m, parse_bucket(bucket)
         t0, t1 = history_range(start, end, settings.max_range_days)
         await require_vehicle(vehicle_id)
         rows = await simplified(vehicle_id, t0, t1, tolerance, step) if tolerance is not None else None
@@ -175,11 +177,11 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.get("/api/vehicles/{vehicle_id}/stops", dependencies=[Depends(require("viewer"))])
     async def vehicle_stops(
-        vehicle_id: str,
-        start: str | None = None,
-        end: str | None = None,
-        radius_m: float | None = Query(None, description="default [history] stop_radius_m"),
-        min_s: float | None = Query(None, description="default [history] stop_min_s"),
+        vehicle_id: str = VEHICLE_ID,
+        start: str | None = time_query(),
+        end: str | None = time_query(),
+        radius_m: float | None = Query(None, gt=0, le=5000, description="default [history] stop_radius_m"),
+        min_s: float | None = Query(None, gt=0, le=86400, description="default [history] stop_min_s"),
     ) -> Response:
         """Stops: fixes within radius_m of each other for at least min_s, each with the zones it lies in."""
         stops, _, _ = await stops_and_trips(vehicle_id, start, end, radius_m, min_s)
@@ -187,11 +189,11 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.get("/api/vehicles/{vehicle_id}/trips", dependencies=[Depends(require("viewer"))])
     async def vehicle_trips(
-        vehicle_id: str,
-        start: str | None = None,
-        end: str | None = None,
-        radius_m: float | None = Query(None, description="stop radius; default [history] stop_radius_m"),
-        min_s: float | None = Query(None, description="stop minimum; default [history] stop_min_s"),
+        vehicle_id: str = VEHICLE_ID,
+        start: str | None = time_query(),
+        end: str | None = time_query(),
+        radius_m: float | None = Query(None, gt=0, le=5000, description="stop radius; default [history] stop_radius_m"),
+        min_s: float | None = Query(None, gt=0, le=86400, description="stop minimum; default [history] stop_min_s"),
     ) -> Response:
         """Trips: the movements between stops, with distance, driving time and top speed."""
         stops, trips, track = await stops_and_trips(vehicle_id, start, end, radius_m, min_s)
@@ -212,9 +214,9 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.get("/api/zones/{zone_id}/inside", dependencies=[Depends(require("viewer"))])
     async def zone_inside(
-        zone_id: str,
-        start: str | None = Query(None, description="with end: who was inside in [start, end); absent: now"),
-        end: str | None = None,
+        zone_id: str = Path(..., pattern=NO_NUL),
+        start: str | None = time_query("with end: who was inside in [start, end); absent: now"),
+        end: str | None = time_query(),
     ) -> Response:
         """Who is inside the zone now (the engine's confirmed presence), or who
         was inside in a past window (stored fixes, bbox in SQL, polygon in shapely)."""

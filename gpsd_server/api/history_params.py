@@ -6,30 +6,15 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from gpsd_server.api.params import BadParameter, parse_range
+from gpsd_server.api.params import EARLIEST, LATEST, BadParameter, parse_range
 
 TRACK_FORMATS = {"geojson": "application/geo+json", "gpx": "application/gpx+xml", "csv": "text/csv; charset=utf-8"}
-_BUCKET = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE)
+BUCKET_PATTERN = r"^ *([0-9]{1,6}) *(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?) *$"
+_BUCKET = re.compile(BUCKET_PATTERN)
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+FIRST_DAY = EARLIEST.date() + timedelta(days=1)
+LAST_DAY = LATEST.date() - timedelta(days=2)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_format(value: str, allowed: tuple[str, ...]) -> str:
-    fmt = value.lower()
-    if fmt not in allowed:
-        raise BadParameter("format", f"unknown format {value[:20]!r}; one of {', '.join(allowed)}")
-    return fmt
-
-
-def parse_tolerance(value: str | None) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        tol = float(value)
-    except ValueError:
-        raise BadParameter("simplify_m", "not a number of metres") from None
-    if not 0 < tol <= 1000:
-        raise BadParameter("simplify_m", "must be > 0 and <= 1000 metres")
-    return tol
 
 
 def parse_bucket(value: str | None) -> timedelta | None:
@@ -64,9 +49,13 @@ def local_day(value: str | None, timezone: str, name: str = "day") -> tuple[date
         day = datetime.now(tz).date() - timedelta(days=1)
     else:
         try:
+            if not _DAY.match(value):
+                raise ValueError(value)
             day = date.fromisoformat(value)
         except ValueError:
             raise BadParameter(name, "a local date YYYY-MM-DD") from None
+        # Clamped like times, so that the day's bounds in any time zone stay representable.
+        day = min(max(day, FIRST_DAY), LAST_DAY)
     start = datetime.combine(day, time(), tz)
     end = datetime.combine(day + timedelta(days=1), time(), tz)
     return day, start.astimezone(UTC), end.astimezone(UTC)

@@ -4,11 +4,14 @@ handlers that turn bad input into a 4xx naming the parameter, and the page."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpsd_server import __version__
 from gpsd_server.api import (
@@ -18,6 +21,7 @@ from gpsd_server.api import (
     geofences,
     history,
     live,
+    openapi,
     ops,
     replay,
     reports,
@@ -25,12 +29,33 @@ from gpsd_server.api import (
     tokens,
     vehicles,
 )  # fmt: skip
-from gpsd_server.api.auth import ROLES, AuthError
+from gpsd_server.api.auth import PUBLIC_PATHS, ROLES, AuthError
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter
 from gpsd_server.api.web import mount_web
+from gpsd_server.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+
+
+class SingleValuedQuery:
+    """Every query parameter of this API takes one value: one given twice is
+    refused (400 naming it) rather than silently read as its last value.
+    Unknown parameters are ignored."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("query_string"):
+            seen: set[str] = set()
+            for key, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+                if key in seen:
+                    body = {"error": "given more than once", "parameter": key[:100]}
+                    await JSONResponse(body, status_code=400)(scope, receive, send)
+                    return
+                seen.add(key)
+        await self.app(scope, receive, send)
 
 
 def create_app(services: ApiServices) -> FastAPI:
@@ -49,7 +74,19 @@ def create_app(services: ApiServices) -> FastAPI:
     @app.exception_handler(AuthError)
     async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.status_code == 503:
+            headers = {"Retry-After": "5"}
         return JSONResponse(status_code=exc.status_code, content=exc.detail, headers=headers)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_away(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        # Answered at once (the health probe already knows): the route needs the
+        # database; routes that do not keep working.
+        return JSONResponse(
+            status_code=503,
+            content={"error": f"database {exc.reason}", "parameter": None},
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(psycopg.DataError)
     async def bad_data(request: Request, exc: psycopg.DataError) -> JSONResponse:
@@ -57,6 +94,13 @@ def create_app(services: ApiServices) -> FastAPI:
         # numbers) that no route check caught: the client's input, not a 500.
         log.warning("%s %s: value refused by the database: %s", request.method, request.url.path, exc)
         return JSONResponse(status_code=400, content={"error": "invalid value", "parameter": "request"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Raised by the framework itself (a body that is not JSON, 404, 405): the
+        # same body shape as every other error.
+        detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail), "parameter": None}
+        return JSONResponse(status_code=exc.status_code, content=detail, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,7 +114,9 @@ def create_app(services: ApiServices) -> FastAPI:
     modules = (ops, tokens, city, vehicles, live, alerts, dispatch, terminals, history, reports, replay, geofences)
     for module in modules:
         app.include_router(module.router(services))
-    mount_web(app)
+    mount_web(app, tile_url=services.config.map.tile_url)
+    app.add_middleware(SingleValuedQuery)
+    openapi.install(app, PUBLIC_PATHS)
     return app
 
 

@@ -11,28 +11,47 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gpsd_server import __version__
 from gpsd_server.api.auth import require
 from gpsd_server.api.deps import ApiServices
+from gpsd_server.api.openapi import json_content
+from gpsd_server.api.responses import PlainTextResponse
 
 
 def router(services: ApiServices) -> APIRouter:
     r = APIRouter(tags=["ops"])
     status = services.status
 
-    @r.get("/healthz")
+    @r.get(
+        "/healthz",
+        responses={
+            200: json_content("Health"),
+            503: {"description": "degraded: what is not fine", **json_content("Health")},
+        },
+    )
     async def healthz() -> JSONResponse:
-        db_ok = await services.db.ping()
+        """200 when database, broker and geofences are fine, else 503 naming what is not.
+        Never waits: the database's state is the background probe's last answer."""
+        db = services.db
         city_error = services.city.error
+        problems = []
+        if not db.usable:
+            problems.append(f"database {db.problem}")
+        if not status.mqtt_connected:
+            problems.append("mqtt: not connected to the broker")
+        if city_error:
+            problems.append(f"geofences: {city_error}")
         body = {
-            "status": "ok" if db_ok and status.mqtt_connected and not city_error else "degraded",
-            "database": db_ok,
+            "status": "degraded" if problems else "ok",
+            "database": db.usable,
             "geofences": city_error or "ok",
             "timescaledb": status.timescaledb,
             "mqtt": status.mqtt_connected,
+            "problems": problems,
             "version": __version__,
         }
-        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+        return JSONResponse(body, status_code=503 if problems else 200)
 
-    @r.get("/metrics", dependencies=[Depends(require("viewer"))])
+    @r.get("/metrics", dependencies=[Depends(require("viewer"))], response_class=PlainTextResponse)
     async def metrics() -> Response:
+        """Prometheus text format."""
         return Response(generate_latest(status.metrics()), media_type=CONTENT_TYPE_LATEST)
 
     @r.get("/api/stats", dependencies=[Depends(require("viewer"))])

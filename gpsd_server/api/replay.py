@@ -42,6 +42,7 @@ from gpsd_server.settings import HistorySettings
 from gpsd_server.store import alerts as alert_store
 from gpsd_server.store import history as store
 from gpsd_server.store.alerts import AlertRecord
+from gpsd_server.store.db import DatabaseUnavailable
 from gpsd_server.store.vehicles import known_vehicles
 
 MAX_IDLE_S = 10.0
@@ -299,6 +300,15 @@ async def session(services: ApiServices, ws: WebSocket) -> None:
     if await websocket_principal(ws, "viewer") is None:
         return
     await ws.accept()
+    try:
+        await _play(services, ws)
+    except DatabaseUnavailable as exc:  # replay reads the store: try again later
+        with contextlib.suppress(Exception):
+            await ws.send_text(wire.encode(wire.Error(error=f"database {exc.reason}")).decode())
+            await ws.close(code=1013, reason="database unavailable")
+
+
+async def _play(services: ApiServices, ws: WebSocket) -> None:
     with contextlib.suppress(WebSocketDisconnect, TimeoutError):
         player = await asyncio.wait_for(_start(services, ws), START_TIMEOUT_S)
         req = player.req

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -16,15 +16,16 @@ from fastapi.responses import Response
 from gpsd_server.api.auth import require
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.exports import table_csv
-from gpsd_server.api.history_params import history_range, local_day, parse_format
-from gpsd_server.api.responses import json_response
+from gpsd_server.api.history_params import history_range, local_day
+from gpsd_server.api.params import day_query, format_query, time_query
+from gpsd_server.api.responses import json_response, text_content
 from gpsd_server.core import history as core
 from gpsd_server.core.history_city import check_trip
 from gpsd_server.store import history as store
 from gpsd_server.store.vehicles import vehicles_of_class
 from gpsd_server.wire import ts_text, utc
 
-FORMATS = ("json", "csv")
+CSV = text_content("text/csv")
 
 
 def _iso(ts: float | None) -> str | None:
@@ -48,9 +49,9 @@ def day_bounds(t0: datetime, t1: datetime, timezone: str) -> list[tuple[str, flo
     out: list[tuple[str, float, float]] = []
     while True:
         a = datetime.combine(day, time(), tz).timestamp()
-        b = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
         if a >= t1.timestamp():
             return out
+        b = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
         out.append((day.isoformat(), max(a, t0.timestamp()), min(b, t1.timestamp())))
         day += timedelta(days=1)
 
@@ -63,14 +64,14 @@ def router(services: ApiServices) -> APIRouter:
     tzname = services.config.city.timezone
     db = services.db
 
-    @r.get("/mileage", dependencies=[Depends(require("viewer"))])
+    @r.get("/mileage", dependencies=[Depends(require("viewer"))], responses=CSV)
     async def mileage(
-        day: str | None = Query(None, description="local date YYYY-MM-DD; default yesterday"),
-        format: str = "json",
-        by: str = Query("vehicle", description="CSV rows: vehicle | company"),
+        day: str | None = day_query(),
+        format: str = format_query("json", "csv"),
+        by: Literal["vehicle", "company"] = Query("vehicle", description="CSV rows: vehicle | company"),
     ) -> Any:
         """Kilometres and driving time per vehicle and per company for one local day."""
-        fmt = parse_format(format, FORMATS)
+        fmt = format.lower()
         d, t0, t1 = local_day(day, tzname)
         async with db.connection() as conn:
             rows = await store.daily_mileage(conn, t0, t1, moving_kmh=moving_kmh, gap_s=settings.gap_s)
@@ -95,14 +96,14 @@ def router(services: ApiServices) -> APIRouter:
             table = [tuple(v.values()) for v in vehicles]
         return _answer(fmt, body, header, table, f"mileage-{d}")
 
-    @r.get("/violations", dependencies=[Depends(require("viewer"))])
+    @r.get("/violations", dependencies=[Depends(require("viewer"))], responses=CSV)
     async def violation_counts(
-        start: str | None = None,
-        end: str | None = None,
-        format: str = "json",
+        start: str | None = time_query(),
+        end: str | None = time_query(),
+        format: str = format_query("json", "csv"),
     ) -> Any:
         """Warning and critical alerts counted per vehicle, company, kind and local day."""
-        fmt = parse_format(format, FORMATS)
+        fmt = format.lower()
         t0, t1 = history_range(start, end, settings.max_range_days)
         async with db.connection() as conn:
             rows = await store.violations(conn, t0, t1, tzname)
@@ -118,15 +119,15 @@ def router(services: ApiServices) -> APIRouter:
         }  # fmt: skip
         return _answer(fmt, body, ("vehicle_id", "plate", "company", "kind", "day", "count"), rows, "violations")
 
-    @r.get("/permits", dependencies=[Depends(require("viewer"))])
+    @r.get("/permits", dependencies=[Depends(require("viewer"))], responses=CSV)
     async def permits(
-        day: str | None = Query(None, description="local date YYYY-MM-DD; default yesterday"),
-        format: str = "json",
+        day: str | None = day_query(),
+        format: str = format_query("json", "csv"),
     ) -> Any:
         """Per trip of every muck truck with a permit valid that day: share of the
         trip on a permitted route (or in its sites), share inside the permit's
         hours, origin and destination reached."""
-        fmt = parse_format(format, FORMATS)
+        fmt = format.lower()
         d, t0, t1 = local_day(day, tzname)
         shapes = services.city.shapes()
         ordinal = d.toordinal()
@@ -168,16 +169,16 @@ def router(services: ApiServices) -> APIRouter:
         }  # fmt: skip
         return _answer(fmt, body, header, out, f"permits-{d}")
 
-    @r.get("/patrol-coverage", dependencies=[Depends(require("viewer"))])
+    @r.get("/patrol-coverage", dependencies=[Depends(require("viewer"))], responses=CSV)
     async def patrol_coverage(
-        start: str | None = None,
-        end: str | None = None,
-        format: str = "json",
-        by: str = Query("grid", description="CSV rows: grid | vehicle (daily patrol mileage)"),
+        start: str | None = time_query(),
+        end: str | None = time_query(),
+        format: str = format_query("json", "csv"),
+        by: Literal["grid", "vehicle"] = Query("grid", description="CSV rows: grid | vehicle (daily patrol mileage)"),
     ) -> Any:
         """Per grid: visited by a patrol vehicle or not, first and last visit, time
         inside (vehicle-seconds); and each patrol car's mileage per local day."""
-        fmt = parse_format(format, FORMATS)
+        fmt = format.lower()
         t0, t1 = history_range(start, end, settings.max_range_days)
         shapes = services.city.shapes()
         patrol = sorted(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Path
 from fastapi.responses import Response
 
 from gpsd_server.api.auth import Principal, Role, create_token, require
@@ -53,11 +53,13 @@ def router(services: ApiServices) -> APIRouter:
         )
 
     @r.delete("/api/tokens/{token_id}", dependencies=[Depends(require("admin"))])
-    async def revoke_token(token_id: int) -> dict[str, Any]:
+    async def revoke_token(token_id: int = Path(..., ge=1, le=2**63 - 1)) -> dict[str, Any]:
         async with db.connection() as conn:
             if not await store.revoke(conn, token_id):
                 raise BadParameter("token_id", "no such active token", status=404)
-        services.tokens.forget()
+        # In effect before the answer: the token's next request is refused and
+        # its open websockets are closed (other revocations: within token_check_s).
+        await services.tokens.check()
         return {"id": token_id, "revoked": True}
 
     return r

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from gpsd_server import wire
 from gpsd_server.api.auth import require
 from gpsd_server.api.deps import ApiServices
-from gpsd_server.api.responses import json_response
+from gpsd_server.api.responses import json_response, schema_of
 from gpsd_server.store import vehicles as store
 
 
@@ -18,7 +18,7 @@ def router(services: ApiServices) -> APIRouter:
     r = APIRouter(tags=["vehicles"])
     moving_kmh = services.config.rules.moving_kmh
 
-    @r.get("/api/vehicles", dependencies=[Depends(require("viewer"))])
+    @r.get("/api/vehicles", dependencies=[Depends(require("viewer"))], responses=schema_of("VehicleList"))
     async def vehicles() -> Response:
         async with services.db.connection() as conn:
             rows = await store.last_positions(conn)

@@ -1,7 +1,19 @@
-"""The API's connection pool, and the checks every caller shares."""
+"""The API's connection pool, the database's health as one background probe
+sees it, and the checks every caller shares.
+
+A request never waits to find out that the database is away: a probe task
+(``probe_forever``) asks it every ``health_check_s`` on a connection of its
+own, and :meth:`Database.connection` refuses at once with
+:class:`DatabaseUnavailable` (the API answers 503) while the last answer was
+"away" or while the schema is not known to be in place (``ready``, set by the
+start-up once migrations have run). ``/healthz`` reads the same answer.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +23,23 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gpsd_server.settings import DatabaseSettings
 
-DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError)
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database is away (or not migrated yet): the caller answers 503."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+DB_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError, DatabaseUnavailable)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Database:
@@ -20,6 +48,12 @@ class Database:
     def __init__(self, settings: DatabaseSettings, *, application_name: str = "gpsd-api") -> None:
         self.dsn = settings.dsn
         self._connect_timeout = settings.connect_timeout_s
+        self._request_wait_s = settings.request_wait_s
+        self._check_s = settings.health_check_s
+        self.available = False  # the probe's last answer
+        self.ready = False  # the schema is in place (migrations ran in this process)
+        self.problem = "not checked yet"  # why not available/ready, for /healthz
+        self.changed = asyncio.Event()  # set on every change of ``available``
         self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             settings.dsn,
             min_size=1,
@@ -39,21 +73,75 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
+    @property
+    def usable(self) -> bool:
+        return self.available and self.ready
+
     @asynccontextmanager
     async def connection(self, wait_s: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        async with self.pool.connection(timeout=wait_s) as conn:
-            yield conn
-
-    async def ping(self, wait_s: float = 2.0) -> bool:
+        """A pool connection; ``DatabaseUnavailable`` at once while the probe says away."""
+        if not self.usable:
+            raise DatabaseUnavailable(self.problem)
         try:
-            async with self.pool.connection(timeout=wait_s) as conn:
-                await conn.execute("SELECT 1")
-            return True
-        except DB_ERRORS:
-            return False
+            async with self.pool.connection(timeout=wait_s or self._request_wait_s) as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, OSError) as exc:
+            raise DatabaseUnavailable(first_line(exc)) from exc
 
     async def direct(self) -> psycopg.AsyncConnection[Any]:
-        """A connection of its own (migrations, restore), outside the pool."""
+        """A connection of its own (migrations, restore, the probe), outside the pool."""
         return await psycopg.AsyncConnection.connect(
             self.dsn, connect_timeout=max(1, int(self._connect_timeout)), options="-c timezone=UTC"
         )
+
+    # -- the probe ---------------------------------------------------------------
+
+    def _set(self, available: bool, problem: str) -> None:
+        if available != self.available:
+            if available:
+                log.info("database available")
+            else:
+                log.warning("database %s", problem)
+            self.available = available
+            self.changed.set()
+            self.changed = asyncio.Event()
+        self.problem = problem
+
+    async def probe(self, conn: psycopg.AsyncConnection[Any] | None) -> psycopg.AsyncConnection[Any] | None:
+        """One check; returns the connection to keep for the next (None: reconnect)."""
+        try:
+            if conn is None or conn.closed:
+                conn = await asyncio.wait_for(self.direct(), self._connect_timeout + 1)
+                await conn.set_autocommit(True)
+            await asyncio.wait_for(conn.execute("SELECT 1"), max(1.0, self._check_s * 2))
+        except (TimeoutError, psycopg.Error, OSError) as exc:
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await conn.close()
+            self._set(False, f"unavailable: {first_line(exc) if not isinstance(exc, TimeoutError) else 'timed out'}")
+            return None
+        was_down = not self.available
+        self._set(True, "ok" if self.ready else "migrating")
+        if was_down:
+            # Connections the pool held across the outage are dead: drop them now,
+            # not one failed request at a time.
+            with contextlib.suppress(psycopg.Error, OSError, PoolTimeout):
+                await self.pool.check()
+        return conn
+
+    async def probe_forever(self) -> None:
+        """Ask the database every ``health_check_s``, until cancelled."""
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while True:
+                conn = await self.probe(conn)
+                await asyncio.sleep(self._check_s)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await conn.close()
+
+    def mark_ready(self) -> None:
+        """The schema is in place (the start-up just used the database: it is there)."""
+        self.ready = True
+        self._set(True, "ok")

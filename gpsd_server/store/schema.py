@@ -8,15 +8,11 @@ a warning is logged (the product still works, without chunk management).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from importlib import resources
 
 import psycopg
-
-from gpsd_server.backoff import Backoff
-from gpsd_server.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +77,3 @@ async def migrate(conn: psycopg.AsyncConnection[object], *, chunk_interval: str 
         return SchemaInfo(timescaledb=tsdb, applied=tuple(applied))
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
-
-
-async def migrate_when_ready(settings: DatabaseSettings) -> SchemaInfo:
-    """Migrate, waiting with jittered backoff while the database is unreachable."""
-    backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
-    while True:
-        try:
-            async with await psycopg.AsyncConnection.connect(
-                settings.dsn, connect_timeout=max(1, int(settings.connect_timeout_s))
-            ) as conn:
-                return await migrate(conn, chunk_interval=settings.chunk_interval)
-        except psycopg.OperationalError as exc:
-            wait = backoff.next()
-            log.warning("database unavailable (%s); retrying in %.1f s", str(exc).strip().splitlines()[0], wait)
-            await asyncio.sleep(wait)

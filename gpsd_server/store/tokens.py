@@ -47,3 +47,11 @@ async def revoke(conn: psycopg.AsyncConnection[Any], token_id: int) -> bool:
         "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (token_id,)
     )
     return cur.rowcount > 0
+
+
+async def active_among(conn: psycopg.AsyncConnection[Any], digests: list[bytes]) -> dict[bytes, tuple[str, str]]:
+    """digest -> (name, role) of those of ``digests`` that are still active."""
+    cur = await conn.execute(
+        "SELECT digest, name, role FROM api_tokens WHERE digest = ANY(%s) AND revoked_at IS NULL", (digests,)
+    )
+    return {bytes(row[0]): (str(row[1]), str(row[2])) for row in await cur.fetchall()}

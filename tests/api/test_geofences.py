@@ -17,6 +17,7 @@ import pytest
 import websockets
 
 from gpsd_server.api import geofences
+from gpsd_server.settings import GeofenceSettings
 from tests.fixtures.server import RunningServer
 from tests.fixtures.services import REPO
 from tests.helpers import publish
@@ -103,6 +104,7 @@ def _line(n: int) -> dict[str, Any]:
     return {"type": "LineString", "coordinates": coords}
 
 
+MAX_FEATURE_VERTICES = GeofenceSettings().max_feature_vertices
 # (name, body, status, parameter, error contains, item)
 BAD_GEOFENCES: list[tuple[str, bytes, int, str, str, str | None]] = [
     ("x.json", collection(), 400, "name", "", None),
@@ -117,7 +119,7 @@ BAD_GEOFENCES: list[tuple[str, bytes, int, str, str, str | None]] = [
     ("new.geojson", b'{"type":"FeatureCollection","features":{}}', 422, "body", "features must be a list", "(file)"),
     ("new.geojson", collection(*[{"type": "Feature"}] * (geofences.MAX_FEATURES + 1)), 413, "body",
      "more than 20000 features", "(file)"),
-    ("new.geojson", collection(feature("huge", "route", _line(geofences.MAX_GEOMETRY_COORDINATES + 1))), 413, "body",
+    ("new.geojson", collection(feature("huge", "route", _line(MAX_FEATURE_VERTICES + 1))), 413, "body",
      "coordinates in one geometry", "huge"),
     ("new.geojson", collection(feature("bowtie", geometry={"type": "Polygon", "coordinates": BOWTIE})), 422, "body",
      "invalid polygon: Self-intersection", "bowtie"),

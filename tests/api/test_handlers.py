@@ -14,11 +14,13 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from fastapi import FastAPI
 from prometheus_client.registry import CollectorRegistry
 
 from gpsd_server.api.auth import Principal
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.http import create_app
+from gpsd_server.api.web import content_security_policy, mount_web, tile_source
 from gpsd_server.cityfolder import CityFolder, CityKeeper
 from gpsd_server.core.engine import Engine
 from gpsd_server.directory import VehicleDirectory
@@ -36,6 +38,12 @@ class MemoryTokens:
         return TOKENS.get(token)
 
     def forget(self) -> None:
+        pass
+
+    def watch(self, token: str, ws: Any) -> None:
+        pass
+
+    async def check(self) -> None:
         pass
 
 
@@ -139,3 +147,39 @@ async def test_live_socket_sends_the_snapshot_and_answers_a_bad_subscription(ser
     assert [v["vehicle_id"] for v in snapshot["vehicles"]] == ["PT-001"]
     assert error == {"type": "error", "error": "bbox must be [min_lon, min_lat, max_lon, max_lat]"}
     assert narrowed == {"type": "snapshot", "vehicles": []}
+
+
+async def test_the_page_carries_security_headers(http: httpx.AsyncClient) -> None:
+    page = await http.get("/")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-eval" not in csp
+    assert "script-src 'self' 'unsafe-inline'" not in csp  # the page has no inline script
+    for r in (page, await http.get("/static/js/main.js"), await http.get("/api/map")):
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "no-referrer"
+    assert "content-security-policy" not in (await http.get("/api/map")).headers  # the docs page needs its CDN
+    assert b"<script>" not in page.content and b"onclick=" not in page.content
+
+
+def test_the_basemap_is_allowed_by_the_policy() -> None:
+    assert tile_source("") == ""
+    assert tile_source("https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png") == "https://*.tile.openstreetmap.org"
+    assert tile_source("http://t{s}.tianditu.gov.cn/vec_w/wmts?x={x}") == "http:"
+    assert tile_source("https://tiles.city.local/{z}/{x}/{y}.png") == "https://tiles.city.local"
+    assert "img-src 'self' data: blob: https://tiles.city.local" in content_security_policy(
+        "https://tiles.city.local/{z}/{x}/{y}.png"
+    )
+
+
+@pytest.mark.parametrize("present", [True, False])
+async def test_missing_static_files_are_a_404(tmp_path: Any, present: bool) -> None:
+    vendor = tmp_path / "node_modules"
+    if present:
+        (vendor / "leaflet" / "dist").mkdir(parents=True)
+    app = FastAPI()
+    mount_web(app, vendor_dir=vendor)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        for path in ("/vendor/leaflet/dist/leaflet.js", "/vendor/x", "/static/nothing.js"):
+            r = await c.get(path)
+            assert r.status_code == 404, (path, r.status_code, r.text[:100])
+        assert (await c.get("/")).status_code == 200

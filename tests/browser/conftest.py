@@ -82,7 +82,9 @@ class Page:
 
 @pytest.fixture
 async def page(browser: Any, web: RunningServer) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai")
+    # bypass_csp: the helpers' wait_for_function compiles its string with eval, which the
+    # page's Content-Security-Policy forbids; tests/api/test_page_csp.py runs the page under it.
+    context = await browser.new_context(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai", bypass_csp=True)
     p = await context.new_page()
     wrapped = Page(p, web)
     p.on("console", lambda m: wrapped.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)

@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -58,12 +59,35 @@ def server_process(services_up: PrivateServices, tmp_path: Path) -> Iterator[Ser
     tag = uuid.uuid4().hex[:8]
     db = f"faults_{tag}"
     services_up.create_db(db)
-    # An empty geofences folder: the fault tests check storage, not rules.
-    env = {"GPSD_GEOFENCES__ALLOW_EMPTY": "true"}
-    srv = ServerProcess(services_up, tmp_path, db=db, tag=tag, env=env, make_tokens=make_tokens)
+    # An empty geofences folder (ServerProcess allows it): the fault tests check storage, not rules.
+    srv = ServerProcess(services_up, tmp_path, db=db, tag=tag, env={}, make_tokens=make_tokens)
     try:
         yield srv
     finally:
         if srv.proc is not None and srv.proc.poll() is None:
             srv.proc.kill()
             srv.proc.wait(10)
+
+
+@pytest.fixture
+def make_server(services_up: PrivateServices, tmp_path: Path) -> Iterator[Any]:
+    """Like ``server_process``, with extra GPSD_* settings: ``make_server({...})``."""
+    made: list[ServerProcess] = []
+
+    def make(env: dict[str, str] | None = None) -> ServerProcess:
+        tag = uuid.uuid4().hex[:8]
+        db = f"faults_{tag}"
+        services_up.create_db(db)
+        workdir = tmp_path / tag
+        workdir.mkdir()
+        srv = ServerProcess(services_up, workdir, db=db, tag=tag, env=env or {}, make_tokens=make_tokens)
+        made.append(srv)
+        return srv
+
+    try:
+        yield make
+    finally:
+        for srv in made:
+            if srv.proc is not None and srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait(10)

@@ -29,6 +29,7 @@ class Publisher:
     rate: float = 800.0  # messages per second
     t0: float = field(default_factory=lambda: float(int(time.time()) - 3000))
     alarm: dict[str, int] = field(default_factory=dict)  # vehicle -> alarm DWORD for its next fixes
+    speed: dict[str, float] = field(default_factory=dict)  # vehicle -> speed_kmh of its next fixes (default 4)
     confirmed: set[tuple[str, float]] = field(default_factory=set)
     failures: int = 0
     reconnects: int = 0
@@ -44,7 +45,8 @@ class Publisher:
         v, n = i % self.vehicles, i // self.vehicles
         vid = self.vehicle(v)
         ts = self.t0 + n  # one fix per second of fix time per vehicle
-        body = {"ts": ts, "lon": 112.30 + v * 1e-3, "lat": 28.55 + n * 1e-5, "speed_kmh": 4.0, "heading": 0}
+        body = {"ts": ts, "lon": 112.30 + v * 1e-3, "lat": 28.55 + n * 1e-5, "speed_kmh": self.speed.get(vid, 4.0),
+                "heading": 0}  # fmt: skip
         if self.alarm.get(vid):
             body["alarm"] = self.alarm[vid]
         return f"{self.prefix}/{vid}/fix", json.dumps(body).encode(), (vid, ts)
@@ -116,6 +118,15 @@ def stored(dsn: str, prefix: str) -> tuple[int, set[tuple[str, float]]]:
             "SELECT vehicle_id, extract(epoch FROM ts)::float8 FROM fixes WHERE vehicle_id LIKE %s", (prefix + "-%",)
         ).fetchall()
     return len(rows), {(str(v), float(t)) for v, t in rows}
+
+
+def alerts_of(dsn: str, vehicle: str, kind: str) -> list[tuple[Any, ...]]:
+    """(id, key, ts, ended_ts, details) of a vehicle's alerts of one kind, oldest first."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT id, key, ts, ended_ts, details FROM alerts WHERE vehicle_id = %s AND kind = %s ORDER BY ts",
+            (vehicle, kind),
+        ).fetchall()
 
 
 def tampering_alerts(dsn: str, vehicle: str) -> list[tuple[Any, ...]]:
