@@ -18,15 +18,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from shapely.geometry import Point
 
 from . import clock
-from .fleet import SPEED_LIMIT_KMH, Vehicle
+from .city import City
+from .fleet import SPEED_LIMIT_KMH, Planner, Vehicle
 from .geo import Xy
 from .motion import Drive, Hold, Stay, Stretch
 
-if TYPE_CHECKING:
-    from .simulation import Simulation
+
+class Simulation(Protocol):
+    """What an injection needs of the running simulation (simulation.py drives the injections)."""
+
+    city: City
+    planner: Planner
+
+    def point(self, xy: Xy) -> Point: ...
 
 DRIVING_KINDS = (
     "route_deviation",
