@@ -37,6 +37,7 @@ class Simulation(Protocol):
 
     def point(self, xy: Xy) -> Point: ...
 
+
 DRIVING_KINDS = (
     "route_deviation",
     "forbidden_zone",
