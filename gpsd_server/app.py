@@ -60,8 +60,9 @@ class Server:
         self.ledger = AlertLedger()
         self.writer = TrackWriter(c.database, spool_path=spool_path(c))
         self.hub = LiveHub(
-            max_clients=c.http.ws_max_clients, send_queue=c.http.ws_send_queue, moving_kmh=c.rules.moving_kmh
-        )
+            max_clients=c.http.ws_max_clients, send_queue=c.http.ws_send_queue, moving_kmh=c.rules.moving_kmh,
+            flush_ms=c.http.ws_flush_ms,
+        )  # fmt: skip
         router = TopicRouter(
             native=c.mqtt.topic_prefix.rstrip("/"),
             jt808=c.jt808.topic_prefix,

@@ -90,6 +90,7 @@ class HttpSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     ws_max_clients: PositiveInt = 500
     ws_send_queue: Annotated[int, Meta(ge=10)] = 2000
     ws_snapshot_max: PositiveInt = 100000
+    ws_flush_ms: Annotated[int, Meta(ge=0, le=10000)] = 100  # one frame of positions per client per interval
 
 
 class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -80,6 +80,22 @@ class Position(Message, tag="position", kw_only=True):
         )
 
 
+class Positions(Message, tag="positions", kw_only=True):
+    """One ``/ws/live`` frame: every position since the client's last frame
+    (conflated to the latest per vehicle while the client lags behind)."""
+
+    positions: list[Position]
+
+
+def positions_frame(encoded: list[bytes]) -> bytes:
+    """The bytes of ``Positions`` from positions encoded once each: joining is
+    what lets one encoding serve every client whose filter admits it. A single
+    position is sent as the plain ``position`` message."""
+    if len(encoded) == 1:
+        return encoded[0]
+    return b'{"type":"positions","positions":[' + b",".join(encoded) + b"]}"
+
+
 class Snapshot(Message, tag="snapshot", kw_only=True):
     vehicles: list[Position]
 

@@ -1,6 +1,10 @@
-"""``/ws/live``: a snapshot of the last positions on connect, then positions
-and alerts as they happen; a client may narrow what it gets with
-``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``."""
+"""``/ws/live``: a snapshot of the last positions on connect, then frames of
+positions (one per flush interval, see :mod:`gpsd_server.sinks.hub`) and
+alerts as they happen; a client may narrow what it gets with
+``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``.
+
+One sender task per socket sends what the hub queued for it, in order; while
+it waits on a slow socket, the hub conflates the client's positions."""
 
 from __future__ import annotations
 
@@ -41,11 +45,17 @@ def router(services: ApiServices) -> APIRouter:
 
             async def sender() -> None:
                 while True:
-                    data = await client.queue.get()
+                    data: str | None = await client.queue.get()
                     if not data:  # the hub dropped this client
                         await ws.close(code=1008, reason=client.dropped or "dropped")
                         return
-                    await ws.send_text(data.decode())
+                    if data is not client.pending_frame:
+                        await ws.send_text(data)
+                        continue
+                    # A frame of positions; what the hub conflated meanwhile follows at once.
+                    while data is not None:
+                        await ws.send_text(data)
+                        data = client.next_frame()
 
             send_task = asyncio.create_task(sender(), name="ws-sender")
             try:

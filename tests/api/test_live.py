@@ -17,9 +17,12 @@ async def recv_json(
     ws: websockets.ClientConnection, timeout: float = 10.0, skip: tuple[str, ...] = ("alert", "zone")
 ) -> dict[str, object]:
     """The next message, skipping ``skip`` messages (the demo city's rules may
-    raise zone alerts for the test positions)."""
+    raise zone alerts for the test positions); a frame of positions must hold
+    exactly one here and is returned as it."""
     while True:
         msg: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if msg.get("type") == "positions":
+            [msg] = msg["positions"]  # type: ignore[misc]
         if msg.get("type") not in skip:
             return msg
 
