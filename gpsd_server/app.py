@@ -36,6 +36,7 @@ from gpsd_server.sinks.hub import LiveHub
 from gpsd_server.sinks.tracks.writer import TrackWriter
 from gpsd_server.status import Status
 from gpsd_server.store import vehicles
+from gpsd_server.store.batch import MileageRule
 from gpsd_server.store.db import Database
 from gpsd_server.store.schema import migrate_when_ready
 
@@ -58,7 +59,9 @@ class Server:
         self.directory = VehicleDirectory()
         self.engine = Engine(settings=c.rules, tz=c.city.timezone)
         self.ledger = AlertLedger()
-        self.writer = TrackWriter(c.database, spool_path=spool_path(c))
+        self.writer = TrackWriter(
+            c.database, spool_path=spool_path(c), mileage=MileageRule(c.rules.moving_kmh, c.history.gap_s)
+        )
         self.hub = LiveHub(
             max_clients=c.http.ws_max_clients, send_queue=c.http.ws_send_queue, moving_kmh=c.rules.moving_kmh,
             flush_ms=c.http.ws_flush_ms,

@@ -196,6 +196,50 @@ async def daily_mileage(
     return await cur.fetchall()
 
 
+async def daily_mileage_from_hours(
+    conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, *, moving_kmh: float, gap_s: float
+) -> list[tuple[str, str | None, str | None, str | None, float, float, float, int]] | None:
+    """The rows of :func:`daily_mileage` from the hourly summary the writer keeps
+    (``fix_hours``): about 24 rows per vehicle-day instead of 8,640 fixes.
+    Consecutive hours are bridged with the step from one hour's last fix to the
+    next one's first, so the sums equal the scan's. None when the summary
+    cannot answer: the range is not made of whole UTC hours (a time zone with a
+    half-hour offset), or it holds fixes but no summary (loaded around the
+    writer, or stored before migration 030): then scan."""
+    if start.timestamp() % 3600 or end.timestamp() % 3600:
+        return None
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM fix_hours WHERE hour >= %(t0)s AND hour < %(t1)s),"
+        " EXISTS (SELECT 1 FROM fixes WHERE ts >= %(t0)s AND ts < %(t1)s)",
+        {"t0": start, "t1": end},
+    )
+    summary, fixes = await cur.fetchone() or (False, False)
+    if fixes and not summary:
+        return None
+    query = """
+        SELECT v.id, v.plate, v.class, v.company, x.km, x.driving_s, x.top, x.n
+        FROM (
+            SELECT vehicle_id,
+                   (sum(inner_m) + coalesce(sum(gpsd_step_m(plon, plat, first_lon, first_lat)), 0)) / 1000 AS km,
+                   sum(inner_driving_s)
+                     + coalesce(sum(bridge_s) FILTER (WHERE pspeed >= %(moving)s AND bridge_s <= %(gap)s), 0)
+                     AS driving_s,
+                   coalesce(max(max_speed_kmh), 0)::float8 AS top, sum(fixes)::int8 AS n
+            FROM (
+                SELECT h.*, lag(last_lon) OVER w AS plon, lag(last_lat) OVER w AS plat,
+                       lag(last_speed_kmh) OVER w AS pspeed,
+                       extract(epoch FROM first_ts - lag(last_ts) OVER w)::float8 AS bridge_s
+                FROM fix_hours h WHERE hour >= %(t0)s AND hour < %(t1)s
+                WINDOW w AS (PARTITION BY vehicle_id ORDER BY hour)
+            ) hours
+            GROUP BY vehicle_id
+        ) x JOIN vehicles v ON v.id = x.vehicle_id
+        WHERE x.n > 0
+        ORDER BY v.id"""
+    cur = await conn.execute(query.encode(), {"t0": start, "t1": end, "moving": moving_kmh, "gap": gap_s})
+    return await cur.fetchall()
+
+
 async def violations(
     conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, timezone: str
 ) -> list[tuple[str, str | None, str | None, str, str, int]]:

@@ -44,7 +44,7 @@ from gpsd_server.model import Fix
 from gpsd_server.settings import DatabaseSettings
 from gpsd_server.sinks.tracks.policy import Action, WriterPolicy
 from gpsd_server.sinks.tracks.spool import Spool
-from gpsd_server.store.batch import AlertRow, open_writer_connection, write_batch
+from gpsd_server.store.batch import DEFAULT_MILEAGE, AlertRow, MileageRule, open_writer_connection, write_batch
 
 __all__ = ["AlertRow", "TrackWriter", "WriterStats"]
 
@@ -95,8 +95,11 @@ class TrackWriter:
     """Batches fixes and alerts into the database, or into the spool while
     the database is away; see the module docstring."""
 
-    def __init__(self, settings: DatabaseSettings, *, spool_path: str | Path) -> None:
+    def __init__(
+        self, settings: DatabaseSettings, *, spool_path: str | Path, mileage: MileageRule = DEFAULT_MILEAGE
+    ) -> None:
         self._settings = settings
+        self._mileage = mileage
         self._policy = WriterPolicy(settings)
         self._spool = Spool(spool_path, max_bytes=int(settings.spool_max_mb * 1024 * 1024))
         self._read_offset = self._spool.start  # first spooled record not yet replayed
@@ -359,7 +362,7 @@ class TrackWriter:
 
     def _write(self, rows: list[Fix], alerts: list[AlertRow]) -> None:
         t0 = time.perf_counter()
-        inserted = write_batch(self._connect(), rows, alerts)
+        inserted = write_batch(self._connect(), rows, alerts, self._mileage)
         self.stats.alerts_written += len(alerts)
         self.stats.rows_copied += len(rows)
         self.stats.rows_inserted += inserted
