@@ -66,6 +66,7 @@ class WriterStats:
     spool_full_events: int = 0  # times the spool was found full (each one logged as an error)
     spool_peak_bytes: int = 0
     rows_not_durable: int = 0  # rows neither written nor spooled at shutdown (left unacknowledged)
+    last_commit_at: float = 0.0  # wall clock of the last commit
 
     @property
     def duplicates(self) -> int:
@@ -114,9 +115,15 @@ class TrackWriter:
         self._replay_started = 0.0
         self._replay_rows = 0
         self._full_logged_at = -math.inf
+        self._thread_id = 0
         self.stats = WriterStats()
 
     # -- what the metrics read ------------------------------------------------
+
+    @property
+    def thread_id(self) -> int:
+        """The writer thread's native id (0 before it runs): its CPU in /proc/<pid>/task/<id>."""
+        return self._thread_id
 
     @property
     def queued_rows(self) -> int:
@@ -219,6 +226,7 @@ class TrackWriter:
     def _thread_main(self, done: asyncio.Future[None]) -> None:
         loop = self._loop
         assert loop is not None
+        self._thread_id = threading.get_native_id()
         error: BaseException | None = None
         try:
             recovered = self._spool.open()
@@ -368,6 +376,7 @@ class TrackWriter:
         self.stats.rows_inserted += inserted
         self.stats.batches += 1
         self.stats.last_batch_s = time.perf_counter() - t0
+        self.stats.last_commit_at = time.time()
 
     # -- the spool ------------------------------------------------------------
 
