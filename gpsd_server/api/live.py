@@ -44,18 +44,14 @@ def router(services: ApiServices) -> APIRouter:
             await ws.send_text(hub.snapshot(client, snapshot_max).decode())
 
             async def sender() -> None:
-                while True:
-                    data: str | None = await client.queue.get()
-                    if not data:  # the hub dropped this client
-                        await ws.close(code=1008, reason=client.dropped or "dropped")
-                        return
-                    if data is not client.pending_frame:
+                while (data := await client.outgoing()) is not None:
+                    positions = data is client.pending_frame
+                    await ws.send_text(data)
+                    # After a frame of positions, what the hub conflated meanwhile follows at once.
+                    while positions and (data := client.next_frame()) is not None:
                         await ws.send_text(data)
-                        continue
-                    # A frame of positions; what the hub conflated meanwhile follows at once.
-                    while data is not None:
-                        await ws.send_text(data)
-                        data = client.next_frame()
+                # The hub dropped this client.
+                await ws.close(code=1008, reason=client.dropped or "dropped")
 
             send_task = asyncio.create_task(sender(), name="ws-sender")
             try:

@@ -11,10 +11,15 @@ A client still sending its previous frame when the next flush comes is
 lagging: its positions are conflated to the latest per vehicle (a map shows
 where vehicles are, not where they were) and it gets them in one frame as
 soon as it is ready, so a burst after a stall costs it memory per vehicle, not
-per position, and it is never dropped for positions. Alerts, zone records,
-snapshots and replies are never conflated: they go to a bounded per-client
-queue (``[http] ws_send_queue``) at once, without waiting for the flush, and
-a client is dropped (and told why) only when that queue overflows.
+per position, and it is never dropped for positions.
+
+Alerts, zone records, snapshots and replies are never conflated: they go to a
+bounded per-client queue (``[http] ws_send_queue``), alerts at once (the desk
+must not wait for a flush), zone records (a dense city raises one every few
+fixes) with the flush. What queued up while a client's last frame was being
+sent goes out as one :class:`gpsd_server.wire.Batch` frame, so a burst costs
+a frame per client, not a frame per message. A client is dropped (and told
+why) only when that queue overflows.
 
 The hub is fed through ``publish_positions`` / ``publish_alerts`` only (the
 :class:`LiveSink` interface), so an API node can be fed from a broker instead
@@ -130,6 +135,34 @@ class Client:
     conflated: dict[str, bytes] = field(default_factory=dict)
     frames: int = 0  # frames of positions handed to this client
     conflated_positions: int = 0  # positions replaced by a newer one of the same vehicle
+    _held: str | None = None  # taken from the queue by outgoing(), to be sent next
+
+    async def outgoing(self) -> str | None:
+        """The next frame to send, None once dropped: the pending frame of
+        positions (after sending it, call :meth:`next_frame`), or every control
+        message queued before it, batched into one frame."""
+        data = self._held if self._held is not None else await self.queue.get()
+        self._held = None
+        if not data or data is self.pending_frame:
+            return data or None
+        batch = [data]
+        while not self.queue.empty():
+            following = self.queue.get_nowait()
+            if not following or following is self.pending_frame:
+                self._held = following
+                break
+            batch.append(following)
+        return wire.batch_frame(batch)
+
+    def drop(self, why: str) -> None:
+        """Forget what is queued and wake the sender to close with the reason."""
+        self.dropped = why
+        self.pending_frame = None
+        self.conflated = {}
+        self._held = None
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait("")
 
     def next_frame(self) -> str | None:
         """After the pending frame is sent: the conflated positions as the next
@@ -161,6 +194,7 @@ class LiveHub:
         self._clients: set[Client] = set()
         self._positions: dict[str, LivePosition] = {}
         self._buffer: list[LivePosition] = []  # published since the last flush (only while clients exist)
+        self._zones: list[wire.Alert] = []  # zone records waiting for the flush
         self._flush_handle: asyncio.TimerHandle | None = None
         self.messages_sent = 0  # control messages and frames handed to clients
         self.frames_built = 0  # distinct frames built (shared by clients with the same filter)
@@ -211,15 +245,9 @@ class LiveHub:
         return True
 
     def _drop(self, client: Client, why: str) -> None:
-        client.dropped = why
         self.clients_dropped += 1
         self._clients.discard(client)
-        client.pending_frame = None
-        client.conflated = {}
-        # Wake the sender so it can close the connection with the reason.
-        while not client.queue.empty():
-            client.queue.get_nowait()
-        client.queue.put_nowait("")
+        client.drop(why)
 
     def reply(self, client: Client, data: bytes) -> None:
         """A message for one client only (errors, a new snapshot)."""
@@ -238,20 +266,28 @@ class LiveHub:
             last[p.vehicle_id] = p
             if buffer is not None:
                 buffer.append(p)
-        if not self._buffer:
-            return
+        if self._buffer:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if self._flush_s <= 0:
             self.flush()
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(self._flush_s, self.flush)
 
     def flush(self) -> None:
-        """Hand every client the positions buffered since the last flush its
-        filter admits: one frame, or conflated while it is still busy."""
+        """Hand every client what was buffered since the last flush and its
+        filter admits: positions in one frame (conflated while it is still
+        busy), then the zone records."""
         self._flush_handle = None
         buffered, self._buffer = self._buffer, []
-        if not buffered or not self._clients:
-            return
+        zones, self._zones = self._zones, []
+        if buffered and self._clients:
+            self._flush_positions(buffered)
+        if zones and self._clients:
+            self._offer_all(zones)
+
+    def _flush_positions(self, buffered: list[LivePosition]) -> None:
         moving = self._moving_kmh
         encode = wire.encode
         encoded = [encode(p.message(moving)) for p in buffered]
@@ -292,12 +328,25 @@ class LiveHub:
     # -- alerts: at once, never conflated ----------------------------------------
 
     def publish_alerts(self, alerts: Iterable[wire.Alert]) -> None:
+        """Alerts go to every client that admits them at once; zone records
+        with the next flush."""
         if not self._clients:
             return  # nobody to tell: the messages are not even encoded
+        now: list[wire.Alert] = []
         for alert in alerts:
-            data = wire.encode(alert).decode()
-            vclass = alert.vehicle_class or "other"
-            lon, lat = alert.lon or 0.0, alert.lat or 0.0
-            for client in list(self._clients):
-                if client.subscription.admits(alert.vehicle_id, vclass, lon, lat):
-                    self._offer(client, data)
+            (self._zones if isinstance(alert, wire.ZoneRecord) else now).append(alert)
+        if now:
+            self._offer_all(now)
+        if self._zones:
+            self._schedule_flush()
+
+    def _offer_all(self, alerts: list[wire.Alert]) -> None:
+        encoded = [
+            (wire.encode(a).decode(), a.vehicle_id, a.vehicle_class or "other", a.lon or 0.0, a.lat or 0.0)
+            for a in alerts
+        ]
+        for client in list(self._clients):
+            sub = client.subscription
+            for data, vehicle_id, vclass, lon, lat in encoded:
+                if sub.admits(vehicle_id, vclass, lon, lat) and not self._offer(client, data):
+                    break

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import httpx
 import websockets
@@ -13,18 +14,24 @@ from tests.fixtures.server import RunningServer
 from tests.helpers import publish, wait_for
 
 
+def flatten(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages a frame carries: a batch's messages, a positions frame's positions, or itself."""
+    if msg["type"] == "batch":
+        return [m for inner in msg["messages"] for m in flatten(inner)]
+    if msg["type"] == "positions":
+        return list(msg["positions"])
+    return [msg]
+
+
 async def recv_json(
     ws: websockets.ClientConnection, timeout: float = 10.0, skip: tuple[str, ...] = ("alert", "zone")
 ) -> dict[str, object]:
-    """The next message, skipping ``skip`` messages (the demo city's rules may
-    raise zone alerts for the test positions); a frame of positions must hold
-    exactly one here and is returned as it."""
+    """The first message of the next frame that is not a ``skip`` one (the demo
+    city's rules may raise zone alerts for the test positions)."""
     while True:
-        msg: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if msg.get("type") == "positions":
-            [msg] = msg["positions"]  # type: ignore[misc]
-        if msg.get("type") not in skip:
-            return msg
+        for msg in flatten(json.loads(await asyncio.wait_for(ws.recv(), timeout))):
+            if msg.get("type") not in skip:
+                return msg
 
 
 async def test_live_snapshot_then_positions(server: RunningServer) -> None:

@@ -18,6 +18,7 @@ from websockets.uri import parse_uri
 
 from gpsd_server import wire
 from gpsd_server.api.live import WS_MAX_MESSAGE
+from tests.api.test_live import flatten
 from tests.fixtures.server import RunningServer
 from tests.fixtures.services import MQTT_PORT
 from tests.helpers import wait_for
@@ -103,7 +104,7 @@ async def test_a_stalled_client_is_conflated_then_dropped_for_alerts_and_the_fas
     async def read_fast() -> None:
         async for raw in fast:
             msg = json.loads(raw)
-            for m in msg["positions"] if msg["type"] == "positions" else [msg]:
+            for m in flatten(msg):
                 if m["type"] == "position":
                     latest[m["vehicle_id"]] = m["ts"]
                 elif m["type"] == "alert" and m["kind"] == "sos":

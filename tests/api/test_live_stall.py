@@ -15,6 +15,7 @@ import pytest
 from websockets.sync.client import connect
 
 from gpsd_server import wire
+from tests.api.test_live import flatten
 from tests.fixtures.server import RunningServer
 from tests.fixtures.services import MQTT_PORT
 from tests.helpers import wait_for
@@ -54,7 +55,7 @@ class Watcher:
                 except Exception as exc:  # a drop is what the test looks for
                     self.closed = repr(exc)
                     return
-                for m in msg["positions"] if msg["type"] == "positions" else [msg]:
+                for m in flatten(msg):
                     if m["type"] == "position":
                         self.latest[m["vehicle_id"]] = m["ts"]
                     elif m["type"] == "alert" and m["kind"] == "sos":

@@ -142,6 +142,34 @@ def test_alerts_are_never_conflated_and_a_client_is_dropped_only_when_they_overf
     assert [m["id"] for m in drain(fast)] == ["A-10", "A-11"]
 
 
+async def test_what_queues_up_while_a_frame_is_sent_goes_out_as_one_batch_frame() -> None:
+    hub = LiveHub(flush_ms=10_000)  # no flush during the test
+    client = hub.add_client()
+    assert client is not None
+    hub.publish_alerts([sos("A", 0)])
+    assert json.loads(await client.outgoing() or "")["id"] == "A-0"  # alone: as it is
+    hub.publish_alerts([sos("A", 1), sos("B", 2)])
+    hub.reply(client, b'{"type":"error","error":"x"}')
+    batch = json.loads(await client.outgoing() or "")
+    assert batch["type"] == "batch"
+    assert [m.get("id", m["type"]) for m in batch["messages"]] == ["A-1", "B-2", "error"]
+    assert client.queue.empty()
+
+
+async def test_zone_records_wait_for_the_flush_and_alerts_do_not() -> None:
+    hub = LiveHub(flush_ms=10_000)
+    client = hub.add_client()
+    assert client is not None
+    zone = wire.ZoneRecord(
+        id="z", kind="zone", key="zone:G1", severity="info", vehicle_id="A", ts=wire.utc(T0), raised_at=wire.utc(T0),
+        lon=112.3, lat=28.5, phase="start", zone_id="G1",
+    )  # fmt: skip
+    hub.publish_alerts([zone, sos("A", 0)])
+    assert [m["type"] for m in drain(client)] == ["alert"]
+    hub.flush()
+    assert [m["type"] for m in drain(client)] == ["zone"]
+
+
 def test_an_older_position_does_not_replace_the_last_one_and_the_snapshot_has_every_vehicle() -> None:
     hub = LiveHub()
     hub.publish_positions([pos("A", 112.3, 28.5, ts=T0 + 10), pos("A", 112.4, 28.5, ts=T0)])
