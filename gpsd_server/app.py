@@ -167,6 +167,7 @@ class Server:
             uvicorn.Config(
                 self.app, host=http.host, port=http.port, ws="websockets-sansio", lifespan="off",
                 log_level="warning", access_log=False, ws_max_size=1024 * 1024,
+                ws_per_message_deflate=http.ws_compression,
             )
         )  # fmt: skip
         async with asyncio.TaskGroup() as tg:

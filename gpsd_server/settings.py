@@ -91,6 +91,7 @@ class HttpSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     ws_send_queue: Annotated[int, Meta(ge=10)] = 2000
     ws_snapshot_max: PositiveInt = 100000
     ws_flush_ms: Annotated[int, Meta(ge=0, le=10000)] = 100  # one frame of positions per client per interval
+    ws_compression: bool = False  # permessage-deflate: compresses every frame once per client
 
 
 class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
