@@ -53,7 +53,14 @@ TYPES = (
     "int2", "float4", "bool", "int8", "int8", "jsonb", "float8", "text", "int2",
 )  # fmt: skip
 _json_encoder = msgspec.json.Encoder()
-set_json_dumps(lambda obj: _json_encoder.encode(obj).decode())
+
+
+def _json_dumps(obj: Any) -> bytes:
+    """JSON for psycopg: msgspec's bytes as they are; bytes are JSON already (pre-encoded sensors)."""
+    return obj if isinstance(obj, bytes) else _json_encoder.encode(obj)
+
+
+set_json_dumps(_json_dumps)
 
 STAGE_SQL = """
 CREATE TEMP TABLE IF NOT EXISTS fixes_stage (LIKE fixes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
@@ -266,6 +273,23 @@ def sensors_json(s: Sensors | None) -> dict[str, Any] | None:
     return {k: v for k, v in out.items() if v is not None} or None
 
 
+# A fleet sends a handful of sensor combinations: each is encoded once.
+_SENSORS_JSON: dict[Sensors, bytes | None] = {}
+
+
+def _sensors_bytes(s: Sensors | None) -> bytes | None:
+    if s is None:
+        return None
+    try:
+        return _SENSORS_JSON[s]
+    except KeyError:
+        doc = sensors_json(s)
+        data = None if doc is None else _json_encoder.encode(doc)
+        if len(_SENSORS_JSON) < 1024:
+            _SENSORS_JSON[s] = data
+        return data
+
+
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -273,9 +297,24 @@ def utc(ts: float) -> datetime:
 def fix_row(f: Fix) -> tuple[Any, ...]:
     return (
         f.vehicle_id, utc(f.ts), utc(f.received_at), f.lon, f.lat, f.speed_kmh, f.heading,
-        f.alt_m, f.sats, f.hdop, f.ignition, f.alarm, f.status, sensors_json(f.sensors),
+        f.alt_m, f.sats, f.hdop, f.ignition, f.alarm, f.status, _sensors_bytes(f.sensors),
         f.mileage_km, f.source, int(f.flags),
     )  # fmt: skip
+
+
+def _copy_fixes(copy: psycopg.Copy, rows: Sequence[Fix]) -> None:
+    """Rows into a binary COPY: the fixes of one ingest cycle share their
+    receipt time, so its datetime is built once per run of them."""
+    write, fromtimestamp = copy.write_row, datetime.fromtimestamp
+    last_received, received = None, None
+    for f in rows:
+        if f.received_at != last_received:
+            last_received, received = f.received_at, fromtimestamp(f.received_at, UTC)
+        write((
+            f.vehicle_id, fromtimestamp(f.ts, UTC), received, f.lon, f.lat, f.speed_kmh, f.heading,
+            f.alt_m, f.sats, f.hdop, f.ignition, f.alarm, f.status, _sensors_bytes(f.sensors),
+            f.mileage_km, f.source, int(f.flags),
+        ))  # fmt: skip
 
 
 _COPY_FIXES = f"COPY fixes_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
@@ -330,8 +369,7 @@ def write_batch(
             return 0
         with cur.copy(_COPY_FIXES) as copy:
             copy.set_types(list(TYPES))
-            for f in rows:
-                copy.write_row(fix_row(f))
+            _copy_fixes(copy, rows)
         rest = [_LAST_SQL, *statements]
         # One round trip for the statements (no parameters, so the simple query
         # protocol takes several at once): the fast path first.

@@ -56,7 +56,7 @@ async def stream_track(
     bucket: timedelta | None = None,
     timescaledb: bool = True,
     line_only: bool = False,
-    page_rows: int = 5000,
+    page_rows: int = 20000,
 ) -> AsyncIterator[list[TrackRow]]:
     """Pages of ``TRACK_COLUMNS`` rows in time order from a server-side cursor.
 
@@ -66,7 +66,8 @@ async def stream_track(
     """
     query = _track_query(bucket, timescaledb, line_only)
     params = {"v": vehicle_id, "t0": start, "t1": end, "b": bucket}
-    async with conn.cursor(name="track") as cur:
+    # Binary results: timestamps and floats arrive as values, not text to parse.
+    async with conn.cursor(name="track", binary=True) as cur:
         cur.itersize = page_rows
         await cur.execute(query, params)
         while rows := await cur.fetchmany(page_rows):

@@ -17,7 +17,7 @@ from gpsd_server.store import history
 from gpsd_server.store.batch import STAGE_SQL, MileageRule, rebuild_hours, write_batch
 from gpsd_server.store.schema import migrate
 
-DAY = datetime(2026, 11, 20, tzinfo=UTC)
+DAY = datetime(2021, 6, 1, tzinfo=UTC)  # far from the days other tests write
 RULE = MileageRule(moving_kmh=5.0, gap_s=300.0)
 
 
