@@ -5,7 +5,9 @@
     .venv/bin/python tools/bench_history.py --skip-load          # reuse the loaded database
 
 Creates (or recreates) the database ``gpsd_bench`` on the private PostgreSQL,
-loads synthetic tracks for the demo city's vehicles (then ``BV-nnnn`` ones),
+loads synthetic tracks for the demo city's vehicles (then ``BV-nnnn`` ones)
+with COPY, builds the hourly mileage summary the track writer would have kept
+(``store.batch.rebuild_hours``),
 starts a server in-process against it and prints: one vehicle-day as
 GeoJSON over HTTP (p50 of 20), the daily mileage report, patrol coverage
 over the day for the 58 grids, and replay start latency (start message to
@@ -139,12 +141,6 @@ async def measure(dsn: str, day: str, day_start: datetime, vehicles: list[tuple[
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(srv.run(stop, ready))
     await asyncio.wait_for(ready.wait(), 60)
-    if not any(getattr(r, "path", None) == "/ws/replay" for r in srv.app.router.routes):
-        from gpsd_server.api import history
-
-        old = "/api/vehicles/{vehicle_id}/track"
-        srv.app.router.routes[:] = [r for r in srv.app.router.routes if getattr(r, "path", None) != old]
-        srv.app.include_router(history.router(srv))
     token = new_token()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
@@ -232,6 +228,13 @@ def main() -> None:
         began = time.perf_counter()
         n = load(dsn, vehicles, day_start, args.step, args.seed)
         print(f"loaded {n:,} fixes in {time.perf_counter() - began:.1f} s")
+        # Loaded around the track writer: build the hourly summary it would have kept.
+        from gpsd_server.store.batch import MileageRule, rebuild_hours
+
+        began = time.perf_counter()
+        with psycopg.connect(dsn) as conn:
+            hours = rebuild_hours(conn, day_start, day_start + timedelta(days=1), MileageRule())
+        print(f"mileage summary: {hours:,} vehicle-hours in {time.perf_counter() - began:.1f} s")
     asyncio.run(measure(dsn, day.isoformat(), day_start, vehicles))
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import msgspec
+import numpy as np
 
 from gpsd_server.store.history import LATE, TrackRow
 from gpsd_server.wire import ts_text
@@ -52,13 +53,19 @@ def point_features(rows: list[TrackRow]) -> bytes:
     no dict is built per fix."""
     ts, lon, lat, speed, heading, _alt, flags = zip(*rows, strict=True)
     late = [b"true" if f & LATE else b"false" for f in flags]
-    return b",".join(
+    return b",".join([
         _POINT % fields
         for fields in zip(
-            _values(lon), _values(lat), _values(ts), _values([_round(v) for v in speed]),
-            _values([_round(v) for v in heading]), _values(flags), late, strict=True,
+            _values(lon), _values(lat), _values(ts), _rounded(speed), _rounded(heading), _values(flags), late,
+            strict=True,
         )
-    )  # fmt: skip
+    ])  # fmt: skip
+
+
+def _rounded(values: tuple[float | None, ...]) -> list[bytes]:
+    """Rounded to 0.1 (numpy rounds to the nearest double of k/10, as ``round``
+    does); None and NaN become null."""
+    return _values(np.round(np.array(values, dtype=np.float64), 1).tolist())
 
 
 def _line(rows: list[TrackRow]) -> bytes:
