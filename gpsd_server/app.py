@@ -44,7 +44,7 @@ from gpsd_server.store.schema import migrate_when_ready
 
 log = logging.getLogger(__name__)
 
-GC_THRESHOLDS = (700, 10, 10)  # CPython's defaults; see run()
+GC_THRESHOLDS = (50_000, 20, 100)  # see run()
 
 
 class _Uvicorn(uvicorn.Server):

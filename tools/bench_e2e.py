@@ -412,14 +412,15 @@ POSITION = b'"type":"position"'
 
 
 class RawReader:
-    """A /ws/live client that reads the socket's bytes without a websocket
-    library: frames from the server are neither masked nor compressed
-    (``[http] ws_compression`` off), so every message's JSON is in the stream
-    as sent, and a Python harness can keep up with 100 clients at 2,000 fixes/s
-    (through a websocket library it could not: its sockets filled up and the
-    "latency" measured was its own). It counts positions and reports each SOS
-    start with the time its bytes arrived. The handshake is the websockets
-    library's (sans-I/O ``ClientProtocol``)."""
+    """A /ws/live client that walks the websocket frames itself instead of
+    using a websocket library: frames from the server are neither masked nor
+    compressed (``[http] ws_compression`` off), so a frame's payload is the
+    message's JSON as sent, and a Python harness can keep up with 100 clients at
+    2,000 fixes/s (through a websocket library it could not: its sockets filled
+    up and the "latency" measured was its own). It answers pings, counts
+    positions without parsing them and reports each SOS start with the time its
+    bytes arrived. The handshake is the websockets library's (sans-I/O
+    ``ClientProtocol``)."""
 
     def __init__(self, url: str, on_sos: Callable[[str, str, float], None] | None = None) -> None:
         self.url = url
@@ -427,6 +428,12 @@ class RawReader:
         self.positions = 0
         self.bytes = 0
         self.closed = ""
+
+    def _message(self, payload: bytes, now: float) -> None:
+        self.positions += payload.count(POSITION)
+        if self.on_sos is not None and b'"kind":"sos"' in payload:
+            for m in SOS_START.finditer(payload):
+                self.on_sos(m.group(1).decode(), m.group(2).decode(), now)
 
     async def run(self, ready: asyncio.Event, stop: threading.Event) -> None:
         from websockets.client import ClientProtocol
@@ -442,7 +449,7 @@ class RawReader:
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
             raise SystemExit(f"websocket handshake refused: {head[:200]!r}")
         ready.set()
-        tail = b""
+        buf, pos, parts = b"", 0, []
         try:
             while not stop.is_set():
                 try:
@@ -454,17 +461,34 @@ class RawReader:
                     return
                 now = time.time()
                 self.bytes += len(chunk)
-                data = tail + chunk
-                # A marker split across reads is found in the next one (the tail), never twice.
-                self.positions += chunk.count(POSITION) + (tail + chunk[: len(POSITION)]).count(POSITION)
-                if self.on_sos is not None:
-                    end = 0
-                    for m in SOS_START.finditer(data):
-                        self.on_sos(m.group(1).decode(), m.group(2).decode(), now)
-                        end = m.end()
-                    tail = data[max(end, len(data) - 2048) :]
-                else:
-                    tail = chunk[-(len(POSITION) - 1) :]
+                buf = buf[pos:] + chunk
+                pos = 0
+                while len(buf) - pos >= 2:
+                    b0, b1 = buf[pos], buf[pos + 1]
+                    length, head_len = b1 & 0x7F, 2
+                    if length == 126:
+                        if len(buf) - pos < 4:
+                            break
+                        length, head_len = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+                    elif length == 127:
+                        if len(buf) - pos < 10:
+                            break
+                        length, head_len = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+                    if len(buf) - pos < head_len + length:
+                        break
+                    payload = buf[pos + head_len : pos + head_len + length]
+                    pos += head_len + length
+                    opcode = b0 & 0x0F
+                    if opcode == 0x9:  # ping: a masked pong with the same payload (zero mask)
+                        writer.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+                    elif opcode == 0x8:
+                        self.closed = f"closed by the server: {payload[2:].decode(errors='replace')}"
+                        return
+                    elif opcode in (0x0, 0x1):
+                        parts.append(payload)
+                        if b0 & 0x80:  # FIN: the message is complete
+                            self._message(b"".join(parts), now)
+                            parts = []
         finally:
             writer.close()
 

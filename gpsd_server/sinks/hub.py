@@ -14,12 +14,13 @@ soon as it is ready, so a burst after a stall costs it memory per vehicle, not
 per position, and it is never dropped for positions.
 
 Alerts, zone records, snapshots and replies are never conflated: they go to a
-bounded per-client queue (``[http] ws_send_queue``), alerts at once (the desk
-must not wait for a flush), zone records (a dense city raises one every few
-fixes) with the flush. What queued up while a client's last frame was being
-sent goes out as one :class:`gpsd_server.wire.Batch` frame, so a burst costs
-a frame per client, not a frame per message. A client is dropped (and told
-why) only when that queue overflows.
+bounded per-client queue (``[http] ws_send_queue`` messages), alerts at once
+(the desk must not wait for a flush), zone records (a dense city raises one
+every few fixes) with the flush, as one :class:`gpsd_server.wire.Batch` frame
+per filter that takes one place in the queue. What queued up while a
+client's last frame was being sent goes out as one batch frame too (a batch
+may hold batches), so a burst costs a frame per client, not a frame per
+message. A client is dropped (and told why) only when that queue overflows.
 
 The hub is fed through ``publish_positions`` / ``publish_alerts`` only (the
 :class:`LiveSink` interface), so an API node can be fed from a broker instead
@@ -285,7 +286,23 @@ class LiveHub:
         if buffered and self._clients:
             self._flush_positions(buffered)
         if zones and self._clients:
-            self._offer_all(zones)
+            self._flush_zones(zones)
+
+    def _flush_zones(self, zones: list[wire.Alert]) -> None:
+        """A flush's zone records as one batch frame per filter (one slot in a
+        client's queue: a dense city raises thousands per flush in a burst)."""
+        encoded = [(wire.encode(z).decode(), z.vehicle_id, z.vehicle_class or "other", z.lon or 0.0, z.lat or 0.0)
+                   for z in zones]  # fmt: skip
+        frames: dict[tuple[object, ...], str | None] = {}
+        for client in list(self._clients):
+            sub = client.subscription
+            key = _key(sub)
+            if key not in frames:
+                admitted = [data for data, v, cls, lon, lat in encoded if sub.admits(v, cls, lon, lat)]
+                frames[key] = wire.batch_frame(admitted) if admitted else None
+            frame = frames[key]
+            if frame is not None:
+                self._offer(client, frame)
 
     def _flush_positions(self, buffered: list[LivePosition]) -> None:
         moving = self._moving_kmh

@@ -170,6 +170,25 @@ async def test_zone_records_wait_for_the_flush_and_alerts_do_not() -> None:
     assert [m["type"] for m in drain(client)] == ["zone"]
 
 
+async def test_a_flush_of_zone_records_takes_one_place_in_the_queue() -> None:
+    hub = LiveHub(send_queue=10, flush_ms=10_000)
+    client = hub.add_client()
+    assert client is not None
+    zones = [
+        wire.ZoneRecord(
+            id=f"z{i}", kind="zone", key=f"zone:G{i}", severity="info", vehicle_id="A", ts=wire.utc(T0 + i),
+            raised_at=wire.utc(T0 + i), lon=112.3, lat=28.5, phase="start", zone_id=f"G{i}",
+        )
+        for i in range(100)
+    ]  # fmt: skip
+    hub.publish_alerts(zones)
+    hub.flush()
+    assert hub.clients_dropped == 0 and client.queue.qsize() == 1
+    [frame] = raw(client)
+    batch = json.loads(frame)
+    assert batch["type"] == "batch" and [m["id"] for m in batch["messages"]] == [f"z{i}" for i in range(100)]
+
+
 def test_an_older_position_does_not_replace_the_last_one_and_the_snapshot_has_every_vehicle() -> None:
     hub = LiveHub()
     hub.publish_positions([pos("A", 112.3, 28.5, ts=T0 + 10), pos("A", 112.4, 28.5, ts=T0)])
