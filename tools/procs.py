@@ -216,6 +216,8 @@ class ServerProcess:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
+            # Its own state folder (spool): never the shared services' one a GPSD_STATE may name.
+            "GPSD_STATE": str(workdir / ".state"),
             "GPSD_DATABASE__DSN": self.dsn,
             "GPSD_MQTT__PORT": str(svc.mqtt_port),
             "GPSD_MQTT__CLIENT_ID": f"faults-{tag}",

@@ -66,7 +66,7 @@ STAGE_SQL = """
 CREATE TEMP TABLE IF NOT EXISTS fixes_stage (LIKE fixes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS fixes_fresh (LIKE fixes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS alerts_stage (
-    seq int4, round int4, is_end bool, id text, vehicle_id text, kind text, key text, severity text,
+    seq int4, round int4, is_end bool, merged bool, id text, vehicle_id text, kind text, key text, severity text,
     zone_id text, route_id text, ts timestamptz, raised_at timestamptz, lon float8, lat float8,
     ended_ts timestamptz, ended_at timestamptz, details jsonb
 ) ON COMMIT DELETE ROWS;
@@ -99,11 +99,11 @@ WHERE v.last_ts IS NULL OR excluded.last_ts >= v.last_ts
 
 
 ALERT_STAGE_COLUMNS = (
-    "seq", "round", "is_end", "id", "vehicle_id", "kind", "key", "severity", "zone_id", "route_id",
+    "seq", "round", "is_end", "merged", "id", "vehicle_id", "kind", "key", "severity", "zone_id", "route_id",
     "ts", "raised_at", "lon", "lat", "ended_ts", "ended_at", "details",
 )  # fmt: skip
 ALERT_STAGE_TYPES = (
-    "int4", "int4", "bool", "text", "text", "text", "text", "text", "text", "text",
+    "int4", "int4", "bool", "bool", "text", "text", "text", "text", "text", "text", "text",
     "timestamptz", "timestamptz", "float8", "float8", "timestamptz", "timestamptz", "jsonb",
 )  # fmt: skip
 _ALERT_COLUMNS = (
@@ -134,7 +134,7 @@ WITH closed AS (
 )
 INSERT INTO alerts ({_ALERT_COLUMNS})
 SELECT {_ALERT_VALUES} FROM alerts_stage s
-WHERE s.round = {{n}} AND s.is_end AND s.seq NOT IN (SELECT seq FROM closed) ORDER BY s.seq
+WHERE s.round = {{n}} AND s.is_end AND NOT s.merged AND s.seq NOT IN (SELECT seq FROM closed) ORDER BY s.seq
 ON CONFLICT DO NOTHING
 """
 
@@ -384,11 +384,22 @@ def write_batch(
     return inserted
 
 
+_ENDED_TS, _ENDED_AT, _DETAILS = 11, 12, 13  # in alert_insert_params' tuple
+
+
 def alert_stage_rows(alerts: Sequence[AlertRow]) -> tuple[list[tuple[Any, ...]], list[list[int]]]:
-    """Staging rows in event order, and per round how many starts and ends it holds."""
+    """Staging rows in event order, and per round how many starts and ends it holds.
+
+    A start whose end comes in the same batch (a vehicle through a zone during
+    a burst or a backfill) is staged as the whole interval: one insert instead
+    of an insert and an update that touches every index of ``alerts``. Its end
+    stays staged, ``merged``: it closes the alert only if a write of an earlier
+    batch stored the start open (a replay cut into other batches), and is never
+    recorded as an interval of its own."""
     seen: dict[tuple[str, str], int] = {}
+    open_starts: dict[tuple[str, str], int] = {}  # (vehicle, key) -> index in rows of a start not yet ended
     rounds: list[list[int]] = []
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for seq, a in enumerate(alerts):
         e = a.event
         k = (e.vehicle_id, e.key)
@@ -398,5 +409,14 @@ def alert_stage_rows(alerts: Sequence[AlertRow]) -> tuple[list[tuple[Any, ...]],
             rounds.append([0, 0])
         is_end = e.phase == "end"
         rounds[n][is_end] += 1
-        rows.append((seq, n, is_end, *alert_insert_params(a)))
+        merged = False
+        if e.phase == "start":
+            open_starts[k] = len(rows)
+        elif is_end and (i := open_starts.pop(k, None)) is not None and rows[i][4] == a.id:
+            start = list(rows[i])
+            start[4 + _ENDED_TS], start[4 + _ENDED_AT] = utc(e.ts), utc(a.raised_at)
+            start[4 + _DETAILS] = {**start[4 + _DETAILS], **e.details}
+            rows[i] = tuple(start)
+            merged = True
+        rows.append((seq, n, is_end, merged, *alert_insert_params(a)))
     return rows, rounds
