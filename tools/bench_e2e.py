@@ -25,7 +25,8 @@ and with its websocket clients connected before anything is timed):
   fixes/s over ``--latency-vehicles`` vehicles; one in 100 vehicles sets an
   SOS bit every other round and clears it on the next; the time from publish
   to the alert's arrival at each of ``--latency-clients`` websocket clients
-  gives p50/p95/p99.
+  (every one reading every position, in a reader process of their own) gives
+  p50/p95/p99.
 
 CPU is read from /proc over exactly the timed interval: the server's loop
 thread (its main thread), its track-writer thread (``writer_thread_id``) and
@@ -57,6 +58,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -205,12 +207,13 @@ class Meter:
     svc: PrivateServices
     server_pid: int | None = None
     writer_tid: int = 0
+    harness_pids: list[int] = field(default_factory=list)  # the harness's other processes
 
     def postmaster(self) -> int:
         return int((self.svc.pg_data / "postmaster.pid").read_text().split()[0])
 
     def read(self) -> Cpu:
-        c = Cpu(harness=time.process_time())
+        c = Cpu(harness=time.process_time() + sum(cpu_s(p) for p in self.harness_pids))
         pm = self.postmaster()
         c.pg = cpu_s(pm, children=True) + sum(cpu_s(p) for p in children_of(pm))
         c.broker = cpu_s(self.svc.mq_pid() or 0)
@@ -406,9 +409,12 @@ class Server:
 
 
 SOS_START = re.compile(
-    rb'"kind":"sos","key":"[^"]*","phase":"start".{0,300}?"vehicle_id":"([^"]+)".{0,300}?"ts":"([^"]+)"', re.S
+    rb'"kind":"sos","key":"[^"]*","phase":"start".{0,300}?"vehicle_id":"([^"]+)".{0,300}?"ts":"([^"]+)",'
+    rb'"raised_at":"([^"]+)"',
+    re.S,
 )
 POSITION = b'"type":"position"'
+POSITIONS_FRAME = b'{"type":"positions"'
 
 
 class RawReader:
@@ -422,18 +428,23 @@ class RawReader:
     bytes arrived. The handshake is the websockets library's (sans-I/O
     ``ClientProtocol``)."""
 
-    def __init__(self, url: str, on_sos: Callable[[str, str, float], None] | None = None) -> None:
+    def __init__(self, url: str, on_sos: Callable[[str, str, str, float], None] | None = None) -> None:
         self.url = url
         self.on_sos = on_sos
         self.positions = 0
         self.bytes = 0
         self.closed = ""
 
-    def _message(self, payload: bytes, now: float) -> None:
-        self.positions += payload.count(POSITION)
-        if self.on_sos is not None and b'"kind":"sos"' in payload:
-            for m in SOS_START.finditer(payload):
-                self.on_sos(m.group(1).decode(), m.group(2).decode(), now)
+    def _message(self, payload: memoryview, now: float) -> None:
+        if self.on_sos is None:  # a drain: count positions
+            self.positions += bytes(payload).count(POSITION)
+            return
+        if bytes(payload[:20]).startswith(POSITIONS_FRAME):  # the latency case reads alerts only
+            return
+        data = bytes(payload)
+        if b'"kind":"sos"' in data:
+            for m in SOS_START.finditer(data):
+                self.on_sos(m.group(1).decode(), m.group(2).decode(), m.group(3).decode(), now)
 
     async def run(self, ready: asyncio.Event, stop: threading.Event) -> None:
         from websockets.client import ClientProtocol
@@ -441,7 +452,7 @@ class RawReader:
 
         uri = parse_uri(self.url)
         protocol = ClientProtocol(uri)
-        reader, writer = await asyncio.open_connection(uri.host, uri.port)
+        reader, writer = await asyncio.open_connection(uri.host, uri.port, limit=1 << 22)
         protocol.send_request(protocol.connect())
         for data in protocol.data_to_send():
             writer.write(data)
@@ -449,11 +460,12 @@ class RawReader:
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
             raise SystemExit(f"websocket handshake refused: {head[:200]!r}")
         ready.set()
-        buf, pos, parts = b"", 0, []
+        buf = bytearray()
+        parts: list[bytes] = []
         try:
             while not stop.is_set():
                 try:
-                    chunk = await asyncio.wait_for(reader.read(1 << 20), 0.5)
+                    chunk = await asyncio.wait_for(reader.read(1 << 22), 0.5)
                 except TimeoutError:
                     continue
                 if not chunk:
@@ -461,36 +473,51 @@ class RawReader:
                     return
                 now = time.time()
                 self.bytes += len(chunk)
-                buf = buf[pos:] + chunk
-                pos = 0
-                while len(buf) - pos >= 2:
-                    b0, b1 = buf[pos], buf[pos + 1]
-                    length, head_len = b1 & 0x7F, 2
-                    if length == 126:
-                        if len(buf) - pos < 4:
-                            break
-                        length, head_len = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-                    elif length == 127:
-                        if len(buf) - pos < 10:
-                            break
-                        length, head_len = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-                    if len(buf) - pos < head_len + length:
-                        break
-                    payload = buf[pos + head_len : pos + head_len + length]
-                    pos += head_len + length
-                    opcode = b0 & 0x0F
-                    if opcode == 0x9:  # ping: a masked pong with the same payload (zero mask)
-                        writer.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
-                    elif opcode == 0x8:
-                        self.closed = f"closed by the server: {payload[2:].decode(errors='replace')}"
-                        return
-                    elif opcode in (0x0, 0x1):
-                        parts.append(payload)
-                        if b0 & 0x80:  # FIN: the message is complete
-                            self._message(b"".join(parts), now)
-                            parts = []
+                buf += chunk
+                pos = self._frames(buf, parts, writer, now)
+                if pos < 0:
+                    return
+                del buf[:pos]
         finally:
             writer.close()
+
+    def _frames(self, buf: bytearray, parts: list[bytes], writer: asyncio.StreamWriter, now: float) -> int:
+        """Handle the complete frames in ``buf``; returns how many bytes they took (-1: closed)."""
+        pos, size = 0, len(buf)
+        with memoryview(buf) as view:
+            while size - pos >= 2:
+                b0, b1 = buf[pos], buf[pos + 1]
+                length, head_len = b1 & 0x7F, 2
+                if length == 126:
+                    if size - pos < 4:
+                        break
+                    length, head_len = int.from_bytes(view[pos + 2 : pos + 4], "big"), 4
+                elif length == 127:
+                    if size - pos < 10:
+                        break
+                    length, head_len = int.from_bytes(view[pos + 2 : pos + 10], "big"), 10
+                if size - pos < head_len + length:
+                    break
+                payload = view[pos + head_len : pos + head_len + length]
+                pos += head_len + length
+                opcode = b0 & 0x0F
+                if opcode == 0x9:  # ping: a masked pong with the same payload (zero mask)
+                    writer.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + bytes(payload))
+                elif opcode == 0x8:
+                    self.closed = f"closed by the server: {bytes(payload[2:]).decode(errors='replace')}"
+                    return -1
+                elif opcode in (0x0, 0x1):
+                    if b0 & 0x80 and not parts:
+                        self._message(payload, now)
+                    else:
+                        parts.append(bytes(payload))
+                        if b0 & 0x80:  # FIN: the message is complete
+                            whole = b"".join(parts)
+                            parts.clear()
+                            with memoryview(whole) as m:
+                                self._message(m, now)
+                payload.release()
+        return pos
 
 
 def run_readers(readers: list[RawReader], ready: threading.Event, stop: threading.Event) -> None:
@@ -581,6 +608,16 @@ def attribute(raw: Path) -> Counter[str]:
             category = "writer"
         counts[category] += int(n)
     return counts
+
+
+def reader_process(urls: list[str], ready: Any, stop: Any, out: Any) -> None:
+    """The latency case's websocket readers in a process of their own, so the
+    publisher and the readers do not wait for each other's GIL: each SOS start
+    as (vehicle, fix ts, raised_at, arrival), then what each reader saw."""
+    got: list[tuple[str, str, str, float]] = []
+    readers = [RawReader(u, lambda v, ts, r, now: got.append((v, ts, r, now))) for u in urls]
+    run_readers(readers, ready, stop)
+    out.put((got, [r.closed for r in readers], sum(r.bytes for r in readers)))
 
 
 # -- the cases ------------------------------------------------------------------------
@@ -687,9 +724,10 @@ def latency_case(
     clients: int,
     profile: Path | None = None,
 ) -> Latency:
-    """Publisher and websocket readers each in a thread with its own event loop,
-    so neither delays the other (the publish time is taken as the PUBLISH is
-    written)."""
+    """The publisher in a thread with its own event loop, the websocket readers
+    in a process of their own (in one process their GIL contention was most
+    of the "latency" measured). The latency is split at the alert's
+    ``raised_at`` (the server's clock): publish -> raised, raised -> client."""
     server = make_server()
     server.start()
     meter = Meter(svc)
@@ -729,14 +767,11 @@ def latency_case(
         await asyncio.gather(*pending, return_exceptions=True)
         await c.close()
 
-    def on_sos(vehicle_id: str, ts: str, now: float) -> None:
-        t_pub = sent.get((vehicle_id, round(datetime.fromisoformat(ts).timestamp(), 3)))
-        if t_pub is not None:
-            samples.append((now - t_pub) * 1000)
-
-    readers = [RawReader(server.proc.ws_url(), on_sos) for _ in range(clients)]
-    read_stop, all_ready = threading.Event(), threading.Event()
-    reading = threading.Thread(target=run_readers, args=(readers, all_ready, read_stop), daemon=True)
+    ctx = multiprocessing.get_context("fork")  # before the publisher thread starts
+    read_stop, all_ready, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    reading = ctx.Process(
+        target=reader_process, args=([server.proc.ws_url()] * clients, all_ready, read_stop, results), daemon=True
+    )
     publishing = threading.Thread(target=asyncio.run, args=(publisher(),), daemon=True)
     try:
         reading.start()
@@ -744,29 +779,43 @@ def latency_case(
             raise SystemExit("latency: websocket clients did not connect")
         meter.server_pid = server.pid
         meter.writer_tid = int(server.stats()["writer_thread_id"])
+        meter.harness_pids = [reading.pid or 0]
         publishing.start()
         time.sleep(3)  # warm up: every vehicle known, rounds under way
-        cpu0, f0, w0 = meter.read(), counts["fixes"], time.perf_counter()
-        samples.clear()
+        cpu0, f0, w0, t_from = meter.read(), counts["fixes"], time.perf_counter(), time.time()
         lag = []
         with profiled(server.pid, profile / "latency.txt" if profile else None):
             for _ in range(seconds):
                 time.sleep(1)
                 lag.append(counts["fixes"] - server.stats()["messages_received"])
-        cpu, wall, n = meter.read() - cpu0, time.perf_counter() - w0, counts["fixes"] - f0
+        cpu, wall, n, t_to = meter.read() - cpu0, time.perf_counter() - w0, counts["fixes"] - f0, time.time()
         log(f"latency: messages published but not yet received by the server, each second: {lag}")
         pub_stop.set()
         publishing.join(30)
         time.sleep(1)
         read_stop.set()
+        got, closed, read_bytes = results.get(timeout=60)
         reading.join(30)
     finally:
         server.stop()
-    dropped = [r.closed for r in readers if r.closed]
+    raised: list[float] = []  # publish -> raised_at (the server's clock): the ingest path
+    for vehicle_id, ts, raised_at, now in got:
+        t_pub = sent.get((vehicle_id, round(datetime.fromisoformat(ts).timestamp(), 3)))
+        if t_pub is not None and t_from <= t_pub <= t_to:
+            samples.append((now - t_pub) * 1000)
+            raised.append((datetime.fromisoformat(raised_at).timestamp() - t_pub) * 1000)
+    dropped = [c for c in closed if c]
     if dropped:
         log(f"latency: {len(dropped)} of {clients} websocket clients closed: {dropped[0]}")
-    mb = sum(r.bytes for r in readers) / 1e6
-    log(f"latency: the clients read {mb:,.1f} MB, {sum(r.positions for r in readers):,} positions")
+    if raised:
+        ingest = sorted(raised)
+        fan = sorted(a - b for a, b in zip(samples, raised, strict=True))
+        log(
+            f"latency: publish -> raised_at p50 {ingest[len(ingest) // 2]:.1f} ms, "
+            f"p99 {ingest[int(0.99 * len(ingest))]:.1f}; raised_at -> client p50 {fan[len(fan) // 2]:.1f} ms, "
+            f"p99 {fan[int(0.99 * len(fan))]:.1f}"
+        )
+    log(f"latency: the clients read {read_bytes / 1e6:,.1f} MB")
     return Latency(len(sent), samples, n, wall, cpu, clients, len(dropped))
 
 
