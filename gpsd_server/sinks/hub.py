@@ -14,10 +14,11 @@ soon as it is ready, so a burst after a stall costs it memory per vehicle, not
 per position, and it is never dropped for positions.
 
 Alerts, zone records, snapshots and replies are never conflated: they go to a
-bounded per-client queue (``[http] ws_send_queue`` messages), alerts at once
+bounded per-client queue (``[http] ws_send_queue`` frames), alerts at once
 (the desk must not wait for a flush), zone records (a dense city raises one
-every few fixes) with the flush, as one :class:`gpsd_server.wire.Batch` frame
-per filter that takes one place in the queue. What queued up while a
+every few fixes) with the flush. The zone records of one flush, and the alerts
+of a cycle too many for half the room left in a client's queue, go as one
+:class:`gpsd_server.wire.Batch` frame per filter taking one place in it. What queued up while a
 client's last frame was being sent goes out as one batch frame too (a batch
 may hold batches), so a burst costs a frame per client, not a frame per
 message. A client is dropped (and told why) only when that queue overflows.
@@ -289,20 +290,36 @@ class LiveHub:
             self._flush_zones(zones)
 
     def _flush_zones(self, zones: list[wire.Alert]) -> None:
-        """A flush's zone records as one batch frame per filter (one slot in a
-        client's queue: a dense city raises thousands per flush in a burst)."""
-        encoded = [(wire.encode(z).decode(), z.vehicle_id, z.vehicle_class or "other", z.lon or 0.0, z.lat or 0.0)
-                   for z in zones]  # fmt: skip
-        frames: dict[tuple[object, ...], str | None] = {}
+        self._offer_batch(zones, always=True)
+
+    def _offer_batch(self, alerts: list[wire.Alert], *, always: bool = False) -> None:
+        """Alerts of one cycle (or a flush's zone records) to every client that
+        admits them: one by one while they fill at most half of the room left
+        in its queue, else (and always for zone records) as one batch frame
+        per filter taking one place: a dense city raises thousands in a burst,
+        more than a client's queue holds however fast it reads."""
+        encoded = [(wire.encode(a).decode(), a.vehicle_id, a.vehicle_class or "other", a.lon or 0.0, a.lat or 0.0)
+                   for a in alerts]  # fmt: skip
+        admitted_by: dict[tuple[object, ...], list[str]] = {}
+        frames: dict[tuple[object, ...], str] = {}
         for client in list(self._clients):
             sub = client.subscription
             key = _key(sub)
-            if key not in frames:
+            admitted = admitted_by.get(key)
+            if admitted is None:
                 admitted = [data for data, v, cls, lon, lat in encoded if sub.admits(v, cls, lon, lat)]
-                frames[key] = wire.batch_frame(admitted) if admitted else None
-            frame = frames[key]
-            if frame is not None:
-                self._offer(client, frame)
+                admitted_by[key] = admitted
+            if not admitted:
+                continue
+            room = client.queue.maxsize - client.queue.qsize() - 1
+            if not always and len(admitted) <= room // 2:
+                for data in admitted:
+                    self._offer(client, data)
+                continue
+            frame = frames.get(key)
+            if frame is None:
+                frame = frames[key] = wire.batch_frame(admitted)
+            self._offer(client, frame)
 
     def _flush_positions(self, buffered: list[LivePosition]) -> None:
         moving = self._moving_kmh
@@ -353,17 +370,6 @@ class LiveHub:
         for alert in alerts:
             (self._zones if isinstance(alert, wire.ZoneRecord) else now).append(alert)
         if now:
-            self._offer_all(now)
+            self._offer_batch(now)
         if self._zones:
             self._schedule_flush()
-
-    def _offer_all(self, alerts: list[wire.Alert]) -> None:
-        encoded = [
-            (wire.encode(a).decode(), a.vehicle_id, a.vehicle_class or "other", a.lon or 0.0, a.lat or 0.0)
-            for a in alerts
-        ]
-        for client in list(self._clients):
-            sub = client.subscription
-            for data, vehicle_id, vclass, lon, lat in encoded:
-                if sub.admits(vehicle_id, vclass, lon, lat) and not self._offer(client, data):
-                    break

@@ -189,6 +189,15 @@ async def test_a_flush_of_zone_records_takes_one_place_in_the_queue() -> None:
     assert batch["type"] == "batch" and [m["id"] for m in batch["messages"]] == [f"z{i}" for i in range(100)]
 
 
+def test_a_cycle_of_alerts_takes_one_place_in_the_queue_and_none_is_lost() -> None:
+    hub = LiveHub(send_queue=10)
+    client = hub.add_client()
+    assert client is not None
+    hub.publish_alerts([sos(f"V{i}", i) for i in range(500)])
+    assert hub.clients_dropped == 0 and client.queue.qsize() == 1
+    assert [m["id"] for m in drain(client)[0]["messages"]] == [f"V{i}-{i}" for i in range(500)]
+
+
 def test_an_older_position_does_not_replace_the_last_one_and_the_snapshot_has_every_vehicle() -> None:
     hub = LiveHub()
     hub.publish_positions([pos("A", 112.3, 28.5, ts=T0 + 10), pos("A", 112.4, 28.5, ts=T0)])
