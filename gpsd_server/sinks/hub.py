@@ -18,10 +18,11 @@ bounded per-client queue (``[http] ws_send_queue`` frames), alerts at once
 (the desk must not wait for a flush), zone records (a dense city raises one
 every few fixes) with the flush. The zone records of one flush, and the alerts
 of a cycle too many for half the room left in a client's queue, go as one
-:class:`gpsd_server.wire.Batch` frame per filter taking one place in it. What queued up while a
-client's last frame was being sent goes out as one batch frame too (a batch
-may hold batches), so a burst costs a frame per client, not a frame per
-message. A client is dropped (and told why) only when that queue overflows.
+:class:`gpsd_server.wire.Batch` frame per filter taking one place in it.
+While more than half of a client's queue waits, what queued up goes out as
+one batch frame too (a batch may hold batches), so a burst costs a frame per
+client, not a frame per message. A client is dropped (and told why) only when
+that queue overflows.
 
 The hub is fed through ``publish_positions`` / ``publish_alerts`` only (the
 :class:`LiveSink` interface), so an API node can be fed from a broker instead
@@ -141,12 +142,15 @@ class Client:
 
     async def outgoing(self) -> str | None:
         """The next frame to send, None once dropped: the pending frame of
-        positions (after sending it, call :meth:`next_frame`), or every control
-        message queued before it, batched into one frame."""
+        positions (after sending it, call :meth:`next_frame`), or the next
+        control message; while more than half of the queue waits (a burst),
+        every control message queued before the frame, batched into one."""
         data = self._held if self._held is not None else await self.queue.get()
         self._held = None
         if not data or data is self.pending_frame:
             return data or None
+        if self.queue.qsize() <= self.queue.maxsize // 2:
+            return data
         batch = [data]
         while not self.queue.empty():
             following = self.queue.get_nowait()

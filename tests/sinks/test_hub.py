@@ -142,17 +142,21 @@ def test_alerts_are_never_conflated_and_a_client_is_dropped_only_when_they_overf
     assert [m["id"] for m in drain(fast)] == ["A-10", "A-11"]
 
 
-async def test_what_queues_up_while_a_frame_is_sent_goes_out_as_one_batch_frame() -> None:
-    hub = LiveHub(flush_ms=10_000)  # no flush during the test
+async def test_a_backlog_past_half_the_queue_goes_out_as_one_batch_frame() -> None:
+    hub = LiveHub(send_queue=6, flush_ms=10_000)  # no flush during the test
     client = hub.add_client()
     assert client is not None
     hub.publish_alerts([sos("A", 0)])
-    assert json.loads(await client.outgoing() or "")["id"] == "A-0"  # alone: as it is
+    hub.publish_alerts([sos("A", 1)])
+    assert json.loads(await client.outgoing() or "")["id"] == "A-0"  # a short backlog: one by one
+    assert json.loads(await client.outgoing() or "")["id"] == "A-1"
     hub.publish_alerts([sos("A", 1), sos("B", 2)])
+    hub.publish_alerts([sos("C", 3)])
+    hub.publish_alerts([sos("D", 4)])
     hub.reply(client, b'{"type":"error","error":"x"}')
     batch = json.loads(await client.outgoing() or "")
     assert batch["type"] == "batch"
-    assert [m.get("id", m["type"]) for m in batch["messages"]] == ["A-1", "B-2", "error"]
+    assert [m.get("id", m["type"]) for m in batch["messages"]] == ["A-1", "B-2", "C-3", "D-4", "error"]
     assert client.queue.empty()
 
 
