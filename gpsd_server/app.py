@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Iterator, Sequence
@@ -43,14 +44,26 @@ from gpsd_server.settings import Config
 from gpsd_server.sinks.hub import LiveHub
 from gpsd_server.status import Status
 from gpsd_server.store import vehicles
+from gpsd_server.store.batch import MileageRule
 from gpsd_server.store.db import DB_ERRORS, Database, first_line
 from gpsd_server.store.schema import SchemaInfo
 
 log = logging.getLogger(__name__)
 
+GC_THRESHOLDS = (50_000, 20, 100)  # see run()
+
 
 class StartupError(GpsdError):
     """The server cannot start as configured (the message says why)."""
+
+
+def _settle_memory() -> None:
+    """The city, its geometry and the restored state live as long as the
+    process: out of the collector's sight, and collections made rarer
+    (measured: tools/bench_e2e.py reports gc_s per fix)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -69,10 +82,14 @@ class Server:
         self.directory = VehicleDirectory()
         self.engine = Engine(settings=c.rules, filter_settings=c.filters, tz=c.city.timezone)
         self.ledger = AlertLedger()
-        self.writer = WriterSwitch(c.database, spool_path=spool_path(c), timezone=c.city.timezone)
+        self.writer = WriterSwitch(
+            c.database, spool_path=spool_path(c), timezone=c.city.timezone,
+            mileage=MileageRule(c.rules.moving_kmh, c.history.gap_s),
+        )  # fmt: skip
         self.hub = LiveHub(
-            max_clients=c.http.ws_max_clients, send_queue=c.http.ws_send_queue, moving_kmh=c.rules.moving_kmh
-        )
+            max_clients=c.http.ws_max_clients, send_queue=c.http.ws_send_queue, moving_kmh=c.rules.moving_kmh,
+            flush_ms=c.http.ws_flush_ms,
+        )  # fmt: skip
         router = TopicRouter(
             native=c.mqtt.topic_prefix.rstrip("/"),
             jt808=c.jt808.topic_prefix,
@@ -114,7 +131,7 @@ class Server:
         self.start = DatabaseStart(
             db=self.db, settings=c.database, writers=self.writer, engine=self.engine, ledger=self.ledger,
             hub=self.hub, directory=self.directory, sync_registry=lambda: self._sync_registry(self.city.current),
-            on_schema=self._use_schema, started_at=started_at,
+            on_schema=self._use_schema, started_at=started_at, on_restored=_settle_memory,
         )  # fmt: skip
         self.tokens = TokenStore(
             self.db, check_s=c.http.token_check_s,
@@ -176,6 +193,7 @@ class Server:
 
     async def _handle(self, batch: Sequence[Received]) -> Awaitable[None]:
         """Ingest's handler: the pipeline, once the start-up lets fixes in."""
+        self.status.intake.received()
         self.commands.observe(batch)  # terminals seen through EMQX, answers to commands
         if not self.start.intake_open.is_set():
             await self.start.intake_open.wait()
@@ -198,6 +216,7 @@ class Server:
     # -- running ---------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        self.status.gc_clock.install()
         http = self.cfg.http
         ensure_descriptors(http.limit_concurrency, extra=self.cfg.database.pool_max_size)
         try:
@@ -215,6 +234,7 @@ class Server:
             uvicorn.Config(
                 GuardMiddleware(self.app, self.guard), host=http.host, port=http.port, http=http_protocol,
                 ws=ws_protocol, lifespan="off", log_level="warning", access_log=False, ws_max_size=1024 * 1024,
+                ws_per_message_deflate=http.ws_compression,
                 # The guard refuses connections past the limit first (counted); uvicorn's own
                 # limit, one higher, is only a backstop.
                 limit_concurrency=http.limit_concurrency + 1, timeout_keep_alive=http.timeout_keep_alive_s,
@@ -253,4 +273,5 @@ class Server:
             web.should_exit = True
             probe.cancel()
         await self.db.close()
+        self.status.gc_clock.uninstall()
         log.info("stopped; %d fixes stored this run", self.writer.stats.rows_inserted)

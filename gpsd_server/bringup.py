@@ -53,7 +53,7 @@ from gpsd_server.sinks.hub import LiveHub, LivePosition
 from gpsd_server.sinks.tracks.writer import AlertRow, TrackWriter, WriterStats
 from gpsd_server.store import alerts, vehicles
 from gpsd_server.store.alerts import AlertRecord
-from gpsd_server.store.batch import FlagCorrection
+from gpsd_server.store.batch import FlagCorrection, MileageRule
 from gpsd_server.store.db import DB_ERRORS, Database, first_line
 from gpsd_server.store.schema import SchemaInfo, migrate
 
@@ -76,10 +76,13 @@ class WriterSwitch:
     restore no longer needs to know (``seen``).
     """
 
-    def __init__(self, settings: DatabaseSettings, *, spool_path: str | Path, timezone: str) -> None:
+    def __init__(
+        self, settings: DatabaseSettings, *, spool_path: str | Path, timezone: str, mileage: MileageRule
+    ) -> None:
         self._settings = settings
         self._spool_path = spool_path
         self._timezone = timezone  # the writer numbers alerts per local day
+        self._mileage = mileage
         self._writer: TrackWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._past: list[WriterStats] = []
@@ -118,7 +121,9 @@ class WriterSwitch:
 
     def _start(self, tg: asyncio.TaskGroup, dsn: str) -> None:
         settings = msgspec.structs.replace(self._settings, dsn=dsn)
-        self._writer = TrackWriter(settings, spool_path=self._spool_path, timezone=self._timezone)
+        self._writer = TrackWriter(
+            settings, spool_path=self._spool_path, timezone=self._timezone, mileage=self._mileage
+        )
         self._task = tg.create_task(self._writer.run(), name="track-writer")
         self._ready.set()
 
@@ -210,6 +215,10 @@ class WriterSwitch:
     def flow_control_active(self) -> bool:
         return cast(bool, self._get("flow_control_active", False))
 
+    @property
+    def thread_id(self) -> int | None:
+        return cast("int | None", self._get("thread_id", None))
+
 
 class DatabaseStart:
     """The steps that need the database, run when it answers (see the module docstring)."""
@@ -227,11 +236,13 @@ class DatabaseStart:
         sync_registry: Callable[[], Awaitable[None]],
         on_schema: Callable[[SchemaInfo], None],
         started_at: float,
+        on_restored: Callable[[], None] = lambda: None,
     ) -> None:
         self.db, self.settings, self.writers = db, settings, writers
         self.engine, self.ledger, self.hub, self.directory = engine, ledger, hub, directory
         self._sync_registry = sync_registry
         self._on_schema = on_schema
+        self._on_restored = on_restored  # the state that lives as long as the process is in place
         self.started_at = started_at
         self.intake_open = asyncio.Event()  # the pipeline may process fixes
         self.degraded = False  # started without the database
@@ -279,6 +290,7 @@ class DatabaseStart:
                 await restore(conn, engine=self.engine, ledger=self.ledger, hub=self.hub, directory=self.directory)
                 ends = []
         self.writers.seen = None
+        self._on_restored()
         self.db.mark_ready()
         if ends:
             await self.writers.put((), ends)

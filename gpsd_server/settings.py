@@ -99,6 +99,8 @@ class HttpSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     refused_log_interval_s: Positive = 10.0  # refusals are logged at most once per interval
     token_check_s: Annotated[float, Meta(ge=0.1, le=60)] = 1.0  # revocations take effect within this
     shutdown_timeout_s: Positive = 5.0  # at shutdown, requests still running after this are cut
+    ws_flush_ms: Annotated[int, Meta(ge=0, le=10000)] = 100  # one frame of positions per client per interval
+    ws_compression: bool = False  # permessage-deflate: compresses every frame once per client
 
 
 class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

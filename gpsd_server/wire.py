@@ -80,6 +80,37 @@ class Position(Message, tag="position", kw_only=True):
         )
 
 
+class Positions(Message, tag="positions", kw_only=True):
+    """One ``/ws/live`` frame: every position since the client's last frame
+    (conflated to the latest per vehicle while the client lags behind)."""
+
+    positions: list[Position]
+
+
+def positions_frame(encoded: list[bytes]) -> bytes:
+    """The bytes of ``Positions`` from positions encoded once each: joining is
+    what lets one encoding serve every client whose filter admits it. A single
+    position is sent as the plain ``position`` message."""
+    if len(encoded) == 1:
+        return encoded[0]
+    return b'{"type":"positions","positions":[' + b",".join(encoded) + b"]}"
+
+
+class Batch(Message, tag="batch", kw_only=True):
+    """Several ``/ws/live`` messages in one frame, in order, each exactly as it
+    would have been sent alone: what queued up for a client while its last
+    frame was being sent, and the zone records of one flush interval."""
+
+    messages: list[Any]
+
+
+def batch_frame(encoded: list[str]) -> str:
+    """``Batch`` from messages encoded once each (one message: itself)."""
+    if len(encoded) == 1:
+        return encoded[0]
+    return '{"type":"batch","messages":[' + ",".join(encoded) + "]}"
+
+
 class Snapshot(Message, tag="snapshot", kw_only=True):
     vehicles: list[Position]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiomqtt
 
@@ -27,3 +28,13 @@ async def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, wh
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def ws_messages(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``/ws/live`` messages a frame carries: a batch's messages, a positions
+    frame's positions (each a ``position`` message), or the message itself."""
+    if msg.get("type") == "batch":
+        return [m for inner in msg["messages"] for m in ws_messages(inner)]
+    if msg.get("type") == "positions":
+        return list(msg["positions"])
+    return [msg]

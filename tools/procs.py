@@ -216,6 +216,8 @@ class ServerProcess:
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
+            # Its own state folder (spool): never the shared services' one a GPSD_STATE may name.
+            "GPSD_STATE": str(workdir / ".state"),
             "GPSD_DATABASE__DSN": self.dsn,
             "GPSD_MQTT__PORT": str(svc.mqtt_port),
             "GPSD_MQTT__CLIENT_ID": f"faults-{tag}",
@@ -229,7 +231,6 @@ class ServerProcess:
             "GPSD_DATABASE__RETRY_MAX_S": "2",
             "GPSD_DATABASE__CONNECT_TIMEOUT_S": "2",
             "GPSD_INGEST__STATS_LOG_INTERVAL_S": "5",
-            "GPSD_STATE": str(workdir / ".state"),  # its own spool, whatever the caller's GPSD_STATE
             **env,
         }
         self.env.pop("GPSD_CONFIG", None)

@@ -106,9 +106,10 @@ def router(services: ApiServices) -> APIRouter:
         ),
     ) -> Response:
         """A vehicle's track in [start, end), streamed. GeoJSON: a LineString of
-        the non-late fixes, then a Point per fix with ts, speed, heading, flags
-        (1 late, 2 backfill, 4 invalid, 8 jump, 16 filtered) and late. GPX 1.1:
-        the non-late fixes, speed/heading/flags in extensions. CSV: every fix.
+        the usable fixes (late ones included, outliers and drift not), then a
+        Point per fix with ts, speed, heading, flags (1 late, 2 backfill, 4
+        invalid, 8 jump, 16 filtered, 32 drift) and late. GPX 1.1: the line's
+        fixes, speed/heading/flags in extensions. CSV: every fix.
         Simplified or bucketed tracks hold usable fixes only."""
         fmt = format.lower()
         tolerance, step = simplify_m, parse_bucket(bucket)

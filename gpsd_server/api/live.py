@@ -1,6 +1,10 @@
-"""``/ws/live``: a snapshot of the last positions on connect, then positions
-and alerts as they happen; a client may narrow what it gets with
-``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``."""
+"""``/ws/live``: a snapshot of the last positions on connect, then frames of
+positions (one per flush interval, see :mod:`gpsd_server.sinks.hub`) and
+alerts as they happen; a client may narrow what it gets with
+``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``.
+
+One sender task per socket sends what the hub queued for it, in order; while
+it waits on a slow socket, the hub conflates the client's positions."""
 
 from __future__ import annotations
 
@@ -40,12 +44,14 @@ def router(services: ApiServices) -> APIRouter:
             await ws.send_text(hub.snapshot(client, snapshot_max).decode())
 
             async def sender() -> None:
-                while True:
-                    data = await client.queue.get()
-                    if not data:  # the hub dropped this client
-                        await ws.close(code=1008, reason=client.dropped or "dropped")
-                        return
-                    await ws.send_text(data.decode())
+                while (data := await client.outgoing()) is not None:
+                    positions = data is client.pending_frame
+                    await ws.send_text(data)
+                    # After a frame of positions, what the hub conflated meanwhile follows at once.
+                    while positions and (data := client.next_frame()) is not None:
+                        await ws.send_text(data)
+                # The hub dropped this client.
+                await ws.close(code=1008, reason=client.dropped or "dropped")
 
             send_task = asyncio.create_task(sender(), name="ws-sender")
             try:

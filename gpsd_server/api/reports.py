@@ -74,7 +74,9 @@ def router(services: ApiServices) -> APIRouter:
         fmt = format.lower()
         d, t0, t1 = local_day(day, tzname)
         async with db.connection() as conn:
-            rows = await store.daily_mileage(conn, t0, t1, moving_kmh=moving_kmh, gap_s=settings.gap_s)
+            rows = await store.daily_mileage_from_hours(conn, t0, t1, moving_kmh=moving_kmh, gap_s=settings.gap_s)
+            if rows is None:
+                rows = await store.daily_mileage(conn, t0, t1, moving_kmh=moving_kmh, gap_s=settings.gap_s)
         vehicles: list[dict[str, Any]] = [
             {"id": v, "plate": plate, "class": cls, "company": company, "distance_km": round(km, 3),
              "driving_s": round(drv, 1), "max_speed_kmh": round(top, 1), "fixes": n}

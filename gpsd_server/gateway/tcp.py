@@ -61,6 +61,8 @@ from gpsd_server.settings import Jt808Settings
 
 log = logging.getLogger(__name__)
 
+CLOSE_WAIT_S = 2.0  # a closing connection's buffered bytes get this long to drain
+
 Publish = Callable[[str, bytes], Awaitable[None]]
 AckHandler = Callable[[str, str, Ack], None]  # phone, connection id, ack
 DisconnectHandler = Callable[[str, str], None]  # phone, connection id
@@ -167,7 +169,9 @@ class Jt808Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
-            await self._server.wait_closed()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await self._server.wait_closed()
         self.events.flush()
 
     async def send(self, phone: str, command: dl.Command, *, sn: int | None = None) -> tuple[int, str] | None:
@@ -224,8 +228,12 @@ class Jt808Gateway:
         finally:
             self._forget(task, conn, reason)
             writer.close()
+            # A peer that stops reading must not hold the gateway's close (or
+            # the server's shutdown): after a bounded wait the socket is aborted.
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                async with asyncio.timeout(CLOSE_WAIT_S):
+                    await writer.wait_closed()
+            writer.transport.abort()  # a no-op once closed
 
     def _refuse(self, writer: asyncio.StreamWriter, why: str, address: str) -> None:
         self.counters[f"refused_{why}"] += 1

@@ -1,10 +1,28 @@
 """The live hub: fan-out of positions and alerts to websocket clients.
 
-Each message is encoded once and the same bytes are queued for every client
-whose filter admits it; fan-out is the expensive part at scale, so nothing
-per client is re-encoded. Every client has a bounded queue: a client that
-cannot keep up is dropped (and told why) rather than growing server memory or
-slowing the others.
+Fan-out is the expensive part at scale (a websocket frame costs tens of µs per
+client), so positions are sent in frames: per client and per flush interval
+(``[http] ws_flush_ms``) ONE frame with every position since its last
+(:class:`gpsd_server.wire.Positions`). Each position is encoded once per
+flush; a client's frame is the join of the bytes its filter admits, and
+clients with the same filter share one frame (one ``str``, decoded once).
+
+A client still sending its previous frame when the next flush comes is
+lagging: its positions are conflated to the latest per vehicle (a map shows
+where vehicles are, not where they were) and it gets them in one frame as
+soon as it is ready, so a burst after a stall costs it memory per vehicle, not
+per position, and it is never dropped for positions.
+
+Alerts, zone records, snapshots and replies are never conflated: they go to a
+bounded per-client queue (``[http] ws_send_queue`` frames), alerts at once
+(the desk must not wait for a flush), zone records (a dense city raises one
+every few fixes) with the flush. The zone records of one flush, and the alerts
+of a cycle too many for half the room left in a client's queue, go as one
+:class:`gpsd_server.wire.Batch` frame per filter taking one place in it.
+While more than half of a client's queue waits, what queued up goes out as
+one batch frame too (a batch may hold batches), so a burst costs a frame per
+client, not a frame per message. A client is dropped (and told why) only when
+that queue overflows.
 
 The hub is fed through ``publish_positions`` / ``publish_alerts`` only (the
 :class:`LiveSink` interface), so an API node can be fed from a broker instead
@@ -105,19 +123,90 @@ def parse_subscription(msg: Any, *, max_vehicles: int = 10000) -> Subscription:
 
 @dataclass(eq=False)
 class Client:
-    queue: asyncio.Queue[bytes]
+    """One websocket client: what the hub has for it and its sender has not sent yet.
+
+    ``queue`` holds control messages (alerts, snapshots, replies) and at most
+    one frame of positions (``pending_frame``, the same object); while that
+    frame is queued or being sent, newer positions wait in ``conflated``.
+    The sender takes the queue in order and calls :meth:`next_frame` after
+    sending the frame. An empty string in the queue means: dropped.
+    """
+
+    queue: asyncio.Queue[str]
     subscription: Subscription = field(default_factory=Subscription)
     dropped: str | None = None  # why the hub gave up on this client
+    pending_frame: str | None = None
+    conflated: dict[str, bytes] = field(default_factory=dict)
+    frames: int = 0  # frames of positions handed to this client
+    conflated_positions: int = 0  # positions replaced by a newer one of the same vehicle
+    _held: str | None = None  # taken from the queue by outgoing(), to be sent next
+
+    async def outgoing(self) -> str | None:
+        """The next frame to send, None once dropped: the pending frame of
+        positions (after sending it, call :meth:`next_frame`), or the next
+        control message; while more than half of the queue waits (a burst),
+        every control message queued before the frame, batched into one."""
+        data = self._held if self._held is not None else await self.queue.get()
+        self._held = None
+        if not data or data is self.pending_frame:
+            return data or None
+        if self.queue.qsize() <= self.queue.maxsize // 2:
+            return data
+        batch = [data]
+        while not self.queue.empty():
+            following = self.queue.get_nowait()
+            if not following or following is self.pending_frame:
+                self._held = following
+                break
+            batch.append(following)
+        return wire.batch_frame(batch)
+
+    def drop(self, why: str) -> None:
+        """Forget what is queued and wake the sender to close with the reason."""
+        self.dropped = why
+        self.pending_frame = None
+        self.conflated = {}
+        self._held = None
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait("")
+
+    def next_frame(self) -> str | None:
+        """After the pending frame is sent: the conflated positions as the next
+        frame (now pending), or None when the client has caught up."""
+        if not self.conflated:
+            self.pending_frame = None
+            return None
+        frame = wire.positions_frame(list(self.conflated.values())).decode()
+        self.conflated = {}
+        self.pending_frame = frame
+        self.frames += 1
+        return frame
+
+
+def _key(sub: Subscription) -> tuple[object, ...]:
+    return (sub.bbox, sub.classes, sub.vehicles)
 
 
 class LiveHub:
-    def __init__(self, *, max_clients: int = 500, send_queue: int = 2000, moving_kmh: float = 5.0) -> None:
+    def __init__(
+        self, *, max_clients: int = 500, send_queue: int = 2000, moving_kmh: float = 5.0, flush_ms: int = 0
+    ) -> None:
+        """``flush_ms`` 0 sends the positions of each ``publish_positions`` call
+        as one frame at once (tests, tools); the server uses ``[http] ws_flush_ms``."""
         self._max_clients = max_clients
         self._send_queue = send_queue
         self._moving_kmh = moving_kmh
+        self._flush_s = flush_ms / 1000
         self._clients: set[Client] = set()
         self._positions: dict[str, LivePosition] = {}
-        self.messages_sent = 0
+        self._buffer: list[LivePosition] = []  # published since the last flush (only while clients exist)
+        self._zones: list[wire.Alert] = []  # zone records waiting for the flush
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self.messages_sent = 0  # control messages and frames handed to clients
+        self.frames_built = 0  # distinct frames built (shared by clients with the same filter)
+        self.positions_encoded = 0
+        self.positions_conflated = 0
         self.clients_dropped = 0
 
     @property
@@ -136,7 +225,8 @@ class LiveHub:
     def add_client(self) -> Client | None:
         if len(self._clients) >= self._max_clients:
             return None
-        client = Client(queue=asyncio.Queue(maxsize=self._send_queue))
+        # One slot more than the control backlog: room for the one pending frame.
+        client = Client(queue=asyncio.Queue(maxsize=self._send_queue + 1))
         self._clients.add(client)
         return client
 
@@ -152,44 +242,139 @@ class LiveHub:
         ][:limit]
         return wire.encode(wire.Snapshot(vehicles=items))
 
-    def _offer(self, client: Client, data: bytes) -> None:
+    def _offer(self, client: Client, data: str) -> bool:
         try:
             client.queue.put_nowait(data)
-            self.messages_sent += 1
         except asyncio.QueueFull:
-            client.dropped = "too slow: send queue full"
-            self.clients_dropped += 1
-            self._clients.discard(client)
-            # Wake the sender so it can close the connection with the reason.
-            while not client.queue.empty():
-                client.queue.get_nowait()
-            client.queue.put_nowait(b"")
+            self._drop(client, "too slow: send queue full")
+            return False
+        self.messages_sent += 1
+        return True
+
+    def _drop(self, client: Client, why: str) -> None:
+        self.clients_dropped += 1
+        self._clients.discard(client)
+        client.drop(why)
 
     def reply(self, client: Client, data: bytes) -> None:
         """A message for one client only (errors, a new snapshot)."""
         if client in self._clients:
-            self._offer(client, data)
+            self._offer(client, data.decode())
+
+    # -- positions: buffered, then one frame per client per flush ---------------
 
     def publish_positions(self, positions: Iterable[LivePosition]) -> None:
+        buffer = self._buffer if self._clients else None
+        last = self._positions
         for p in positions:
-            prev = self._positions.get(p.vehicle_id)
+            prev = last.get(p.vehicle_id)
             if prev is not None and prev.ts > p.ts:
                 continue
-            self._positions[p.vehicle_id] = p
-            if not self._clients:
+            last[p.vehicle_id] = p
+            if buffer is not None:
+                buffer.append(p)
+        if self._buffer:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_s <= 0:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(self._flush_s, self.flush)
+
+    def flush(self) -> None:
+        """Hand every client what was buffered since the last flush and its
+        filter admits: positions in one frame (conflated while it is still
+        busy), then the zone records."""
+        self._flush_handle = None
+        buffered, self._buffer = self._buffer, []
+        zones, self._zones = self._zones, []
+        if buffered and self._clients:
+            self._flush_positions(buffered)
+        if zones and self._clients:
+            self._flush_zones(zones)
+
+    def _flush_zones(self, zones: list[wire.Alert]) -> None:
+        self._offer_batch(zones, always=True)
+
+    def _offer_batch(self, alerts: list[wire.Alert], *, always: bool = False) -> None:
+        """Alerts of one cycle (or a flush's zone records) to every client that
+        admits them: one by one while they fill at most half of the room left
+        in its queue, else (and always for zone records) as one batch frame
+        per filter taking one place: a dense city raises thousands in a burst,
+        more than a client's queue holds however fast it reads."""
+        encoded = [(wire.encode(a).decode(), a.vehicle_id, a.vehicle_class or "other", a.lon or 0.0, a.lat or 0.0)
+                   for a in alerts]  # fmt: skip
+        admitted_by: dict[tuple[object, ...], list[str]] = {}
+        frames: dict[tuple[object, ...], str] = {}
+        for client in list(self._clients):
+            sub = client.subscription
+            key = _key(sub)
+            admitted = admitted_by.get(key)
+            if admitted is None:
+                admitted = [data for data, v, cls, lon, lat in encoded if sub.admits(v, cls, lon, lat)]
+                admitted_by[key] = admitted
+            if not admitted:
                 continue
-            data = wire.encode(p.message(self._moving_kmh))
-            for client in list(self._clients):
-                if client.subscription.admits(p.vehicle_id, p.vehicle_class, p.lon, p.lat):
+            room = client.queue.maxsize - client.queue.qsize() - 1
+            if not always and len(admitted) <= room // 2:
+                for data in admitted:
                     self._offer(client, data)
+                continue
+            frame = frames.get(key)
+            if frame is None:
+                frame = frames[key] = wire.batch_frame(admitted)
+            self._offer(client, frame)
+
+    def _flush_positions(self, buffered: list[LivePosition]) -> None:
+        moving = self._moving_kmh
+        encode = wire.encode
+        encoded = [encode(p.message(moving)) for p in buffered]
+        self.positions_encoded += len(encoded)
+        groups: dict[tuple[object, ...], tuple[list[str], list[bytes], str | None]] = {}
+        for client in list(self._clients):
+            sub = client.subscription
+            key = _key(sub)
+            group = groups.get(key)
+            if group is None:
+                if key == (None, frozenset(), frozenset()):
+                    ids, items = [p.vehicle_id for p in buffered], encoded
+                else:
+                    admitted = [
+                        i for i, p in enumerate(buffered) if sub.admits(p.vehicle_id, p.vehicle_class, p.lon, p.lat)
+                    ]
+                    ids, items = [buffered[i].vehicle_id for i in admitted], [encoded[i] for i in admitted]
+                group = groups[key] = (ids, items, None)
+            ids, items, frame = group
+            if not items:
+                continue
+            if client.pending_frame is None:
+                if frame is None:
+                    frame = wire.positions_frame(items).decode()
+                    groups[key] = (ids, items, frame)
+                    self.frames_built += 1
+                client.pending_frame = frame
+                client.frames += 1
+                if not self._offer(client, frame):
+                    continue
+            else:  # still busy with its last frame: keep the latest per vehicle
+                before = len(client.conflated)
+                client.conflated.update(zip(ids, items, strict=True))
+                replaced = len(ids) - (len(client.conflated) - before)
+                client.conflated_positions += replaced
+                self.positions_conflated += replaced
+
+    # -- alerts: at once, never conflated ----------------------------------------
 
     def publish_alerts(self, alerts: Iterable[wire.Alert]) -> None:
+        """Alerts go to every client that admits them at once; zone records
+        with the next flush."""
         if not self._clients:
             return  # nobody to tell: the messages are not even encoded
+        now: list[wire.Alert] = []
         for alert in alerts:
-            data = wire.encode(alert)
-            vclass = alert.vehicle_class or "other"
-            lon, lat = alert.lon or 0.0, alert.lat or 0.0
-            for client in list(self._clients):
-                if client.subscription.admits(alert.vehicle_id, vclass, lon, lat):
-                    self._offer(client, data)
+            (self._zones if isinstance(alert, wire.ZoneRecord) else now).append(alert)
+        if now:
+            self._offer_batch(now)
+        if self._zones:
+            self._schedule_flush()

@@ -11,6 +11,7 @@ from typing import Any
 
 import gpxpy
 import httpx
+import msgspec
 import psycopg
 import pytest
 from geojson_pydantic import FeatureCollection
@@ -165,3 +166,44 @@ async def test_stops_and_trips_name_their_zones(history: RunningServer, db: psyc
         r = await http.get("/api/vehicles/nobody/trips", params=params)
         assert r.status_code == 404
     assert json.dumps(body)  # plain JSON all the way down
+
+
+async def test_geojson_one_pass_and_two_pass_agree_with_the_plain_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The column-wise byte template gives what a dict per fix gave, in one pass or two."""
+    from datetime import UTC, datetime
+
+    from gpsd_server.api import exports
+    from gpsd_server.core.history import UNUSABLE_FLAGS
+
+    t = datetime(2026, 11, 27, 13, 30, 5, tzinfo=UTC).timestamp()
+    rows = [
+        (datetime.fromtimestamp(t + i * 10.25, UTC), 112.35 + i * 1e-5, 28.57 - i * 1e-6,
+         None if i % 5 == 0 else (float("nan") if i % 7 == 0 else 30.0 + i / 3), None if i % 4 == 0 else i * 7.0,
+         None, (1 if i % 6 == 0 else 0) | (2 if i % 9 == 0 else 0) | (8 if i % 11 == 0 else 0)
+         | (32 if i % 13 == 0 else 0))
+        for i in range(250)
+    ]  # fmt: skip
+    pages_of = [rows[:100], [], rows[100:]]
+
+    async def pages(line_only: bool) -> Any:
+        for page in pages_of:
+            yield [r for r in page if not (line_only and r[6] & UNUSABLE_FLAGS)]
+
+    def plain() -> dict[str, Any]:
+        line = [[r[1], r[2]] for r in rows if not r[6] & UNUSABLE_FLAGS]  # late ones are where it was
+        points = [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [r[1], r[2]]},
+             "properties": {"ts": r[0], "speed": exports._round(r[3]), "heading": exports._round(r[4]),
+                            "flags": r[6], "late": bool(r[6] & 1)}}
+            for r in rows
+        ]  # fmt: skip
+        head = {"type": "Feature", "geometry": {"type": "LineString", "coordinates": line},
+                "properties": {"vehicle_id": "X", "points": len(line)}}  # fmt: skip
+        return json.loads(msgspec.json.encode({"type": "FeatureCollection", "features": [head, *points]}))
+
+    async def ours() -> dict[str, Any]:
+        return json.loads(b"".join([chunk async for chunk in exports.geojson(pages, {"vehicle_id": "X"})]))
+
+    assert await ours() == plain()
+    monkeypatch.setattr(exports, "ONE_PASS_MAX_ROWS", 50)  # the long-track path: line from a second pass
+    assert await ours() == plain()

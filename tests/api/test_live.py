@@ -10,18 +10,20 @@ import httpx
 import websockets
 
 from tests.fixtures.server import RunningServer
-from tests.helpers import publish, wait_for
+from tests.helpers import publish, wait_for, ws_messages
+
+flatten = ws_messages  # the messages a frame carries
 
 
 async def recv_json(
     ws: websockets.ClientConnection, timeout: float = 10.0, skip: tuple[str, ...] = ("alert", "zone")
 ) -> dict[str, object]:
-    """The next message, skipping ``skip`` messages (the demo city's rules may
-    raise zone alerts for the test positions)."""
+    """The first message of the next frame that is not a ``skip`` one (the demo
+    city's rules may raise zone alerts for the test positions)."""
     while True:
-        msg: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if msg.get("type") not in skip:
-            return msg
+        for msg in flatten(json.loads(await asyncio.wait_for(ws.recv(), timeout))):
+            if msg.get("type") not in skip:
+                return msg
 
 
 async def test_live_snapshot_then_positions(server: RunningServer) -> None:

@@ -1,5 +1,6 @@
-"""/ws/live limits: slow clients are dropped without hurting the others,
-oversized messages and subscriptions are refused, the client cap holds."""
+"""/ws/live limits: a stalled client gets conflated positions and is dropped
+only when its alert backlog overflows, without hurting the others; oversized
+messages and subscriptions are refused, the client cap holds."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from websockets.client import ClientProtocol
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from gpsd_server import wire
 from gpsd_server.api.live import WS_MAX_MESSAGE
+from tests.api.test_live import flatten
 from tests.fixtures.server import RunningServer
 from tests.fixtures.services import MQTT_PORT
 from tests.helpers import wait_for
@@ -27,7 +30,11 @@ FAR_LON, FAR_LAT = 110.0, 27.0  # outside every zone: positions only, no alerts
 
 @pytest.fixture
 def server_overrides() -> dict[str, str]:
-    return {"GPSD_HTTP__WS_SEND_QUEUE": str(SEND_QUEUE), "GPSD_HTTP__WS_MAX_CLIENTS": str(MAX_CLIENTS)}
+    return {
+        "GPSD_HTTP__WS_SEND_QUEUE": str(SEND_QUEUE),
+        "GPSD_HTTP__WS_MAX_CLIENTS": str(MAX_CLIENTS),
+        "GPSD_HTTP__WS_FLUSH_MS": "20",
+    }
 
 
 async def subscribed(server: RunningServer, vehicles: list[str], **kwargs: object) -> websockets.ClientConnection:
@@ -82,44 +89,63 @@ class StalledClient:
         self.sock.close()
 
 
-async def test_slow_client_is_dropped_and_others_get_every_position(server: RunningServer) -> None:
-    vehicles = [f"{server.prefix}-s{i}" for i in range(SEND_QUEUE - 5)]
+async def test_a_stalled_client_is_conflated_then_dropped_for_alerts_and_the_fast_one_gets_everything(
+    server: RunningServer,
+) -> None:
+    vehicles = [f"{server.prefix}-s{i}" for i in range(20)]
     slow = StalledClient(server.ws_url(), server.server.http_port)
     await slow.handshake()
     fast = await subscribed(server, vehicles)
     hub = server.server.hub
     assert hub.client_count == 2
-    received: list[dict[str, object]] = []
+    latest: dict[str, str] = {}
+    alerts: list[str] = []
 
     async def read_fast() -> None:
         async for raw in fast:
             msg = json.loads(raw)
-            if msg["type"] == "position":
-                received.append(msg)
+            for m in flatten(msg):
+                if m["type"] == "position":
+                    latest[m["vehicle_id"]] = m["ts"]
+                elif m["type"] == "alert" and m["kind"] == "sos":
+                    alerts.append(f"{m['id']}:{m['phase']}")
 
     reader = asyncio.create_task(read_fast())
-    sent = 0
+    t0 = time.time() - 3000
     try:
-        # Rounds smaller than the send queue, each read by the fast client
-        # before the next, until the stalled one is given up (the kernel's
-        # socket buffers take their share first).
         async with aiomqtt.Client("127.0.0.1", MQTT_PORT) as mqtt:
 
-            async def one_round(total: int) -> int:
-                payload = json.dumps({"ts": time.time(), "lon": FAR_LON, "lat": FAR_LAT}).encode()
+            async def one_round(k: int, alarm: int, fixes: int = 1) -> None:
+                """Every vehicle sends ``fixes`` fixes (one message), the last at t0 + k."""
+                body = [{"ts": t0 + k - (fixes - 1 - i) * 0.01, "lon": FAR_LON, "lat": FAR_LAT, "alarm": alarm}
+                        for i in range(fixes)]  # fmt: skip
+                payload = json.dumps(body).encode()
                 await asyncio.gather(*(mqtt.publish(f"{server.prefix}/{v}/fix", payload, qos=1) for v in vehicles))
-                total += len(vehicles)
-                await wait_for(lambda: len(received) >= total, timeout=10, what="the fast client to get every position")
-                return total
+                ts = wire.ts_text(wire.utc(t0 + k))
+                await wait_for(
+                    lambda: all(latest.get(v) == ts for v in vehicles), timeout=10, what="the fast client's positions"
+                )
 
-            for _ in range(2000):
-                sent = await one_round(sent)
-                if hub.clients_dropped:
-                    break
+            # Positions only, far more frames and bytes than the stalled client's
+            # queue and socket buffers hold: it is kept, its positions conflated.
+            k = 0
+            while k < SEND_QUEUE or not hub.positions_conflated:
+                await one_round(k, 0, fixes=50)
+                k += 1
+                assert k < 20 * SEND_QUEUE, "the stalled client's positions were never conflated"
+            assert hub.clients_dropped == 0 and hub.client_count == 2
+            # Alerts are never conflated: the stalled client is dropped once they overflow its queue.
+            first = k
+            while not hub.clients_dropped and k < first + 200:
+                await one_round(k, (k - first + 1) % 2)
+                k += 1
             assert hub.clients_dropped == 1, "the stalled client was never dropped"
-            for _ in range(3):  # the others go on receiving
-                sent = await one_round(sent)
-        assert len(received) == sent
+            for _ in range(3):  # the fast one goes on receiving
+                await one_round(k, (k - first + 1) % 2)
+                k += 1
+            raised = (k - first) * len(vehicles)  # every round toggles SOS: a start, then its end
+            await wait_for(lambda: len(alerts) >= raised, timeout=10, what="every alert on the fast client")
+        assert len(alerts) == len(set(alerts)) == raised
         assert hub.client_count == 1
         # Once the stalled client reads, it finds the close with the reason.
         code, reason = await slow.read_until_closed(timeout=30)

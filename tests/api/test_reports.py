@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from gpsd_server.core.history import track_stats
+from gpsd_server.store.batch import MileageRule, rebuild_hours
 from gpsd_server.wire import ts_text
 from tests.fixtures.history import along, day_ago, insert_fixes, parked
 from tests.fixtures.server import RunningServer
@@ -47,6 +48,8 @@ async def test_daily_mileage_per_vehicle_and_company(history: RunningServer, db:
     drive = along(L_SHAPE, t0, points=300, step_s=10, speed=36.0)
     insert_fixes(db, f"{history.prefix}-m1", drive, company=company)
     insert_fixes(db, f"{history.prefix}-m2", parked(112.3, 28.6, t0, seconds=600, step_s=10), company=company)
+    # Loaded around the writer (COPY): the hourly summary the report reads is rebuilt for them.
+    rebuild_hours(db, t0 - timedelta(days=1), t0 + timedelta(days=1), MileageRule())
     lon, lat = np.array([r[1] for r in drive]), np.array([r[2] for r in drive])
     ts, speed = np.array([r[0].timestamp() for r in drive]), np.full(len(drive), 36.0)
     expected = track_stats(ts, lon, lat, speed, moving_kmh=5, gap_s=300)

@@ -16,6 +16,7 @@ import websockets
 
 from tests.faults.load import Publisher, alerts_of, cancel, stored, wait_until
 from tests.fixtures.server import make_tokens
+from tests.helpers import ws_messages
 from tools.procs import ServerProcess
 
 FAST_S = 1.0  # "at once": what a request may take while the database is away
@@ -82,11 +83,11 @@ async def test_fresh_database_down_at_start(make_server: Any) -> None:
 async def live_positions(url: str, wanted: set[str], seen: dict[str, float], ready: asyncio.Event) -> None:
     async with websockets.connect(url, max_size=None) as ws:
         async for raw in ws:
-            msg = json.loads(raw)
-            if msg.get("type") == "snapshot":
-                ready.set()
-            elif msg.get("type") == "position" and msg["vehicle_id"] in wanted:
-                seen.setdefault(msg["vehicle_id"], time.monotonic())
+            for msg in ws_messages(json.loads(raw)):
+                if msg.get("type") == "snapshot":
+                    ready.set()
+                elif msg.get("type") == "position" and msg["vehicle_id"] in wanted:
+                    seen.setdefault(msg["vehicle_id"], time.monotonic())
 
 
 async def test_restart_while_database_is_down_serves_known_tokens(server_process: ServerProcess) -> None:

@@ -11,6 +11,7 @@ import math
 import shutil
 import statistics
 import time
+from datetime import datetime
 from typing import Any
 
 import aiomqtt
@@ -20,6 +21,7 @@ import websockets
 
 from tests.faults.load import Publisher, cancel
 from tests.fixtures.services import REPO
+from tests.helpers import ws_messages
 from tools.procs import ServerProcess
 
 LOAD_S = 14.0
@@ -71,17 +73,15 @@ async def probe(port: int, prefix: str, vehicle: str) -> None:
 async def listen(url: str, vehicle: str, latencies: list[tuple[float, float]], alerts: list[dict[str, Any]]) -> None:
     async with websockets.connect(url, max_size=None) as ws:
         async for raw in ws:
-            msg = json.loads(raw)
             now = time.time()
-            if msg.get("type") == "position" and msg.get("vehicle_id") == vehicle:
-                sent = msg["ts"] if isinstance(msg["ts"], float) else None
-                if sent is None:
-                    from datetime import datetime
-
-                    sent = datetime.fromisoformat(msg["ts"].replace("Z", "+00:00")).timestamp()
-                latencies.append((time.monotonic(), now - sent))
-            elif msg.get("type") == "alert":
-                alerts.append(msg)
+            for msg in ws_messages(json.loads(raw)):
+                if msg.get("type") == "position" and msg.get("vehicle_id") == vehicle:
+                    sent = msg["ts"] if isinstance(msg["ts"], float) else None
+                    if sent is None:
+                        sent = datetime.fromisoformat(msg["ts"].replace("Z", "+00:00")).timestamp()
+                    latencies.append((time.monotonic(), now - sent))
+                elif msg.get("type") == "alert":
+                    alerts.append(msg)
 
 
 async def test_dense_upload_under_load_keeps_health_and_ingest_latency(make_server: Any) -> None:

@@ -1,13 +1,15 @@
-"""The live hub without a network: filters, snapshot, encoding once, slow clients dropped."""
+"""The live hub without a network: filters, frames encoded once and shared, lagging
+clients conflated, alerts never conflated, clients dropped only for an alert backlog."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from gpsd_server import wire
-from gpsd_server.sinks.hub import LiveHub, LivePosition, SubscriptionError, parse_subscription
+from gpsd_server.sinks.hub import Client, LiveHub, LivePosition, SubscriptionError, parse_subscription
 
 T0 = 1_800_000_000.0
 
@@ -18,27 +20,186 @@ def pos(
     return LivePosition(vid, ts, lon, lat, speed, 90.0, cls, f"湘A{vid}")
 
 
-def drain(client: object) -> list[dict[str, object]]:
-    queue = client.queue  # type: ignore[attr-defined]
-    out = []
-    while not queue.empty():
-        out.append(json.loads(queue.get_nowait()))
+def drain(client: Client) -> list[dict[str, object]]:
+    """What the client's sender would send now, in order, frames flattened to
+    their positions (as the page reads them)."""
+    out: list[dict[str, object]] = []
+    while not client.queue.empty():
+        data: str | None = client.queue.get_nowait()
+        if data is not client.pending_frame:
+            out.append(json.loads(data))
+            continue
+        while data is not None:
+            out += flatten(json.loads(data))
+            data = client.next_frame()
     return out
 
 
-def test_positions_reach_only_clients_whose_filter_admits_them_and_are_encoded_once() -> None:
+def flatten(msg: dict[str, object]) -> list[dict[str, object]]:
+    return list(msg["positions"]) if msg["type"] == "positions" else [msg]  # type: ignore[call-overload]
+
+
+def raw(client: Client) -> list[str]:
+    out = []
+    while not client.queue.empty():
+        out.append(client.queue.get_nowait())
+    return out
+
+
+def sos(vid: str, n: int, *, cls: str = "muck_truck") -> wire.Alert:
+    return wire.Alert(
+        id=f"{vid}-{n}", kind="sos", key="alarm:sos", severity="critical", vehicle_id=vid, vehicle_class=cls,
+        ts=wire.utc(T0 + n), raised_at=wire.utc(T0 + n), lon=112.3, lat=28.5, phase="start",
+    )  # fmt: skip
+
+
+def test_positions_reach_only_clients_whose_filter_admits_them_in_one_frame() -> None:
     hub = LiveHub(moving_kmh=5.0)
     everything, trucks_near = hub.add_client(), hub.add_client()
     assert everything is not None and trucks_near is not None
     trucks_near.subscription = parse_subscription({"bbox": [112.0, 28.0, 112.5, 28.6], "classes": ["muck_truck"]})
     hub.publish_positions([pos("A", 112.3, 28.5), pos("B", 113.0, 28.5), pos("C", 112.3, 28.5, cls="patrol")])
-    assert [m["vehicle_id"] for m in drain(everything)] == ["A", "B", "C"]
+    [frame] = raw(everything)
+    msg = json.loads(frame)
+    assert msg["type"] == "positions" and [m["vehicle_id"] for m in msg["positions"]] == ["A", "B", "C"]
+    assert msg == json.loads(wire.encode(wire.Positions(positions=[p.message(5.0) for p in hub.positions.values()])))
     near = drain(trucks_near)
-    assert [m["vehicle_id"] for m in near] == ["A"]
-    assert near[0] == {
-        "type": "position", "vehicle_id": "A", "plate": "湘AA", "class": "muck_truck", "ts": "2027-01-15T08:00:00Z",
-        "lon": 112.3, "lat": 28.5, "speed": 30.0, "heading": 90.0, "status": "moving",
-    }  # fmt: skip
+    assert near == [
+        {
+            "type": "position",
+            "vehicle_id": "A",
+            "plate": "湘AA",
+            "class": "muck_truck",
+            "ts": "2027-01-15T08:00:00Z",
+            "lon": 112.3,
+            "lat": 28.5,
+            "speed": 30.0,
+            "heading": 90.0,
+            "status": "moving",
+        }
+    ]  # fmt: skip  -- a frame of one position is the plain position message
+    assert hub.positions_encoded == 3
+
+
+def test_clients_with_the_same_filter_share_one_frame_object() -> None:
+    hub = LiveHub()
+    clients = [hub.add_client() for _ in range(3)]
+    assert all(clients)
+    patrol = hub.add_client()
+    assert patrol is not None
+    patrol.subscription = parse_subscription({"classes": ["patrol"]})
+    hub.publish_positions([pos("A", 112.3, 28.5), pos("B", 112.3, 28.5), pos("C", 112.3, 28.5, cls="patrol")])
+    frames = [raw(c)[0] for c in clients if c is not None]
+    assert frames[0] is frames[1] is frames[2]
+    assert hub.frames_built == 2 and hub.positions_encoded == 3
+    assert [m["vehicle_id"] for m in drain(patrol)] == ["C"]
+
+
+async def test_positions_of_one_flush_interval_go_in_one_frame() -> None:
+    hub = LiveHub(flush_ms=30)
+    client = hub.add_client()
+    assert client is not None
+    hub.publish_positions([pos("A", 112.3, 28.5)])
+    hub.publish_positions([pos("B", 112.3, 28.5)])
+    assert client.queue.empty()  # waits for the flush
+    await asyncio.sleep(0.1)
+    [frame] = raw(client)
+    assert [m["vehicle_id"] for m in json.loads(frame)["positions"]] == ["A", "B"]
+
+
+def test_a_lagging_client_gets_the_latest_position_per_vehicle_and_a_fast_one_every_position() -> None:
+    hub = LiveHub(send_queue=10)
+    slow, fast = hub.add_client(), hub.add_client()
+    assert slow is not None and fast is not None
+    seen_fast: list[dict[str, object]] = []
+    for i in range(1000):  # far more rounds than the send queue holds
+        hub.publish_positions([pos("A", 112.3, 28.5, ts=T0 + i), pos("B", 112.4, 28.5, ts=T0 + i)])
+        seen_fast += drain(fast)
+    assert len(seen_fast) == 2000 and hub.clients_dropped == 0
+    got = drain(slow)  # the first frame, then one frame with the latest of each vehicle
+    assert [(m["vehicle_id"], m["ts"]) for m in got] == [
+        ("A", "2027-01-15T08:00:00Z"), ("B", "2027-01-15T08:00:00Z"),
+        ("A", "2027-01-15T08:16:39Z"), ("B", "2027-01-15T08:16:39Z"),
+    ]  # fmt: skip
+    assert slow.conflated_positions == 2 * 998 and slow.pending_frame is None
+
+
+def test_alerts_are_never_conflated_and_a_client_is_dropped_only_when_they_overflow() -> None:
+    hub = LiveHub(send_queue=10)
+    slow, fast = hub.add_client(), hub.add_client()
+    assert slow is not None and fast is not None
+    got: list[dict[str, object]] = []
+    for i in range(10):
+        hub.publish_positions([pos("A", 112.3, 28.5, ts=T0 + i)])
+        hub.publish_alerts([sos("A", i)])
+        got += drain(fast)
+    assert [m["id"] for m in got if m["type"] == "alert"] == [f"A-{i}" for i in range(10)]
+    assert hub.clients_dropped == 0  # the slow one holds 10 alerts and one frame: still within its queue
+    hub.publish_alerts([sos("A", 10)])
+    assert hub.clients_dropped == 1 and hub.client_count == 1
+    assert slow.dropped == "too slow: send queue full" and raw(slow) == [""]
+    hub.publish_alerts([sos("A", 11)])
+    assert [m["id"] for m in drain(fast)] == ["A-10", "A-11"]
+
+
+async def test_a_backlog_past_half_the_queue_goes_out_as_one_batch_frame() -> None:
+    hub = LiveHub(send_queue=6, flush_ms=10_000)  # no flush during the test
+    client = hub.add_client()
+    assert client is not None
+    hub.publish_alerts([sos("A", 0)])
+    hub.publish_alerts([sos("A", 1)])
+    assert json.loads(await client.outgoing() or "")["id"] == "A-0"  # a short backlog: one by one
+    assert json.loads(await client.outgoing() or "")["id"] == "A-1"
+    hub.publish_alerts([sos("A", 1), sos("B", 2)])
+    hub.publish_alerts([sos("C", 3)])
+    hub.publish_alerts([sos("D", 4)])
+    hub.reply(client, b'{"type":"error","error":"x"}')
+    batch = json.loads(await client.outgoing() or "")
+    assert batch["type"] == "batch"
+    assert [m.get("id", m["type"]) for m in batch["messages"]] == ["A-1", "B-2", "C-3", "D-4", "error"]
+    assert client.queue.empty()
+
+
+async def test_zone_records_wait_for_the_flush_and_alerts_do_not() -> None:
+    hub = LiveHub(flush_ms=10_000)
+    client = hub.add_client()
+    assert client is not None
+    zone = wire.ZoneRecord(
+        id="z", kind="zone", key="zone:G1", severity="info", vehicle_id="A", ts=wire.utc(T0), raised_at=wire.utc(T0),
+        lon=112.3, lat=28.5, phase="start", zone_id="G1",
+    )  # fmt: skip
+    hub.publish_alerts([zone, sos("A", 0)])
+    assert [m["type"] for m in drain(client)] == ["alert"]
+    hub.flush()
+    assert [m["type"] for m in drain(client)] == ["zone"]
+
+
+async def test_a_flush_of_zone_records_takes_one_place_in_the_queue() -> None:
+    hub = LiveHub(send_queue=10, flush_ms=10_000)
+    client = hub.add_client()
+    assert client is not None
+    zones = [
+        wire.ZoneRecord(
+            id=f"z{i}", kind="zone", key=f"zone:G{i}", severity="info", vehicle_id="A", ts=wire.utc(T0 + i),
+            raised_at=wire.utc(T0 + i), lon=112.3, lat=28.5, phase="start", zone_id=f"G{i}",
+        )
+        for i in range(100)
+    ]  # fmt: skip
+    hub.publish_alerts(zones)
+    hub.flush()
+    assert hub.clients_dropped == 0 and client.queue.qsize() == 1
+    [frame] = raw(client)
+    batch = json.loads(frame)
+    assert batch["type"] == "batch" and [m["id"] for m in batch["messages"]] == [f"z{i}" for i in range(100)]
+
+
+def test_a_cycle_of_alerts_takes_one_place_in_the_queue_and_none_is_lost() -> None:
+    hub = LiveHub(send_queue=10)
+    client = hub.add_client()
+    assert client is not None
+    hub.publish_alerts([sos(f"V{i}", i) for i in range(500)])
+    assert hub.clients_dropped == 0 and client.queue.qsize() == 1
+    assert [m["id"] for m in drain(client)[0]["messages"]] == [f"V{i}-{i}" for i in range(500)]
 
 
 def test_an_older_position_does_not_replace_the_last_one_and_the_snapshot_has_every_vehicle() -> None:
@@ -51,27 +212,12 @@ def test_an_older_position_does_not_replace_the_last_one_and_the_snapshot_has_ev
     assert snapshot["type"] == "snapshot" and [v["lon"] for v in snapshot["vehicles"]] == [112.3]
 
 
-def test_a_client_that_does_not_read_is_dropped_and_told_why() -> None:
-    hub = LiveHub(send_queue=10)
-    slow, fast = hub.add_client(), hub.add_client()
-    assert slow is not None and fast is not None
-    for i in range(11):
-        hub.publish_positions([pos("A", 112.3, 28.5, ts=T0 + i)])
-        drain(fast)
-    assert hub.clients_dropped == 1 and hub.client_count == 1
-    assert slow.dropped == "too slow: send queue full" and slow.queue.get_nowait() == b""
-
-
 def test_alerts_follow_the_same_filters() -> None:
     hub = LiveHub()
     patrol_only = hub.add_client()
     assert patrol_only is not None
     patrol_only.subscription = parse_subscription({"classes": ["patrol"]})
-    alert = wire.Alert(
-        id="x", kind="sos", key="alarm:sos", severity="critical", vehicle_id="A", vehicle_class="muck_truck",
-        ts=wire.utc(T0), raised_at=wire.utc(T0), lon=112.3, lat=28.5,
-    )  # fmt: skip
-    hub.publish_alerts([alert])
+    hub.publish_alerts([sos("A", 0)])
     assert drain(patrol_only) == []
 
 

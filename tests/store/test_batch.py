@@ -48,6 +48,23 @@ def test_rounds_hold_one_event_per_alert_key() -> None:
     assert rounds == [[2, 0], [0, 1], [1, 0]]
 
 
+def test_a_start_ended_in_the_same_batch_is_staged_as_the_whole_interval() -> None:
+    start = row("start", T0)
+    rows, _ = alert_stage_rows([start, row("end", T0 + 10, alert_id=start.id), row("start", T0 + 20)])
+    merged = [r[3] for r in rows]
+    assert merged == [False, True, False]
+    # ended_ts; the start's figures stay, the end's own keys are added
+    assert rows[0][4 + 11] is not None and rows[0][4 + 13] == {"at": T0}
+    assert rows[2][4 + 11] is None
+
+
+def test_a_replay_cut_into_other_batches_still_closes_the_alert(conn: psycopg.Connection[Any]) -> None:
+    start = row("start", T0)
+    write_batch(conn, [], [start])  # stored open by an earlier write
+    write_batch(conn, [], [start, row("end", T0 + 10, alert_id=start.id)])  # replayed with its end
+    assert [(ts - T0, None if end is None else end - T0) for ts, end, _ in alerts(conn)] == [(0.0, 10.0)]
+
+
 def test_leave_and_reenter_within_one_batch(conn: psycopg.Connection[Any]) -> None:
     first = row("start", T0)
     write_batch(conn, [], [first])

@@ -44,7 +44,14 @@ from gpsd_server.model import Fix
 from gpsd_server.settings import DatabaseSettings
 from gpsd_server.sinks.tracks.policy import Action, WriterPolicy
 from gpsd_server.sinks.tracks.spool import Spool
-from gpsd_server.store.batch import AlertRow, FlagCorrection, open_writer_connection, write_batch
+from gpsd_server.store.batch import (
+    DEFAULT_MILEAGE,
+    AlertRow,
+    FlagCorrection,
+    MileageRule,
+    open_writer_connection,
+    write_batch,
+)
 
 __all__ = ["AlertRow", "TrackWriter", "WriterStats"]
 
@@ -66,6 +73,7 @@ class WriterStats:
     spool_full_events: int = 0  # times the spool was found full (each one logged as an error)
     spool_peak_bytes: int = 0
     rows_not_durable: int = 0  # rows neither written nor spooled at shutdown (left unacknowledged)
+    last_commit_at: float = 0.0  # wall clock of the last commit
 
     @property
     def duplicates(self) -> int:
@@ -97,9 +105,17 @@ class TrackWriter:
     """Batches fixes and alerts into the database, or into the spool while
     the database is away; see the module docstring."""
 
-    def __init__(self, settings: DatabaseSettings, *, spool_path: str | Path, timezone: str = "Asia/Shanghai") -> None:
+    def __init__(
+        self,
+        settings: DatabaseSettings,
+        *,
+        spool_path: str | Path,
+        timezone: str = "Asia/Shanghai",
+        mileage: MileageRule = DEFAULT_MILEAGE,
+    ) -> None:
         self._settings = settings
         self._timezone = timezone  # alert numbers count per local day
+        self._mileage = mileage  # the hourly mileage summary kept with the fixes
         self._policy = WriterPolicy(settings)
         self._spool = Spool(spool_path, max_bytes=int(settings.spool_max_mb * 1024 * 1024))
         self._read_offset = self._spool.start  # first spooled record not yet replayed
@@ -114,9 +130,15 @@ class TrackWriter:
         self._replay_started = 0.0
         self._replay_rows = 0
         self._full_logged_at = -math.inf
+        self._thread_id = 0
         self.stats = WriterStats()
 
     # -- what the metrics read ------------------------------------------------
+
+    @property
+    def thread_id(self) -> int:
+        """The writer thread's native id (0 before it runs): its CPU in /proc/<pid>/task/<id>."""
+        return self._thread_id
 
     @property
     def queued_rows(self) -> int:
@@ -221,6 +243,7 @@ class TrackWriter:
     def _thread_main(self, done: asyncio.Future[None]) -> None:
         loop = self._loop
         assert loop is not None
+        self._thread_id = threading.get_native_id()
         error: BaseException | None = None
         try:
             recovered = self._spool.open()
@@ -363,12 +386,16 @@ class TrackWriter:
 
     def _write(self, batch: _Batch) -> None:
         t0 = time.perf_counter()
-        inserted = write_batch(self._connect(), batch.fixes, batch.alerts, batch.corrections, timezone=self._timezone)
+        inserted = write_batch(
+            self._connect(), batch.fixes, batch.alerts, batch.corrections, timezone=self._timezone,
+            mileage=self._mileage,
+        )  # fmt: skip
         self.stats.alerts_written += len(batch.alerts)
         self.stats.rows_copied += len(batch.fixes)
         self.stats.rows_inserted += inserted
         self.stats.batches += 1
         self.stats.last_batch_s = time.perf_counter() - t0
+        self.stats.last_commit_at = time.time()
 
     # -- the spool ------------------------------------------------------------
 

@@ -162,6 +162,14 @@ function handleLive(msg) {
       // socket was down (or before it was up) are not missed.
       app.alerts?.load().catch(() => {});
       break;
+    case "batch":
+      // Several messages in one frame, in order (a burst, or a flush's zone records).
+      for (const m of msg.messages || []) handleLive(m);
+      break;
+    case "positions":
+      // One frame per flush interval carries every position since the last.
+      for (const p of msg.positions || []) app.store.enqueue(p);
+      break;
     case "position":
       app.store.enqueue(msg);
       break;

@@ -1,0 +1,133 @@
+"""Fixes written by ``write_batch``: stored once however often a batch is
+written, and the hourly mileage summary (``fix_hours``) equal to a scan of
+the fixes whatever the order, duplicates and flags."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from gpsd_server.model import Fix, FixFlag
+from gpsd_server.store import history
+from gpsd_server.store.batch import STAGE_SQL, MileageRule, rebuild_hours, write_batch
+from gpsd_server.store.schema import migrate
+
+DAY = datetime(2021, 6, 1, tzinfo=UTC)  # far from the days other tests write
+RULE = MileageRule(moving_kmh=5.0, gap_s=300.0)
+
+
+@pytest.fixture
+async def conn(database: str) -> AsyncIterator[psycopg.Connection[Any]]:
+    async with await psycopg.AsyncConnection.connect(database) as c:
+        await migrate(c)
+    with psycopg.connect(database) as c:
+        c.execute(STAGE_SQL)
+        c.commit()
+        yield c
+
+
+@pytest.fixture
+def vehicle() -> str:
+    return f"FB-{uuid.uuid4().hex[:8]}"
+
+
+def drive(vehicle: str, start: datetime, n: int, *, step_s: float = 10.0, flags: int = 0) -> list[Fix]:
+    """A vehicle driving east with stops (speed 0 every 7th fix) and one silence longer than gap_s."""
+    t0 = start.timestamp()
+    out = []
+    for i in range(n):
+        ts = t0 + i * step_s + (400.0 if i > n // 2 else 0.0)
+        speed = 0.0 if i % 7 == 0 else 30.0 + i % 5
+        out.append(Fix(vehicle, ts, 112.3 + i * 1e-4, 28.5 + (i % 3) * 1e-5, ts + 1, speed, 90.0, flags=FixFlag(flags)))
+    return out
+
+
+async def reports(database: str, vehicle: str) -> tuple[Any, Any]:
+    """(from the summary, from the scan) for the vehicle's day."""
+    async with await psycopg.AsyncConnection.connect(database) as a:
+        await a.execute("INSERT INTO vehicles (id) VALUES (%s) ON CONFLICT DO NOTHING", (vehicle,))
+        t1 = DAY + timedelta(days=1)
+        fast = await history.daily_mileage_from_hours(a, DAY, t1, moving_kmh=RULE.moving_kmh, gap_s=RULE.gap_s)
+        scan = await history.daily_mileage(a, DAY, t1, moving_kmh=RULE.moving_kmh, gap_s=RULE.gap_s)
+    assert fast is not None
+    return [r for r in fast if r[0] == vehicle], [r for r in scan if r[0] == vehicle]
+
+
+def assert_same(fast: Sequence[Any], scan: Sequence[Any]) -> None:
+    assert len(fast) == len(scan) == 1
+    (f,), (s,) = fast, scan
+    assert f[7] == s[7]  # fixes
+    assert f[4] == pytest.approx(s[4], rel=1e-9, abs=1e-9)  # km
+    assert f[5] == pytest.approx(s[5], rel=1e-9, abs=1e-6)  # driving s
+    assert f[6] == pytest.approx(s[6])  # max km/h
+
+
+def write(conn: psycopg.Connection[Any], fixes: Sequence[Fix]) -> int:
+    return write_batch(conn, fixes, [], mileage=RULE)
+
+
+async def test_batches_in_order_across_hours_sum_like_the_scan(
+    conn: psycopg.Connection[Any], database: str, vehicle: str
+) -> None:
+    fixes = drive(vehicle, DAY + timedelta(hours=5, minutes=50), 300)  # 50 min, crossing an hour and a gap
+    for i in range(0, len(fixes), 37):
+        assert write(conn, fixes[i : i + 37]) == len(fixes[i : i + 37])
+    fast, scan = await reports(database, vehicle)
+    assert_same(fast, scan)
+    assert fast[0][4] > 1.0 and fast[0][5] > 0
+
+
+async def test_a_batch_written_twice_or_overlapping_stores_and_counts_nothing_twice(
+    conn: psycopg.Connection[Any], database: str, vehicle: str
+) -> None:
+    fixes = drive(vehicle, DAY + timedelta(hours=8), 200)
+    assert write(conn, fixes[:120]) == 120
+    assert write(conn, fixes[:120]) == 0  # the whole batch again
+    assert write(conn, fixes[100:]) == 80  # overlapping: 20 already stored
+    stored = conn.execute("SELECT count(*) FROM fixes WHERE vehicle_id = %s", (vehicle,)).fetchone()
+    conn.commit()
+    assert stored == (200,)
+    fast, scan = await reports(database, vehicle)
+    assert_same(fast, scan)
+    assert fast[0][7] == 200
+
+
+async def test_fixes_out_of_order_recompute_their_hour(
+    conn: psycopg.Connection[Any], database: str, vehicle: str
+) -> None:
+    fixes = drive(vehicle, DAY + timedelta(hours=10, minutes=30), 400)
+    later, earlier = fixes[200:], fixes[:200]
+    write(conn, later)
+    write(conn, earlier[1::2])  # backfill arriving after the live fixes, in two halves
+    write(conn, earlier[::2])
+    fast, scan = await reports(database, vehicle)
+    assert_same(fast, scan)
+
+
+async def test_unusable_fixes_are_left_out(conn: psycopg.Connection[Any], database: str, vehicle: str) -> None:
+    good = drive(vehicle, DAY + timedelta(hours=14), 100)
+    late = drive(vehicle, DAY + timedelta(hours=14, seconds=5), 50, flags=int(FixFlag.LATE))
+    jumps = drive(vehicle, DAY + timedelta(hours=14, seconds=7), 20, flags=int(FixFlag.JUMP))
+    drift = drive(vehicle, DAY + timedelta(hours=14, seconds=8), 20, flags=int(FixFlag.DRIFT))
+    write(conn, good + late + jumps + drift)
+    fast, scan = await reports(database, vehicle)
+    assert_same(fast, scan)
+    assert fast[0][7] == 150  # late fixes are where the vehicle was; jumps and parked drift are not
+
+
+async def test_fixes_loaded_around_the_writer_are_summarised_by_rebuild(
+    conn: psycopg.Connection[Any], database: str, vehicle: str
+) -> None:
+    fixes = drive(vehicle, DAY + timedelta(hours=18, minutes=40), 150)
+    write(conn, fixes[:50])
+    conn.execute("DELETE FROM fix_hours WHERE vehicle_id = %s", (vehicle,))  # as if loaded by COPY
+    conn.commit()
+    write(conn, fixes[50:])  # the writer alone would now undercount the first hour
+    assert rebuild_hours(conn, DAY, DAY + timedelta(days=1), RULE) > 0
+    fast, scan = await reports(database, vehicle)
+    assert_same(fast, scan)
