@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import msgspec
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -25,6 +26,7 @@ def _error(text: str) -> bytes:
 def router(services: ApiServices) -> APIRouter:
     r = APIRouter()
     snapshot_max = services.config.http.ws_snapshot_max
+    heartbeat_s = services.config.http.ws_heartbeat_s
 
     @r.websocket("/ws/live")
     async def ws_live(ws: WebSocket) -> None:
@@ -41,7 +43,11 @@ def router(services: ApiServices) -> APIRouter:
 
             async def sender() -> None:
                 while True:
-                    data = await client.queue.get()
+                    try:
+                        data = await asyncio.wait_for(client.queue.get(), heartbeat_s)
+                    except TimeoutError:  # quiet: say the server is alive (the page's stall banner)
+                        await ws.send_text(wire.encode(wire.Heartbeat(ts=wire.utc(time.time()))).decode())
+                        continue
                     if not data:  # the hub dropped this client
                         await ws.close(code=1008, reason=client.dropped or "dropped")
                         return

@@ -1,6 +1,7 @@
-"""Supervisor reports, JSON or ``format=csv``: daily mileage, violations,
-muck-truck permit compliance, patrol coverage per grid. Days are the city's
-local days (``[city] timezone``)."""
+"""Supervisor reports, JSON, ``format=csv`` or ``format=xlsx``: daily mileage,
+violations, muck-truck permit compliance, patrol coverage per grid, the 12319
+dispatch log. Days are the city's local days (``[city] timezone``); CSV and
+XLSX have Chinese headers and values and local times (``api/sheets.py``)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,21 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from gpsd_server.api import sheets
 from gpsd_server.api.auth import require
 from gpsd_server.api.deps import ApiServices
-from gpsd_server.api.exports import table_csv
 from gpsd_server.api.history_params import history_range, local_day, parse_format
 from gpsd_server.api.responses import json_response
 from gpsd_server.core import history as core
 from gpsd_server.core.history_city import check_trip
+from gpsd_server.store import dispatch as dispatch_store
 from gpsd_server.store import history as store
 from gpsd_server.store.vehicles import vehicles_of_class
 from gpsd_server.wire import ts_text, utc
 
-FORMATS = ("json", "csv")
+FORMATS = ("json", "csv", "xlsx")
+TITLES = {"mileage": "里程统计", "violations": "违规统计", "permits": "许可合规", "patrol-coverage": "网格巡查",
+          "patrol-mileage": "巡查里程", "dispatches": "12319派单记录"}  # fmt: skip
 
 
 def _iso(ts: float | None) -> str | None:
@@ -32,11 +36,19 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _answer(fmt: str, body: dict[str, Any], header: tuple[str, ...], rows: list[tuple[Any, ...]], name: str) -> Any:
+    timezone = str(body["timezone"])
     if fmt == "csv":
         return Response(
-            table_csv(header, rows),
+            sheets.to_csv(header, rows, timezone),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    if fmt == "xlsx":
+        title = TITLES.get(name.split("-2")[0], name)
+        return Response(
+            sheets.to_xlsx(header, rows, timezone, title=title),
+            media_type=sheets.XLSX_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
         )
     return json_response(body)
 
@@ -215,6 +227,28 @@ def router(services: ApiServices) -> APIRouter:
         if by == "vehicle":
             return _answer(fmt, body, ("vehicle_id", "day", "distance_km", "driving_s"), daily, "patrol-mileage")
         return _answer(fmt, body, grid_header, grids, "patrol-coverage")
+
+    @r.get("/dispatches", dependencies=[Depends(require("viewer"))])
+    async def dispatch_log(
+        start: str | None = None,
+        end: str | None = None,
+        format: str = "json",
+    ) -> Any:
+        """The 12319 dispatch log: every case sent to a patrol car in [start, end), oldest first."""
+        fmt = parse_format(format, FORMATS)
+        t0, t1 = history_range(start, end, settings.max_range_days)
+        async with db.connection() as conn:
+            found = await dispatch_store.between(conn, t0, t1)
+        header = ("id", "created_at", "created_by", "vehicle_id", "plate", "lon", "lat", "distance_m", "note")
+        plate = services.directory.info
+        rows = [
+            (d.id, _iso(d.created_at.timestamp()), d.created_by, d.vehicle_id, plate(d.vehicle_id).plate,
+             d.lon, d.lat, None if d.distance_m is None else round(d.distance_m, 1), d.note)
+            for d in found
+        ]  # fmt: skip
+        listed = [dict(zip(header, row, strict=True)) for row in rows]
+        body = {"start": t0, "end": t1, "timezone": tzname, "dispatches": listed}
+        return _answer(fmt, body, header, rows, "dispatches")
 
     return r
 
