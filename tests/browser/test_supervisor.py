@@ -4,6 +4,7 @@ bulk acknowledge; alert details in Chinese with the short number as title."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from tests.fixtures.history import along, day_ago, insert_fixes
 
 TZ = ZoneInfo("Asia/Shanghai")
 REPORTS = ("mileage", "companies", "violations", "permits", "coverage", "dispatches")
+
+
+async def read_bytes(path: Path | str) -> bytes:
+    return await asyncio.to_thread(Path(path).read_bytes)
 
 
 async def set_date(page: Page, selector: str, value: str) -> None:
@@ -59,7 +64,7 @@ async def test_reports_open_change_date_and_export(page: Page, db: psycopg.Conne
         await page.page.click("#export-xlsx")
     download = await info.value
     assert download.suggested_filename == f"mileage-{day}.xlsx"
-    ws = openpyxl.load_workbook(io.BytesIO(Path(await download.path()).read_bytes())).active
+    ws = openpyxl.load_workbook(io.BytesIO(await read_bytes(await download.path()))).active
     assert ws is not None
     rows = list(ws.iter_rows(values_only=True))
     assert rows[0][:4] == ("编号", "车牌", "车辆类型", "所属公司")
@@ -70,7 +75,7 @@ async def test_reports_open_change_date_and_export(page: Page, db: psycopg.Conne
 
     async with page.page.expect_download() as info:
         await page.page.click("#export-csv")
-    data = Path(await (await info.value).path()).read_bytes()
+    data = await read_bytes(await (await info.value).path())
     assert data.startswith(b"\xef\xbb\xbf")
     text = data.decode("utf-8-sig")
     assert text.splitlines()[0].startswith("编号,车牌,车辆类型,所属公司,里程(km)") and "湘A·R0001" in text
@@ -92,7 +97,8 @@ async def test_dashboard_shows_the_api_figures(page: Page, db: psycopg.Connectio
     await page.page.wait_for_function("document.querySelector('#view-dashboard').dataset.loaded")
     day = await page.page.input_value("#dash-day")
     shown = await page.js(
-        "Object.fromEntries([...document.querySelectorAll('[data-figure]')].map(e => [e.dataset.figure, e.textContent]))"
+        "Object.fromEntries([...document.querySelectorAll('[data-figure]')]"
+        ".map(e => [e.dataset.figure, e.textContent]))"
     )
     async with httpx.AsyncClient(base_url=page.server.http, headers=page.server.headers()) as http:
         body = (await http.get("/api/dashboard", params={"day": day})).json()
