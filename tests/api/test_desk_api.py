@@ -113,7 +113,8 @@ async def test_reports_as_xlsx_and_chinese_csv(server: RunningServer, db: psycop
 
         # the dispatch log: local times in the CSV, real date-times in the XLSX
         pc = "PC-020"  # a patrol car of the demo city's registry, online now
-        fix = {"ts": time.time(), "lon": 112.351, "lat": 28.571}
+        # Far from the city centre: the next test servers restore this last position (test_dispatch asks there).
+        fix = {"ts": time.time(), "lon": 112.60, "lat": 28.85}
         await publish([(f"{server.prefix}/{pc}/fix", json.dumps(fix).encode())])
         await wait_for(lambda: pc in server.server.hub.positions, what="the patrol car's live position")
         async with httpx.AsyncClient(base_url=server.http, headers=server.headers("operator")) as op:
