@@ -101,6 +101,8 @@ class HttpSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     shutdown_timeout_s: Positive = 5.0  # at shutdown, requests still running after this are cut
     ws_flush_ms: Annotated[int, Meta(ge=0, le=10000)] = 100  # one frame of positions per client per interval
     ws_compression: bool = False  # permessage-deflate: compresses every frame once per client
+    ws_heartbeat_s: Annotated[float, Meta(ge=0.5, le=60)] = 5.0
+    """A quiet /ws/live carries a heartbeat this often, so the page tells a quiet night from a stalled server."""
 
 
 class IngestSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -183,12 +185,37 @@ class DispatchSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only
     online_max_age_s: Positive = 600.0
 
 
+Basemap = Literal["tianditu", "amap", "osm", "offline", "custom"]
+
+
 class MapSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     tile_url: str = ""
     tile_crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
     tile_attribution: str = ""
     center: tuple[float, float] | None = None
     zoom: Annotated[int, Meta(ge=1, le=20)] = 12
+    # Basemap presets offered by the page's switcher, the first shown by default
+    # (api/basemaps.py). Empty: "custom" when tile_url is set, else no basemap.
+    basemaps: tuple[Basemap, ...] = ()
+    tianditu_key: str = ""  # 天地图 browser key (required by the "tianditu" preset)
+    offline_path: str = ""  # an .mbtiles or .pmtiles file, or a folder of {z}/{x}/{y}.png|jpg|webp
+
+    def __post_init__(self) -> None:
+        if "tianditu" in self.basemaps and not self.tianditu_key:
+            raise ValueError("tianditu_key: required by the 'tianditu' basemap (a 天地图 key)")
+        if "offline" in self.basemaps and not self.offline_path:
+            raise ValueError("offline_path: required by the 'offline' basemap (an .mbtiles/.pmtiles file or folder)")
+        if "custom" in self.basemaps and not self.tile_url:
+            raise ValueError("tile_url: required by the 'custom' basemap")
+        if len(set(self.basemaps)) != len(self.basemaps):
+            raise ValueError("basemaps: a preset is listed twice")
+
+
+class DeskSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The control-room page's alert desk."""
+
+    stall_s: Annotated[float, Meta(ge=3, le=600)] = 15.0
+    """No live message (not even a heartbeat) for this long: a full-width banner and the alarm sound."""
 
 
 class RuleSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -294,6 +321,7 @@ class Config(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     jt808: Jt808Settings = msgspec.field(default_factory=Jt808Settings)
     owntracks: OwnTracksSettings = msgspec.field(default_factory=OwnTracksSettings)
     map: MapSettings = msgspec.field(default_factory=MapSettings)
+    desk: DeskSettings = msgspec.field(default_factory=DeskSettings)
     dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
     history: HistorySettings = msgspec.field(default_factory=HistorySettings)
     rules: RuleSettings = msgspec.field(default_factory=RuleSettings)

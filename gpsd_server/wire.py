@@ -154,6 +154,12 @@ class ZoneRecord(Alert, tag="zone", kw_only=True):
     """Zone presence (enter = start, exit = end): for reports and the map, not the desk."""
 
 
+class Heartbeat(Message, tag="heartbeat", kw_only=True):
+    """Sent on a quiet /ws/live every ``[http] ws_heartbeat_s``: the server is alive."""
+
+    ts: datetime
+
+
 class Error(Message, tag="error", kw_only=True, omit_defaults=True):
     error: str
     parameter: str | None = None

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up what the control-room page and its browser tests need, idempotently:
-#   - web/node_modules from web/package-lock.json (npm ci; Leaflet, served at /vendor/)
+#   - web/node_modules from web/package-lock.json (npm ci; Leaflet, ECharts, Swagger UI, served at /vendor/)
 #   - Debian's chromium (driven headless by the browser tests) and a CJK font
 #   - Playwright for Python in the virtual environment (its own browser
 #     download is never used: the tests launch /usr/bin/chromium)
@@ -34,7 +34,8 @@ if (( ${#missing[@]} )); then apt_install "${missing[@]}"; fi
 # 3. web/node_modules, reinstalled when the lock file changed.
 lock_sum="$(sha256sum web/package-lock.json | cut -d' ' -f1)"
 stamp=web/node_modules/.gpsd-lock.sha256
-if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$lock_sum" ]] || [[ ! -f web/node_modules/leaflet/dist/leaflet.js ]]; then
+if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$lock_sum" ]] || [[ ! -f web/node_modules/leaflet/dist/leaflet.js ]] \
+        || [[ ! -f web/node_modules/echarts/dist/echarts.min.js ]] || [[ ! -f web/node_modules/swagger-ui-dist/swagger-ui-bundle.js ]]; then
     say "npm ci in web/"
     (cd web && npm ci --no-audit --no-fund --loglevel=error)
     echo "$lock_sum" >"$stamp"

@@ -69,7 +69,7 @@ def router(services: ApiServices) -> APIRouter:
     @r.post("/{alert_id}/close", responses=transition_responses)
     async def close(
         alert_id: uuid.UUID,
-        comment: str = Body("", embed=True, max_length=2000),
+        comment: str = Body("", embed=True, max_length=2000, pattern=NO_NUL),
         who: Principal = Depends(require("operator")),
     ) -> Response:
         return await transition(alert_id, "close", who, comment)

@@ -46,7 +46,7 @@ Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 RANK = {r: i for i, r in enumerate(ROLES)}
 PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-PUBLIC_PREFIXES = ("/static/", "/vendor/")
+PUBLIC_PREFIXES = ("/static/", "/vendor/", "/tiles/")  # tiles: an image request carries no token
 
 
 @dataclass(frozen=True, slots=True)

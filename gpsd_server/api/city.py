@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
+from gpsd_server.api import basemaps
 from gpsd_server.api.auth import require
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter
@@ -44,6 +45,9 @@ def router(services: ApiServices) -> APIRouter:
         await services.city.swapped(data)
         return data.summary()
 
+    offline = basemaps.open_offline(cfg.map, cfg.base_dir)
+    basemap_list = basemaps.describe(cfg.map, offline)
+
     @r.get("/api/map", dependencies=[Depends(require("viewer"))])
     async def map_settings() -> dict[str, Any]:
         m = cfg.map
@@ -58,6 +62,8 @@ def router(services: ApiServices) -> APIRouter:
             "tile_attribution": m.tile_attribution,
             "moving_kmh": cfg.rules.moving_kmh,
             "offline_s": cfg.rules.offline_s,
+            "basemaps": basemap_list,  # presets for the page's switcher, the first is the default
+            "stall_s": cfg.desk.stall_s,  # no live message for this long: the desk's stall banner
         }
 
     return r

@@ -15,8 +15,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpsd_server import __version__
 from gpsd_server.api import (
+    alert_batch,
     alerts,
+    basemaps,
     city,
+    dashboard,
     dispatch,
     geofences,
     history,
@@ -26,11 +29,13 @@ from gpsd_server.api import (
     replay,
     reports,
     terminals,
+    tiles,
     tokens,
     vehicles,
 )  # fmt: skip
 from gpsd_server.api.auth import PUBLIC_PATHS, ROLES, AuthError
 from gpsd_server.api.deps import ApiServices
+from gpsd_server.api.docs import install_docs
 from gpsd_server.api.params import BadParameter
 from gpsd_server.api.web import mount_web
 from gpsd_server.store.db import DatabaseUnavailable
@@ -64,6 +69,8 @@ def create_app(services: ApiServices) -> FastAPI:
         version=__version__,
         description="Real-time GPS monitoring API. Every route except /healthz and the docs needs "
         "`Authorization: Bearer <token>` (websockets: `?token=`); roles viewer < operator < admin.",
+        docs_url=None,  # served from local files by api/docs.py
+        redoc_url=None,
     )
     app.state.tokens = services.tokens
 
@@ -112,9 +119,17 @@ def create_app(services: ApiServices) -> FastAPI:
         )
 
     modules = (ops, tokens, city, vehicles, live, alerts, dispatch, terminals, history, reports, replay, geofences)
+    desk = (dashboard, alert_batch)  # the supervisor's desk (issue 16)
+    for module in desk:
+        app.include_router(module.router(services))
+    offline = basemaps.open_offline(services.config.map, services.config.base_dir)
+    if offline is not None:
+        tiles.mount_tiles(app, offline)
+    install_docs(app)
     for module in modules:
         app.include_router(module.router(services))
-    mount_web(app, tile_url=services.config.map.tile_url)
+    offered = basemaps.describe(services.config.map, offline)
+    mount_web(app, tile_urls=[layer["url"] for preset in offered for layer in preset["layers"]])
     app.add_middleware(SingleValuedQuery)
     openapi.install(app, PUBLIC_PATHS)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import msgspec
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -29,6 +30,7 @@ def _error(text: str) -> bytes:
 def router(services: ApiServices) -> APIRouter:
     r = APIRouter()
     snapshot_max = services.config.http.ws_snapshot_max
+    heartbeat_s = services.config.http.ws_heartbeat_s
 
     @r.websocket("/ws/live")
     async def ws_live(ws: WebSocket) -> None:
@@ -44,14 +46,21 @@ def router(services: ApiServices) -> APIRouter:
             await ws.send_text(hub.snapshot(client, snapshot_max).decode())
 
             async def sender() -> None:
-                while (data := await client.outgoing()) is not None:
+                while True:
+                    try:
+                        # Cancelling the wait is safe: the hub's queue keeps what it holds.
+                        data = await asyncio.wait_for(client.outgoing(), heartbeat_s)
+                    except TimeoutError:  # quiet: say the server is alive (the page's stall banner)
+                        await ws.send_text(wire.encode(wire.Heartbeat(ts=wire.utc(time.time()))).decode())
+                        continue
+                    if data is None:  # the hub dropped this client
+                        await ws.close(code=1008, reason=client.dropped or "dropped")
+                        return
                     positions = data is client.pending_frame
                     await ws.send_text(data)
                     # After a frame of positions, what the hub conflated meanwhile follows at once.
                     while positions and (data := client.next_frame()) is not None:
                         await ws.send_text(data)
-                # The hub dropped this client.
-                await ws.close(code=1008, reason=client.dropped or "dropped")
 
             send_task = asyncio.create_task(sender(), name="ws-sender")
             try:

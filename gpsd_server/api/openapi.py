@@ -82,7 +82,13 @@ def complete(schema: dict[str, Any], public_paths: frozenset[str]) -> dict[str, 
     _, wire_schemas = msgspec.json.schema_components(WIRE_TYPES, ref_template="#/components/schemas/{name}")
     schemas.update(wire_schemas)
     schemas["AlertList"] = ALERT_LIST_SCHEMA
-    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    components["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "a token from `gpsd-server token create` or POST /api/tokens (shown once)",
+        }
+    }
     for path, item in schema.get("paths", {}).items():
         for op in item.values():
             responses: dict[str, Any] = op.setdefault("responses", {})

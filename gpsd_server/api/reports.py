@@ -1,6 +1,7 @@
-"""Supervisor reports, JSON or ``format=csv``: daily mileage, violations,
-muck-truck permit compliance, patrol coverage per grid. Days are the city's
-local days (``[city] timezone``)."""
+"""Supervisor reports, JSON, ``format=csv`` or ``format=xlsx``: daily mileage,
+violations, muck-truck permit compliance, patrol coverage per grid, the 12319
+dispatch log. Days are the city's local days (``[city] timezone``); CSV and
+XLSX have Chinese headers and values and local times (``api/sheets.py``)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,23 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from gpsd_server.api import sheets
 from gpsd_server.api.auth import require
 from gpsd_server.api.deps import ApiServices
-from gpsd_server.api.exports import table_csv
 from gpsd_server.api.history_params import history_range, local_day
 from gpsd_server.api.params import day_query, format_query, time_query
 from gpsd_server.api.responses import json_response, text_content
 from gpsd_server.core import history as core
 from gpsd_server.core.history_city import check_trip
+from gpsd_server.store import dispatch as dispatch_store
 from gpsd_server.store import history as store
 from gpsd_server.store.vehicles import vehicles_of_class
 from gpsd_server.wire import ts_text, utc
 
-CSV = text_content("text/csv")
+FORMATS = ("json", "csv", "xlsx")
+SHEETS = text_content("text/csv", sheets.XLSX_TYPE)  # the 200's other media types
+TITLES = {"mileage": "里程统计", "violations": "违规统计", "permits": "许可合规", "patrol-coverage": "网格巡查",
+          "patrol-mileage": "巡查里程", "dispatches": "12319派单记录"}  # fmt: skip
 
 
 def _iso(ts: float | None) -> str | None:
@@ -33,11 +38,19 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _answer(fmt: str, body: dict[str, Any], header: tuple[str, ...], rows: list[tuple[Any, ...]], name: str) -> Any:
+    timezone = str(body["timezone"])
     if fmt == "csv":
         return Response(
-            table_csv(header, rows),
+            sheets.to_csv(header, rows, timezone),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    if fmt == "xlsx":
+        title = TITLES.get(name.split("-2")[0], name)
+        return Response(
+            sheets.to_xlsx(header, rows, timezone, title=title),
+            media_type=sheets.XLSX_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
         )
     return json_response(body)
 
@@ -64,10 +77,10 @@ def router(services: ApiServices) -> APIRouter:
     tzname = services.config.city.timezone
     db = services.db
 
-    @r.get("/mileage", dependencies=[Depends(require("viewer"))], responses=CSV)
+    @r.get("/mileage", dependencies=[Depends(require("viewer"))], responses=SHEETS)
     async def mileage(
         day: str | None = day_query(),
-        format: str = format_query("json", "csv"),
+        format: str = format_query(*FORMATS),
         by: Literal["vehicle", "company"] = Query("vehicle", description="CSV rows: vehicle | company"),
     ) -> Any:
         """Kilometres and driving time per vehicle and per company for one local day."""
@@ -98,11 +111,11 @@ def router(services: ApiServices) -> APIRouter:
             table = [tuple(v.values()) for v in vehicles]
         return _answer(fmt, body, header, table, f"mileage-{d}")
 
-    @r.get("/violations", dependencies=[Depends(require("viewer"))], responses=CSV)
+    @r.get("/violations", dependencies=[Depends(require("viewer"))], responses=SHEETS)
     async def violation_counts(
         start: str | None = time_query(),
         end: str | None = time_query(),
-        format: str = format_query("json", "csv"),
+        format: str = format_query(*FORMATS),
     ) -> Any:
         """Warning and critical alerts counted per vehicle, company, kind and local day."""
         fmt = format.lower()
@@ -121,10 +134,10 @@ def router(services: ApiServices) -> APIRouter:
         }  # fmt: skip
         return _answer(fmt, body, ("vehicle_id", "plate", "company", "kind", "day", "count"), rows, "violations")
 
-    @r.get("/permits", dependencies=[Depends(require("viewer"))], responses=CSV)
+    @r.get("/permits", dependencies=[Depends(require("viewer"))], responses=SHEETS)
     async def permits(
         day: str | None = day_query(),
-        format: str = format_query("json", "csv"),
+        format: str = format_query(*FORMATS),
     ) -> Any:
         """Per trip of every muck truck with a permit valid that day: share of the
         trip on a permitted route (or in its sites), share inside the permit's
@@ -171,11 +184,11 @@ def router(services: ApiServices) -> APIRouter:
         }  # fmt: skip
         return _answer(fmt, body, header, out, f"permits-{d}")
 
-    @r.get("/patrol-coverage", dependencies=[Depends(require("viewer"))], responses=CSV)
+    @r.get("/patrol-coverage", dependencies=[Depends(require("viewer"))], responses=SHEETS)
     async def patrol_coverage(
         start: str | None = time_query(),
         end: str | None = time_query(),
-        format: str = format_query("json", "csv"),
+        format: str = format_query(*FORMATS),
         by: Literal["grid", "vehicle"] = Query("grid", description="CSV rows: grid | vehicle (daily patrol mileage)"),
     ) -> Any:
         """Per grid: visited by a patrol vehicle or not, first and last visit, time
@@ -218,6 +231,28 @@ def router(services: ApiServices) -> APIRouter:
         if by == "vehicle":
             return _answer(fmt, body, ("vehicle_id", "day", "distance_km", "driving_s"), daily, "patrol-mileage")
         return _answer(fmt, body, grid_header, grids, "patrol-coverage")
+
+    @r.get("/dispatches", dependencies=[Depends(require("viewer"))], responses=SHEETS)
+    async def dispatch_log(
+        start: str | None = time_query(),
+        end: str | None = time_query(),
+        format: str = format_query(*FORMATS),
+    ) -> Any:
+        """The 12319 dispatch log: every case sent to a patrol car in [start, end), oldest first."""
+        fmt = format.lower()
+        t0, t1 = history_range(start, end, settings.max_range_days)
+        async with db.connection() as conn:
+            found = await dispatch_store.between(conn, t0, t1)
+        header = ("id", "created_at", "created_by", "vehicle_id", "plate", "lon", "lat", "distance_m", "note")
+        plate = services.directory.info
+        rows = [
+            (d.id, _iso(d.created_at.timestamp()), d.created_by, d.vehicle_id, plate(d.vehicle_id).plate,
+             d.lon, d.lat, None if d.distance_m is None else round(d.distance_m, 1), d.note)
+            for d in found
+        ]  # fmt: skip
+        listed = [dict(zip(header, row, strict=True)) for row in rows]
+        body = {"start": t0, "end": t1, "timezone": tzname, "dispatches": listed}
+        return _answer(fmt, body, header, rows, "dispatches")
 
     return r
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,8 +58,9 @@ def tile_source(tile_url: str) -> str:
     return f"{parts.scheme}://{host}"
 
 
-def content_security_policy(tile_url: str = "") -> str:
-    tiles = tile_source(tile_url)
+def content_security_policy(*tile_urls: str) -> str:
+    """The page's policy; images also from the hosts of the basemaps offered."""
+    tiles = " ".join(sorted({src for u in tile_urls if (src := tile_source(u))}))
     return "; ".join(
         (
             "default-src 'self'",
@@ -109,13 +111,13 @@ class _StaticNoCache(StaticFiles):
 
 
 def mount_web(
-    app: FastAPI, *, static_dir: Path = STATIC_DIR, vendor_dir: Path = VENDOR_DIR, tile_url: str = ""
+    app: FastAPI, *, static_dir: Path = STATIC_DIR, vendor_dir: Path = VENDOR_DIR, tile_urls: Sequence[str] = ()
 ) -> None:
     """Serve the page at ``/`` and its files at ``/static`` and ``/vendor``."""
     index = static_dir / "index.html"
     if not index.is_file():
         raise FileNotFoundError(f"control-room page missing: {index}")
-    app.add_middleware(SecurityHeaders, csp=content_security_policy(tile_url))
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(*tile_urls))
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:

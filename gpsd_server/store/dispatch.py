@@ -48,3 +48,15 @@ async def recent(conn: psycopg.AsyncConnection[Any], limit: int) -> list[Dispatc
         (limit,),
     )
     return [DispatchRow(*row) for row in await cur.fetchall()]
+
+
+async def between(
+    conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, limit: int = 10000
+) -> list[DispatchRow]:
+    """Dispatches created in [start, end), oldest first (the dispatch log report)."""
+    cur = await conn.execute(
+        "SELECT id, lon, lat, vehicle_id, distance_m, note, created_by, created_at"
+        " FROM dispatches WHERE created_at >= %s AND created_at < %s ORDER BY created_at, id LIMIT %s",
+        (start, end, limit),
+    )
+    return [DispatchRow(*row) for row in await cur.fetchall()]

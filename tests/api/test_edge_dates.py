@@ -91,4 +91,4 @@ async def test_by_is_checked_on_reports(server: RunningServer) -> None:
             r = await http.get(path, params={"by": "x", "format": "csv"})
             assert r.status_code == 400 and r.json()["parameter"] == "by", r.text
         r = await http.get("/api/reports/mileage", params={"by": "company", "format": "csv", "day": "2026-01-01"})
-        assert r.status_code == 200 and r.text.startswith("company,")
+        assert r.status_code == 200 and r.text.startswith("\ufeff所属公司,")  # Excel-ready: BOM, Chinese headers

@@ -31,6 +31,12 @@ GRID_01 = (112.35465, 28.58086)
 GRID_02 = (112.37566, 28.60764)
 
 
+def read_csv(r: httpx.Response) -> list[dict[str, str]]:
+    """A report CSV as Excel on a Chinese Windows reads it: UTF-8 with a BOM."""
+    assert r.content.startswith(b"\xef\xbb\xbf"), r.content[:20]
+    return list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+
+
 @pytest.fixture
 def history(server: RunningServer) -> RunningServer:
     return server
@@ -68,11 +74,11 @@ async def test_daily_mileage_per_vehicle_and_company(history: RunningServer, db:
         r = await http.get(
             "/api/reports/mileage", params={"day": t0.date().isoformat(), "format": "csv", "by": "company"}
         )
-        rows = list(csv.DictReader(io.StringIO(r.text)))
-        assert r.headers["content-type"].startswith("text/csv") and any(row["company"] == company for row in rows)
+        rows = read_csv(r)
+        assert r.headers["content-type"].startswith("text/csv") and any(row["所属公司"] == company for row in rows)
         r = await http.get("/api/reports/mileage", params={"day": "yesterday-ish"})
         assert (r.status_code, r.json()["parameter"]) == (400, "day")
-        r = await http.get("/api/reports/mileage", params={"format": "xlsx"})
+        r = await http.get("/api/reports/mileage", params={"format": "pdf"})
         assert (r.status_code, r.json()["parameter"]) == (400, "format")
 
 
@@ -100,7 +106,7 @@ async def test_violations_per_vehicle_company_kind_day(history: RunningServer, d
         }
         assert body["by_vehicle"][vid] == 3 and body["by_company"]["违章公司"] == 3
         r = await http.get("/api/reports/violations", params={**params, "format": "csv"})
-        assert sum(1 for row in csv.DictReader(io.StringIO(r.text)) if row["vehicle_id"] == vid) == 2
+        assert sum(1 for row in read_csv(r) if row["车辆编号"] == vid) == 2
         r = await http.get("/api/reports/violations", params={"start": params["end"], "end": params["start"]})
         assert (r.status_code, r.json()["parameter"]) == (400, "start")
 
@@ -126,9 +132,9 @@ async def test_permit_compliance_per_trip(history: RunningServer, db: psycopg.Co
 
         day = (bad + timedelta(hours=8)).date().isoformat()
         r = await http.get("/api/reports/permits", params={"day": day, "format": "csv"})
-        rows = [row for row in csv.DictReader(io.StringIO(r.text)) if row["vehicle_id"] == "MT-001"]
-        assert len(rows) == 1 and rows[0]["compliant"] == "False" and rows[0]["inside_hours_pct"] == "0.0"
-        assert 50 < float(rows[0]["on_route_pct"]) < 95
+        rows = [row for row in read_csv(r) if row["车辆编号"] == "MT-001"]
+        assert len(rows) == 1 and rows[0]["合规"] == "否" and rows[0]["许可时段内(%)"] == "0.0"
+        assert 50 < float(rows[0]["在核准路线(%)"]) < 95
 
 
 async def test_patrol_coverage_and_zone_presence(history: RunningServer, db: psycopg.Connection[Any]) -> None:
@@ -147,7 +153,7 @@ async def test_patrol_coverage_and_zone_presence(history: RunningServer, db: psy
         mileage = [m for m in body["patrol_mileage"] if m["vehicle_id"] == "PC-001"]
         assert len(mileage) == 1 and 3 < mileage[0]["distance_km"] < 4.5
         r = await http.get("/api/reports/patrol-coverage", params={**params, "format": "csv"})
-        assert len(list(csv.DictReader(io.StringIO(r.text)))) == 58
+        assert len(read_csv(r)) == 58
 
         r = await http.get("/api/zones/grid-01/inside", params=params)
         inside = {v["id"]: v for v in r.json()["vehicles"]}

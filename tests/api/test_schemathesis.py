@@ -43,7 +43,7 @@ ALL_CHECKS: list[Any] = [c for c in CHECKS.get_all() if callable(c) and not isin
 CONSTRAINED = [
     # start < end and end - start <= the cap: not expressible in OpenAPI
     r"^/api/vehicles/\{vehicle_id\}/(track|stops|trips)$", r"^/api/zones/\{zone_id\}/inside$",
-    r"^/api/reports/(violations|patrol-coverage)$",
+    r"^/api/reports/(violations|patrol-coverage|dispatches)$",
     # the whole city must load
     r"^/api/geofences/files/\{name\}$", r"^/api/vehicles/registry$", r"^/api/geofences/reload$",
 ]  # fmt: skip

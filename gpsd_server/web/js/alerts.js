@@ -6,7 +6,8 @@
 import { api, ApiError } from "./api.js";
 import { haversineM } from "./coords.js";
 import {
-  CLASS_LABEL, SEVERITY_LABEL, SEVERITY_RANK, STATE_LABEL, KIND_LABEL, esc, fmtDateTime, fmtDistance, fmtTime, h, kindLabel,
+  CLASS_LABEL, SEVERITY_LABEL, SEVERITY_RANK, STATE_LABEL, KIND_LABEL, detailRows, fmtDateTime, fmtDistance, fmtTime, h,
+  kindLabel,
 } from "./labels.js";
 
 const L = window.L;
@@ -22,6 +23,7 @@ export class AlertDesk {
     this.sort = "time";
     this.soundOn = false;
     this.audio = null;
+    this.checked = new Set(); // alerts ticked for a bulk acknowledge / close
     this.selected = null;
     this.marker = null;
     this._frame = 0;
@@ -43,18 +45,72 @@ export class AlertDesk {
         sel("alert-sort", [["time", "按时间"], ["severity", "按级别"]], (e) => ((this.sort = e.target.value), this.render())),
         h("input", { id: "alert-q", type: "search", placeholder: "车牌/地点", oninput: (e) => ((f.q = e.target.value.trim()), this.render()) }),
       ),
+      (this.bulk = h("div", { id: "alert-bulk", class: "toolbar bulk op-only" },
+        h("label", { class: "chip" }, (this.checkAll = h("input", { id: "alert-check-all", type: "checkbox",
+          onchange: (e) => this.checkVisible(e.target.checked) })), "全选"),
+        (this.checkedInfo = h("span", { class: "muted" }, "已选 0 条")),
+        h("button", { id: "alert-bulk-ack", class: "small", onclick: () => this.bulkAck() }, "批量确认"),
+        h("button", { id: "alert-bulk-close", class: "small", onclick: () => this.bulkClose() }, "批量关闭"))),
       (this.note = h("div", { class: "note", hidden: true })),
       (this.list = h("div", { id: "alert-list", class: "alert-list" })),
       (this.detail = h("div", { id: "alert-detail", class: "alert-detail", hidden: true })),
     );
+    // The sound choice is remembered per user (browser storage), so a reload at 2 a.m. keeps it on.
     const toggle = document.getElementById("sound-toggle");
-    toggle.addEventListener("click", () => {
-      this.soundOn = !this.soundOn;
-      if (this.soundOn && !this.audio) this.audio = new AudioContext(); // created on a user gesture
+    const key = `gpsd.sound.${this.app.user?.name || ""}`;
+    const show = () => {
       toggle.textContent = this.soundOn ? "提示音 开" : "提示音 关";
       toggle.classList.toggle("on", this.soundOn);
+    };
+    this.soundOn = localStorage.getItem(key) === "on";
+    if (this.soundOn) {
+      // Browsers start audio suspended until the first gesture on the page: resume it then.
+      this.audio = new AudioContext();
+      const resume = () => this.audio?.resume();
+      document.addEventListener("pointerdown", resume, { once: true });
+      document.addEventListener("keydown", resume, { once: true });
+    }
+    show();
+    toggle.addEventListener("click", () => {
+      this.soundOn = !this.soundOn;
+      localStorage.setItem(key, this.soundOn ? "on" : "off");
+      if (this.soundOn && !this.audio) this.audio = new AudioContext(); // created on a user gesture
+      this.audio?.resume();
+      show();
       if (this.soundOn) this.beep();
     });
+  }
+
+  checkVisible(on) {
+    for (const a of this.visible()) if (a.state !== "closed") on ? this.checked.add(a.id) : this.checked.delete(a.id);
+    this.render();
+  }
+
+  async bulkAck() {
+    const ids = [...this.checked].filter((id) => this.alerts.get(id)?.state === "open");
+    if (!ids.length) return this.flashNote("请先勾选待处理的告警");
+    await this.bulkSend("/api/alerts/ack", { ids }, "确认");
+  }
+
+  async bulkClose() {
+    const ids = [...this.checked].filter((id) => this.alerts.get(id) && this.alerts.get(id).state !== "closed");
+    if (!ids.length) return this.flashNote("请先勾选告警");
+    const comment = await askComment(`批量关闭 ${ids.length} 条告警`);
+    if (comment === null) return;
+    await this.bulkSend("/api/alerts/close", { ids, comment }, "关闭");
+  }
+
+  async bulkSend(path, body, verb) {
+    try {
+      const res = await api.post(path, body);
+      for (const a of res.alerts || []) this.upsert(a, { live: false });
+      for (const a of res.alerts || []) this.checked.delete(a.id);
+      const refused = (res.refused || []).length;
+      this.flashNote(`已${verb} ${(res.alerts || []).length} 条${refused ? `，${refused} 条状态已变化未处理` : ""}`);
+    } catch (e) {
+      this.flashNote(`批量${verb}失败: ${e instanceof ApiError && e.status === 403 ? "无权限" : e.message}`);
+    }
+    this.render();
   }
 
   async load() {
@@ -125,10 +181,16 @@ export class AlertDesk {
     return kindLabel(a.kind);
   }
 
+  // Where, in the city's own words: the ledger's place (district · grid · site or road),
+  // else the zone or route; raw coordinates only as the last resort.
   placeText(a) {
     const city = this.app.city;
-    return a.zone_name || city?.nameOf(a.zone_id) || city?.nameOf(a.route_id) ||
-      (Number.isFinite(a.lon) && Number.isFinite(a.lat) ? `${a.lon.toFixed(5)}, ${a.lat.toFixed(5)}` : "—");
+    return a.place || a.zone_name || city?.nameOf(a.zone_id) || city?.nameOf(a.route_id) ||
+      (Number.isFinite(a.lon) && Number.isFinite(a.lat) ? `${a.lon.toFixed(5)}, ${a.lat.toFixed(5)}` : "位置未知");
+  }
+
+  title(a) {
+    return a.number ? `#${a.number}` : "#—";
   }
 
   visible() {
@@ -170,13 +232,18 @@ export class AlertDesk {
           dataset: { alertId: a.id },
           onclick: () => this.focus(a.id),
         },
+        canOp && a.state !== "closed"
+          ? h("input", { type: "checkbox", class: "pick op-only", checked: this.checked.has(a.id),
+              onclick: (e) => e.stopPropagation(),
+              onchange: (e) => ((e.target.checked ? this.checked.add(a.id) : this.checked.delete(a.id)), this.renderBulk()) })
+          : "",
         h("span", { class: `sev sev-${a.severity}` }, SEVERITY_LABEL[a.severity] || a.severity),
         h("span", { class: "what" },
           h("b", {}, this.kindText(a)), a.phase === "end" || a.active === false ? h("span", { class: "muted" }, " (已结束)") : "",
           h("br"), h("span", { class: "plate" }, a.plate || a.vehicle_id || ""), " ",
           h("span", { class: "muted" }, CLASS_LABEL[a.class] || "")),
         h("span", { class: "where" }, this.placeText(a), h("br"),
-          h("span", { class: "muted" }, `${fmtTime(a.tsMs)} · ${STATE_LABEL[a.state] || a.state || ""}`)),
+          h("span", { class: "muted" }, `${this.title(a)} · ${fmtTime(a.tsMs)} · ${STATE_LABEL[a.state] || a.state || ""}`)),
         canOp && a.state !== "closed"
           ? h("span", { class: "actions op-only" },
               a.state === "open"
@@ -187,6 +254,13 @@ export class AlertDesk {
       );
     });
     this.list.replaceChildren(...(rows.length ? rows : [h("div", { class: "empty" }, "暂无告警")]));
+    this.renderBulk();
+  }
+
+  renderBulk() {
+    for (const id of this.checked) if (!this.alerts.has(id) || this.alerts.get(id).state === "closed") this.checked.delete(id);
+    this.checkedInfo.textContent = `已选 ${this.checked.size} 条`;
+    this.bulk.hidden = !this.app.canOperate();
   }
 
   async ack(id) {
@@ -199,7 +273,8 @@ export class AlertDesk {
   }
 
   async close(id) {
-    const comment = await askComment(`关闭告警 #${id}`);
+    const a = this.alerts.get(id);
+    const comment = await askComment(`关闭告警 ${a ? this.title(a) : ""}`);
     if (comment === null) return;
     try {
       const res = await api.post(`/api/alerts/${encodeURIComponent(id)}/close`, { comment });
@@ -230,15 +305,20 @@ export class AlertDesk {
         .addTo(app.map);
     }
     this.detail.hidden = false;
-    const details = a.details && typeof a.details === "object"
-      ? Object.entries(a.details).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ")
-      : a.details || "";
+    const rows = detailRows(a.details, (id) => app.city?.nameOf(id));
+    const ended = a.ended_ts ? ` · 结束 ${fmtDateTime(Date.parse(a.ended_ts))}` : "";
     this.detail.replaceChildren(
-      h("div", { class: "row" }, h("b", {}, `${this.kindText(a)} · ${a.plate || a.vehicle_id || ""}`),
+      h("div", { class: "row" }, h("b", { class: "alert-title" }, `告警 ${this.title(a)}`),
         h("button", { class: "small x", onclick: () => this.unfocus() }, "×")),
-      h("div", { class: "muted" }, `发生 ${fmtDateTime(a.tsMs)} · 上报 ${fmtDateTime(Date.parse(a.raised_at))} · ${STATE_LABEL[a.state] || ""}`),
-      h("div", {}, `地点: ${this.placeText(a)}`),
-      details ? h("div", { class: "details" }, details) : "",
+      h("div", {}, h("b", {}, `${this.kindText(a)} · ${a.plate || a.vehicle_id || ""}`),
+        h("span", { class: "muted" }, ` ${SEVERITY_LABEL[a.severity] || ""} · ${STATE_LABEL[a.state] || ""}`)),
+      h("div", { class: "muted" }, `发生 ${fmtDateTime(a.tsMs)}${ended} · 上报 ${fmtDateTime(Date.parse(a.raised_at))}`),
+      h("div", { class: "place" }, `地点: ${this.placeText(a)}`),
+      rows.length
+        ? h("table", { class: "kv details" }, rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v))))
+        : "",
+      a.acked_by ? h("div", { class: "muted" }, `确认: ${a.acked_by} ${fmtDateTime(Date.parse(a.acked_at))}`) : "",
+      a.closed_by ? h("div", { class: "muted" }, `关闭: ${a.closed_by} ${fmtDateTime(Date.parse(a.closed_at))} ${a.comment || ""}`) : "",
       a.vehicle_id ? h("button", { class: "small", onclick: () => app.replay.prepare([a.vehicle_id], a.tsMs) }, "回放该时段") : "",
       (this.cameraBox = h("div", { id: "alert-cameras", class: "cameras" }, "附近视频监控: 查询中…")),
     );
@@ -283,11 +363,13 @@ export class AlertDesk {
     );
   }
 
-  beep() {
+  // Two tones for a critical alert; three falling ones (the stall alarm) when `stall`.
+  beep(stall = false) {
     if (!this.soundOn || !this.audio) return;
     const ctx = this.audio;
     const t = ctx.currentTime;
-    for (const [i, f] of [[0, 880], [1, 660]]) {
+    const tones = stall ? [[0, 990], [1, 740], [2, 520]] : [[0, 880], [1, 660]];
+    for (const [i, f] of tones) {
       const o = ctx.createOscillator();
       const g = ctx.createGain();
       o.frequency.value = f;

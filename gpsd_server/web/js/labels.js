@@ -103,3 +103,69 @@ export function h(tag, attrs = {}, ...children) {
   }
   return el;
 }
+
+// -- alert details in the desk: a Chinese label and a unit for every key -----
+
+export const ALARM_LABEL = {
+  sos: "紧急报警", overspeed: "终端超速", fatigue_driving: "疲劳驾驶", danger_warning: "危险预警",
+  gnss_fault: "定位模块故障", antenna_disconnected: "定位天线断开", antenna_short_circuit: "定位天线短路",
+  main_power_low: "主电源欠压", main_power_cut: "主电源断电", lcd_fault: "显示屏故障", tts_fault: "语音模块故障",
+  camera_fault: "摄像头故障", ic_card_fault: "IC卡模块故障", overspeed_prewarning: "超速预警",
+  fatigue_prewarning: "疲劳预警", illegal_driving: "违规行驶", tyre_pressure: "胎压异常",
+  right_turn_blind_spot: "右转盲区", daily_driving_time_exceeded: "当天累计驾驶超时", overtime_parking: "超时停车",
+  area_in_out: "进出区域", route_in_out: "进出路线", segment_drive_time: "路段行驶时间异常", route_deviation: "路线偏离",
+  vss_fault: "车速传感器故障", fuel_abnormal: "油量异常", stolen: "车辆被盗", illegal_ignition: "非法点火",
+  illegal_displacement: "非法位移", collision: "碰撞预警", rollover_warning: "侧翻预警", illegal_door_open: "非法开门",
+};
+
+const seconds = (v) => fmtAge(Number(v));
+const metres = (v) => fmtDistance(Number(v));
+const kmh = (v) => `${Number(v).toFixed(1)} km/h`;
+const when = (v) => fmtDateTime(typeof v === "number" ? v * 1000 : Date.parse(v));
+const yesNo = (v) => (v ? "是" : "否");
+
+// key -> [label, format]; a key without an entry is shown by its name (and flagged by the browser test).
+export const DETAIL_LABEL = {
+  alarm: ["报警类型", (v) => ALARM_LABEL[v] || v],
+  bit: ["报警位", (v) => `第 ${v} 位`],
+  limit_kmh: ["限速", kmh],
+  limit_source: ["限速依据", (v) => ({ zone: "限速区", class: "车型限速" })[v] || v],
+  speed_kmh: ["速度", kmh],
+  peak_kmh: ["最高速度", kmh],
+  duration_s: ["持续时间", seconds],
+  threshold_s: ["判定时长", seconds],
+  gap_s: ["中断时长", seconds],
+  delay_s: ["补传延迟", seconds],
+  distance_m: ["偏离距离", metres],
+  max_distance_m: ["最大偏离", metres],
+  started_at: ["开始时间", when],
+  stopped_since: ["停车开始", when],
+  left_plant_at: ["离开搅拌站", when],
+  last_seen: ["最后定位", when],
+  offline_since: ["离线开始", when],
+  name: ["区域", (v) => v],
+  zone_kind: ["区域类型", (v) => ZONE_KIND_LABEL[v] || v],
+  permit: ["许可证", (v) => v],
+  permits: ["许可证", (v) => (Array.isArray(v) ? v.join("、") : v)],
+  plant: ["搅拌站", (v) => v],
+  returned_to_plant: ["返回搅拌站", yesNo],
+  loaded: ["重车", yesNo],
+  unloaded: ["已卸载", yesNo],
+  drum: ["搅拌罐", (v) => ({ cw: "正转", ccw: "反转(卸料)", stopped: "停转" })[v] || v],
+  backfill: ["盲区补传", yesNo],
+  restored: ["重启后恢复", yesNo],
+  position: ["位置", (v) => ({ last_known: "最后已知位置", unknown: "未知" })[v] || v],
+  route_id: ["路线", (v) => v],
+  zone_id: ["区域", (v) => v],
+};
+
+// [[label, text], ...] for an alert's details: Chinese, with units, rounded.
+export function detailRows(details, nameOf = () => null) {
+  if (!details || typeof details !== "object") return [];
+  return Object.entries(details).map(([k, v]) => {
+    const known = DETAIL_LABEL[k];
+    if (!known) return [k, typeof v === "number" ? String(Math.round(v * 10) / 10) : typeof v === "object" ? JSON.stringify(v) : String(v)];
+    if ((k === "route_id" || k === "zone_id" || k === "plant") && nameOf(v)) return [known[0], nameOf(v)];
+    return [known[0], v == null ? "—" : known[1](v)];
+  });
+}

@@ -11,6 +11,12 @@ import { ReplayPanel } from "./replay.js";
 import { CityLayers } from "./layers.js";
 import { VehicleLayer, VehicleStore, thresholds } from "./vehicles.js";
 import { CLASS_COLOR, CLASS_LABEL, STATUS_LABEL, esc, fmtAge, fmtDateTime, fmtDistance, h } from "./labels.js";
+// The supervisor's desk (issue 16): basemap presets, views, stall watchdog, vehicle list.
+import { chosenBasemap, setupBasemaps } from "./basemaps.js";
+import { DashboardView } from "./dashboard.js";
+import { ReportsView } from "./reports.js";
+import { StallWatch } from "./stall.js";
+import { VehicleList } from "./vehiclelist.js";
 
 const L = window.L;
 const FLUSH_MS = 300; // websocket positions are applied and drawn at most ~3 times a second
@@ -113,11 +119,13 @@ class LiveSocket {
     this.ws = ws;
     ws.onopen = () => {
       this.connected = true;
+      this.lastMessageMs = performance.now();
       this.delay = 1000;
       setWsState("ok");
     };
     ws.onmessage = (ev) => {
       this.messages++;
+      this.lastMessageMs = performance.now();
       let msg;
       try {
         msg = JSON.parse(ev.data);
@@ -175,6 +183,8 @@ function handleLive(msg) {
       break;
     case "alert":
       app.alerts.upsert(msg, { live: true });
+      break;
+    case "heartbeat": // the server is alive on a quiet night (the stall watchdog reads the time)
       break;
     default:
       break;
@@ -325,7 +335,7 @@ function renderCard() {
       h("button", { id: "card-track", onclick: () => showTrackToday(v.id) }, "今日轨迹"),
       h("button", { id: "card-replay", onclick: () => app.replay.prepare([v.id]) }, "回放"),
       h("button", { onclick: () => app.map.flyTo(L.latLng(v.dlat, v.dlon), 16, { duration: 0.5 }) }, "定位")),
-    h("div", { id: "card-track-info", class: "muted" }),
+    h("div", { id: "card-track-info", class: "muted" }, app.trackInfo?.id === v.id ? app.trackInfo.text : ""),
   );
   card.hidden = false;
 }
@@ -341,7 +351,6 @@ function startOfToday() {
 }
 
 async function showTrackToday(id) {
-  const out = document.getElementById("card-track-info");
   const start = startOfToday().toISOString();
   const end = new Date(app.store.now() + 60000).toISOString();
   try {
@@ -352,10 +361,40 @@ async function showTrackToday(id) {
     let m = 0;
     const c = line ? line.geometry.coordinates : [];
     for (let i = 1; i < c.length; i++) m += coords.haversineM(c[i - 1][0], c[i - 1][1], c[i][0], c[i][1]);
-    if (out) out.textContent = `今日轨迹 ${n} 个点，约 ${fmtDistance(m)}`;
+    app.trackInfo = { id, text: `今日轨迹 ${n} 个点，约 ${fmtDistance(m)}` };
   } catch (e) {
-    if (out) out.textContent = `轨迹查询失败: ${e.message}`;
+    app.trackInfo = { id, text: `轨迹查询失败: ${e.message}` };
   }
+  // Kept in app state: the card is redrawn as positions arrive.
+  const box = document.getElementById("card-track-info");
+  if (box && app.selected === id) box.textContent = app.trackInfo.text;
+}
+
+// A vehicle's track between two instants (a report row's day): on the map, in the card.
+async function showTrack(id, startIso, endIso, label) {
+  showView("map");
+  selectVehicle(id);
+  try {
+    const fc = await api.get(`/api/vehicles/${encodeURIComponent(id)}/track?start=${startIso}&end=${endIso}`);
+    drawTrack(fc);
+    app.trackInfo = { id, text: `${label}: ${Math.max(fc.features.length - 1, 0)} 个点` };
+  } catch (e) {
+    app.trackInfo = { id, text: `轨迹查询失败: ${e.message}` };
+  }
+  renderCard();
+}
+
+export function showView(name) {
+  for (const b of document.querySelectorAll("#views button")) b.classList.toggle("active", b.dataset.view === name);
+  for (const v of document.querySelectorAll("main .view")) v.hidden = v.id !== `view-${name}`;
+  document.body.dataset.view = name;
+  if (name === "map") app.map.invalidateSize();
+  if (name === "reports") app.reports.open();
+  if (name === "dashboard") app.dashboard.open();
+}
+
+function setupViews() {
+  for (const b of document.querySelectorAll("#views button")) b.addEventListener("click", () => showView(b.dataset.view));
 }
 
 function drawTrack(fc) {
@@ -375,22 +414,14 @@ function drawTrack(fc) {
 
 function buildMap(config) {
   const center = config?.center || DEFAULT_CENTER;
-  app.transform = coords.displayTransform(config?.tile_crs || "wgs84");
+  app.basemapChoice = chosenBasemap(config);
+  app.transform = coords.displayTransform(app.basemapChoice?.crs || config?.tile_crs || "wgs84");
   const map = L.map("map", { preferCanvas: true, zoomControl: true, minZoom: 3, maxZoom: 19 });
   app.map = map;
   map.attributionControl.setPrefix(false);
   const [x, y] = app.transform.toDisplay(center[0], center[1]);
   map.setView([y, x], config?.zoom ?? 12);
-  if (config?.tile_url) {
-    const sub = config.tile_subdomains || (/amap|autonavi/.test(config.tile_url) ? "1234" : "abc");
-    L.tileLayer(config.tile_url, {
-      maxZoom: config.max_zoom || 19,
-      subdomains: sub,
-      attribution: config.tile_attribution || "",
-    }).addTo(map);
-  } else {
-    document.getElementById("map").classList.add("no-tiles");
-  }
+  app.basemaps = setupBasemaps(map, config, app.basemapChoice);
   L.control.scale({ imperial: false }).addTo(map);
   const renderer = L.canvas({ padding: 0.3 });
   app.city = new CityLayers(map, { toDisplay: app.transform.toDisplay, renderer });
@@ -445,6 +476,7 @@ function setupTabs() {
 export function showTab(name) {
   for (const b of document.querySelectorAll(".tabs button")) b.classList.toggle("active", b.dataset.tab === name);
   for (const s of document.querySelectorAll("#side .tab")) s.classList.toggle("active", s.id === `tab-${name}`);
+  if (name === "vehicles") app.vehicleList?.render();
 }
 
 async function boot() {
@@ -476,7 +508,12 @@ async function boot() {
   app.terminals = new TerminalBoard();
   app.terminals.start();
   app.replay = new ReplayPanel(app, document.getElementById("tab-replay"), { showTab });
+  app.vehicleList = new VehicleList(app, document.getElementById("tab-vehicles"), { select: selectVehicle });
+  app.reports = new ReportsView(app, document.getElementById("view-reports"), { showView, showTrack, selectVehicle });
+  app.dashboard = new DashboardView(app, document.getElementById("view-dashboard"));
+  setupViews();
   app.live = new LiveSocket(handleLive);
+  app.stall = new StallWatch(app, config?.stall_s ?? 15);
   const [geoOk] = await Promise.all([
     loadGeofences().catch(() => false),
     loadVehicles().catch(() => []),
@@ -497,6 +534,7 @@ async function boot() {
     updateCounts();
     fillCompanies();
     if (app.selected) renderCard();
+    app.vehicleList?.render();
   }, 2000);
   setInterval(() => {
     app.vlayer.blink = !app.vlayer.blink;
@@ -531,6 +569,9 @@ window.gpsd = {
   liveConnected: () => !!app.live?.connected,
   cityLoaded: () => ({ loaded: !!app.city?.loaded, features: app.city?.featureCount ?? 0 }),
   select: (id) => selectVehicle(id, { fly: true }),
+  showView: (name) => showView(name),
+  stalled: () => !!app.stall?.stalled,
+  basemap: () => app.basemaps?.current ?? null,
 };
 window.gpsd.ready = boot().catch((e) => {
   document.body.classList.add("boot-failed");

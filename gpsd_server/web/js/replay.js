@@ -105,6 +105,9 @@ export class ReplayPanel {
       return;
     }
     this.reset();
+    // The replayed vehicles' live markers leave the map until the replay is stopped.
+    this.app.store.hidden = new Set(vehicles);
+    this.app.vlayer.redraw();
     this.status.textContent = "连接回放服务…";
     const ws = new WebSocket(api.wsUrl("/ws/replay"));
     this.ws = ws;
@@ -245,6 +248,8 @@ export class ReplayPanel {
     const ws = this.ws;
     this.ws = null;
     ws?.close();
+    this.app.store.hidden = new Set();
+    this.app.vlayer.redraw();
     this.playing = false;
     this.playBtn.textContent = "▶ 播放";
     this.status.textContent = "已停止";

@@ -12,6 +12,13 @@ const OFFLINE_COLOR = "#9aa0a6";
 const LABEL_MIN_ZOOM = 15;
 const LABEL_MAX = 600;
 
+// A plate or id as typed or printed, reduced to what identifies it: no middle
+// dot, spaces or dashes, upper case (the province character stays, and a query
+// without it still matches as a substring).
+export function plateKey(text) {
+  return String(text ?? "").replace(/[\s·•・．.\-_]/g, "").toUpperCase();
+}
+
 export class VehicleStore {
   constructor({ transform, project }) {
     this.transform = transform; // WGS-84 -> display coordinates
@@ -22,6 +29,7 @@ export class VehicleStore {
     this.alertCount = new Map(); // vehicle id -> open alerts
     this.clockOffsetMs = 0; // server clock - browser clock
     this.filter = { classes: null, statuses: null, company: "", query: "" };
+    this.hidden = new Set(); // vehicles drawn by a replay: their live marker stays off the map
     this.updates = 0;
   }
 
@@ -94,6 +102,7 @@ export class VehicleStore {
   }
 
   visible(v, now) {
+    if (this.hidden.has(v.id)) return false;
     const f = this.filter;
     if (f.classes && !f.classes.has(v.cls)) return false;
     if (f.company && v.company !== f.company) return false;
@@ -104,18 +113,19 @@ export class VehicleStore {
       if (!f.statuses.has(s) && !f.statuses.has(base)) return false;
     }
     if (f.query) {
-      const q = f.query;
-      if (!(v.plate || "").toUpperCase().includes(q) && !v.id.toUpperCase().includes(q)) return false;
+      const q = plateKey(f.query);
+      if (!plateKey(v.plate).includes(q) && !plateKey(v.id).includes(q)) return false;
     }
     return true;
   }
 
+  // Plate search: 湘A·H8977, 湘AH8977, AH8977, "ah 8977" and H8977 all find 湘A·H8977.
   search(query, limit = 20) {
-    const q = query.trim().toUpperCase();
+    const q = plateKey(query);
     if (!q) return [];
     const out = [];
     for (const v of this.vehicles.values()) {
-      if ((v.plate || "").toUpperCase().includes(q) || v.id.toUpperCase().includes(q)) {
+      if (plateKey(v.plate).includes(q) || plateKey(v.id).includes(q)) {
         out.push(v);
         if (out.length >= limit) break;
       }
@@ -131,6 +141,29 @@ export class VehicleStore {
       if (this.visible(v, now)) c.visible++;
     }
     return c;
+  }
+}
+
+// Rectangles already taken by labels, bucketed by 64 px cells.
+class LabelGrid {
+  constructor() {
+    this.cells = new Map();
+  }
+  add(x, y, w, hgt) {
+    const keys = [];
+    for (let cx = Math.floor(x / 64); cx <= Math.floor((x + w) / 64); cx++) {
+      for (let cy = Math.floor(y / 64); cy <= Math.floor((y + hgt) / 64); cy++) keys.push(`${cx},${cy}`);
+    }
+    for (const k of keys) {
+      for (const [ax, ay, aw, ah] of this.cells.get(k) || []) {
+        if (x < ax + aw && ax < x + w && y < ay + ah && ay < y + hgt) return false;
+      }
+    }
+    for (const k of keys) {
+      if (!this.cells.has(k)) this.cells.set(k, []);
+      this.cells.get(k).push([x, y, w, hgt]);
+    }
+    return true;
   }
 }
 
@@ -251,7 +284,7 @@ export const VehicleLayer = L.Layer.extend({
         rings.arc(x, y, r + 5, 0, 2 * Math.PI);
         anyRing = true;
       }
-      if (zoom >= LABEL_MIN_ZOOM && labels.length < LABEL_MAX) labels.push([x, y, v.plate || v.id]);
+      if (zoom >= LABEL_MIN_ZOOM && labels.length < LABEL_MAX) labels.push([x, y, v.plate || v.id, v.id === this.selected]);
     }
     ctx.lineWidth = 1;
     ctx.strokeStyle = "rgba(0,0,0,0.55)";
@@ -281,9 +314,17 @@ export const VehicleLayer = L.Layer.extend({
       ctx.lineWidth = 3;
       ctx.strokeStyle = "rgba(255,255,255,0.9)";
       ctx.fillStyle = "#111";
+      // The selected vehicle's label first, then each label only where it overlaps none drawn.
+      labels.sort((a, b) => (b[3] ? 1 : 0) - (a[3] ? 1 : 0));
+      const placed = new LabelGrid();
+      this.labelsDrawn = 0;
       for (const [x, y, text] of labels) {
-        ctx.strokeText(text, x + r + 6, y);
-        ctx.fillText(text, x + r + 6, y);
+        const lx = x + r + 6;
+        const width = ctx.measureText(text).width;
+        if (!placed.add(lx - 2, y - 8, width + 4, 16)) continue;
+        ctx.strokeText(text, lx, y);
+        ctx.fillText(text, lx, y);
+        this.labelsDrawn++;
       }
     }
     this.drawn = n;

@@ -1,0 +1,89 @@
+"""Many alerts at once from the desk: ``POST /api/alerts/ack`` and
+``POST /api/alerts/close`` with ``{"ids": [...]}`` (and a ``comment`` to close).
+
+Each alert changes on its own (one statement each, in one transaction per
+request); an alert already in the target state, or gone, is listed under
+``refused`` with its state instead of failing the others. Every change goes
+out on /ws/live as an ``update``, as from the single-alert routes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+from fastapi import APIRouter, Body, Depends
+from fastapi.responses import Response
+
+from gpsd_server import alerts as view
+from gpsd_server import wire
+from gpsd_server.api.auth import Principal, require
+from gpsd_server.api.deps import ApiServices
+from gpsd_server.api.params import NO_NUL
+from gpsd_server.api.responses import json_response
+from gpsd_server.store import alerts as store
+from gpsd_server.store.alerts import AlertRecord, TransitionRefused
+
+MAX_IDS = 500
+
+
+class Refused(msgspec.Struct, kw_only=True):
+    id: str
+    state: str | None  # None: no such alert
+
+
+class BatchResult(msgspec.Struct, kw_only=True):
+    alerts: list[wire.Alert]
+    refused: list[Refused]
+
+
+def _ids(values: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Each alert once (the schema checks 1..MAX_IDS UUIDs; a refusal names ``ids``)."""
+    return list(dict.fromkeys(values))
+
+
+def router(services: ApiServices) -> APIRouter:
+    r = APIRouter(prefix="/api/alerts", tags=["alerts"])
+    directory = services.directory
+
+    async def apply(ids: list[uuid.UUID], who: Principal, comment: str | None) -> Response:
+        now = datetime.now(UTC)
+        changed: list[AlertRecord] = []
+        refused: list[Refused] = []
+        async with services.db.connection() as conn:
+            for aid in ids:
+                try:
+                    if comment is None:
+                        changed.append(await store.acknowledge(conn, aid, by=who.name, at=now))
+                    else:
+                        changed.append(await store.close(conn, aid, by=who.name, at=now, comment=comment))
+                except TransitionRefused as exc:
+                    refused.append(Refused(id=str(aid), state=exc.state))
+        updates = []
+        for row in changed:
+            update: wire.Alert = view.from_record(row, directory)
+            update.phase = "update"
+            updates.append(update)
+        services.live.publish_alerts(updates)
+        return json_response(BatchResult(alerts=[view.from_record(x, directory) for x in changed], refused=refused))
+
+    @r.post("/ack")
+    async def ack_many(
+        ids: Annotated[list[uuid.UUID], Body(embed=True, min_length=1, max_length=MAX_IDS)],
+        who: Principal = Depends(require("operator")),
+    ) -> Response:
+        """Acknowledge open alerts; others are listed under ``refused``."""
+        return await apply(_ids(ids), who, None)
+
+    @r.post("/close")
+    async def close_many(
+        ids: Annotated[list[uuid.UUID], Body(embed=True, min_length=1, max_length=MAX_IDS)],
+        comment: str = Body("", embed=True, max_length=2000, pattern=NO_NUL),
+        who: Principal = Depends(require("operator")),
+    ) -> Response:
+        """Close alerts that are not closed yet, with one comment."""
+        return await apply(_ids(ids), who, comment)
+
+    return r
