@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 from prometheus_client.registry import CollectorRegistry
@@ -19,6 +19,7 @@ from gpsd_server import metrics
 from gpsd_server.api.auth import TokenStore
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.http import create_app
+from gpsd_server.cases import CaseDesk
 from gpsd_server.cityfolder import CityData, CityFolder, CityKeeper
 from gpsd_server.config import resolve, spool_path
 from gpsd_server.core.decode import Decoder, TopicRouter
@@ -58,7 +59,9 @@ class _Uvicorn(uvicorn.Server):
 
 
 class Server:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: the one wall clock of the batch cycle, the rule tick and
+        12319 cases (tests drive it)."""
         self.cfg = cfg
         c = cfg
         self.db = Database(c.database)
@@ -81,7 +84,7 @@ class Server:
         self.pipeline = Pipeline(
             decoder=self.decoder, engine=self.engine, ledger=self.ledger, directory=self.directory,
             writer=self.writer, hub=self.hub, dead_letter_topic=c.mqtt.dead_letter_topic,
-            reject_log_interval_s=c.ingest.reject_log_interval_s,
+            reject_log_interval_s=c.ingest.reject_log_interval_s, clock=clock,
         )  # fmt: skip
         self.ingest = MqttIngest(settings=c.mqtt, cycle=c.ingest, topics=router.subscriptions(), handler=self._handle)
         self.pipeline.dead_letter = self.ingest.publish
@@ -105,6 +108,13 @@ class Server:
             on_swap=[self._use_city],
             after_swap=self._sync_registry,
         )
+        # 12319 cases: the pipeline feeds them fixes and ticks, they raise alerts through it.
+        self.cases = CaseDesk(
+            db=self.db, settings=c.cases, dispatch=c.dispatch, timezone=c.city.timezone,
+            moving_kmh=c.rules.moving_kmh, city=self.city, live=self.hub, directory=self.directory, clock=clock,
+        )  # fmt: skip
+        self.pipeline.cases = self.cases
+        self.cases.raise_events, self.cases.wake_commands = self.pipeline.raise_events, self.commands.wake
         self.status = Status(
             self.pipeline, self.writer, self.hub, self.ledger, self.ingest, self.engine.filter_counts,
             self.gateway or self.commands,
@@ -113,7 +123,7 @@ class Server:
         self._metrics = metrics.registry(self.status)
         services = ApiServices(
             config=c, db=self.db, tokens=TokenStore(self.db), directory=self.directory, city=self.city,
-            live=self.hub, presence=self.engine, status=self,
+            live=self.hub, presence=self.engine, status=self, cases=self.cases,
         )  # fmt: skip
         self.app = create_app(services)
         self.http_port: int | None = None
@@ -176,6 +186,7 @@ class Server:
         self.status.timescaledb = info.timescaledb
         async with await self.db.direct() as conn:
             await restore(conn, engine=self.engine, ledger=self.ledger, hub=self.hub, directory=self.directory)
+            await self.cases.restore(conn)
         await self.db.open()
         await self.city.swapped(self.city.current)
         http = self.cfg.http
@@ -192,6 +203,7 @@ class Server:
                 tg.create_task(self.ingest.run(), name="mqtt-ingest"),
                 tg.create_task(self._tick(), name="rule-tick"),
                 tg.create_task(self.commands.run(), name="terminal-commands"),
+                tg.create_task(self.cases.run(), name="cases"),
                 tg.create_task(self.status.log_throughput(self.cfg.ingest.stats_log_interval_s), name="stats-log"),
                 tg.create_task(
                     run_retention(self.db, self.cfg.history, lambda: self.status.timescaledb), name="retention"

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from gpsd_server import __version__
 from gpsd_server.api import (
     alerts,
+    cases,
     city,
     dispatch,
     geofences,
@@ -70,6 +71,8 @@ def create_app(services: ApiServices) -> FastAPI:
     modules = (ops, tokens, city, vehicles, live, alerts, dispatch, terminals, history, reports, replay, geofences)
     for module in modules:
         app.include_router(module.router(services))
+    if services.cases is not None:  # 12319 cases (issue 17)
+        app.include_router(cases.router(services, services.cases))
     mount_web(app)
     return app
 

@@ -108,6 +108,7 @@ class Client:
     queue: asyncio.Queue[bytes]
     subscription: Subscription = field(default_factory=Subscription)
     dropped: str | None = None  # why the hub gave up on this client
+    cases: bool = True  # receives 12319 case messages (accounts that may see cases)
 
 
 class LiveHub:
@@ -192,4 +193,15 @@ class LiveHub:
             lon, lat = alert.lon or 0.0, alert.lat or 0.0
             for client in list(self._clients):
                 if client.subscription.admits(alert.vehicle_id, vclass, lon, lat):
+                    self._offer(client, data)
+
+    def publish_cases(self, cases: Iterable[wire.Case]) -> None:
+        """12319 case changes, to every client that may see cases (no bbox:
+        a case is few and the desk needs all of them)."""
+        if not self._clients:
+            return
+        for case in cases:
+            data = wire.encode(case)
+            for client in list(self._clients):
+                if client.cases:
                     self._offer(client, data)
