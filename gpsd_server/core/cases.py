@@ -421,7 +421,8 @@ class CaseBook:
 
     def _start(self, entry: _Entry, step: str, due: float) -> Event:
         facts = entry.facts
-        vehicle = facts.vehicle_id or HOTLINE
+        # Dispatching late is the desk's, never a car's; a late step after it, the car's on the case.
+        vehicle = HOTLINE if step == "dispatch" else facts.vehicle_id or HOTLINE
         entry.raised.add(step)
         entry.alerts[step] = vehicle
         severity: Severity = "critical" if facts.priority == "urgent" else "warning"

@@ -429,19 +429,23 @@ FROM c GROUP BY 1 ORDER BY count(*) DESC, 1
 """
 _BY_VEHICLE = """
 WITH c AS (SELECT * FROM cases WHERE accepted_at >= %(start)s AND accepted_at < %(end)s),
-e AS (SELECT e.* FROM case_events e JOIN c ON c.id = e.case_id)
-SELECT e.data->>'vehicle_id' AS vehicle_id,
+e AS (
+    SELECT e.kind, e.by_name, e.data->>'vehicle_id' AS vehicle_id, (e.data->>'after_s')::float8 AS after_s
+    FROM case_events e JOIN c ON c.id = e.case_id
+    WHERE e.data ? 'vehicle_id' AND e.kind IN ('dispatched', 'reassigned', 'arrived', 'left')
+), late AS (
+    SELECT a.vehicle_id, count(*) AS overdue FROM alerts a JOIN c ON a.details->>'case_id' = c.id::text
+    WHERE a.kind = ANY(%(kinds)s) GROUP BY 1
+)
+SELECT e.vehicle_id,
        count(*) FILTER (WHERE e.kind IN ('dispatched', 'reassigned')) AS dispatched,
        count(*) FILTER (WHERE e.kind = 'arrived') AS arrived,
        count(*) FILTER (WHERE e.kind = 'arrived' AND e.by_name = 'gps') AS arrived_gps,
        count(*) FILTER (WHERE e.kind = 'left') AS left_before_handled,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY (e.data->>'after_s')::float8)
-           FILTER (WHERE e.kind = 'arrived') AS arrive_median_s,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY (e.data->>'after_s')::float8)
-           FILTER (WHERE e.kind = 'arrived') AS arrive_p90_s,
-       (SELECT count(*) FROM alerts a JOIN c ON a.details->>'case_id' = c.id::text
-         WHERE a.kind = ANY(%(kinds)s) AND a.vehicle_id = e.data->>'vehicle_id') AS overdue
-FROM e WHERE e.data ? 'vehicle_id' AND e.kind IN ('dispatched', 'reassigned', 'arrived', 'left')
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY e.after_s) FILTER (WHERE e.kind = 'arrived') AS arrive_median_s,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY e.after_s) FILTER (WHERE e.kind = 'arrived') AS arrive_p90_s,
+       coalesce(max(late.overdue), 0) AS overdue
+FROM e LEFT JOIN late ON late.vehicle_id = e.vehicle_id
 GROUP BY 1 ORDER BY dispatched DESC, 1
 """
 
