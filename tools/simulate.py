@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import signal
 import sys
 import threading
@@ -115,6 +116,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="send a vehicle to a point at the start and keep it there HOLD_S (default 600) seconds, as a"
         " 12319 dispatch would; repeatable",
     )
+    ap.add_argument(
+        "--follow-cases",
+        default=None,
+        metavar="WS_URL",
+        help="the server's /ws/live?token=...: drive each patrol car the server dispatches to its 12319 case",
+    )
     ap.add_argument("--dry-run", type=Path, default=None, help="no broker: write publications to this JSON lines file")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
@@ -153,6 +160,45 @@ def make_config(args: argparse.Namespace) -> SimConfig:
         jt808_share=args.jt808_share,
         offline_s=args.offline_s,
     )
+
+
+class CaseFollower:
+    """Reads ``case`` messages from the server's /ws/live (a thread of its own)
+    and queues a drive to the place for each car dispatched; the simulation
+    loop takes them between seconds, so the demo's cars answer the page."""
+
+    def __init__(self, url: str, hold_s: float = 900.0) -> None:
+        self.url, self.hold_s = url, hold_s
+        self.orders: queue.SimpleQueue[tuple[str, float, float]] = queue.SimpleQueue()
+        self.done: set[tuple[int, str, str]] = set()
+        threading.Thread(target=self._read, name="follow-cases", daemon=True).start()
+
+    def _read(self) -> None:
+        from websockets.sync.client import connect
+
+        while True:
+            try:
+                with connect(self.url, max_size=None) as ws:
+                    for raw in ws:
+                        msg = json.loads(raw)
+                        if msg.get("type") != "case":
+                            continue
+                        event = msg.get("event") or {}
+                        if event.get("kind") in ("dispatched", "reassigned") and msg.get("vehicle_id"):
+                            key = (msg["id"], msg["vehicle_id"], str(msg.get("assigned_at")))
+                            if key not in self.done:
+                                self.done.add(key)
+                                self.orders.put((msg["vehicle_id"], float(msg["lon"]), float(msg["lat"])))
+            except Exception as exc:
+                print(f"simulate: --follow-cases: {exc}; reconnecting", file=sys.stderr)
+                time.sleep(2.0)
+
+    def apply(self, sim: Simulation) -> None:
+        while not self.orders.empty():
+            vehicle_id, lon, lat = self.orders.get()
+            if vehicle_id in sim.by_id:
+                metres = sim.goto(vehicle_id, lon, lat, hold_s=self.hold_s)
+                print(f"simulate: {vehicle_id} dispatched, {metres:.0f} m to go", file=sys.stderr)
 
 
 class TruthWriter:
@@ -207,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     counter = {"fixes": 0}
 
+    follower = CaseFollower(args.follow_cases) if args.follow_cases else None
+
     def on_second(s: Simulation, pubs: list[Publication]) -> None:
+        if follower is not None:
+            follower.apply(s)
         counter["fixes"] += len(pubs)
         truth.update(s)
         if not args.quiet and int(s.t) % 60 == 0:
