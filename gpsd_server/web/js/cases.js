@@ -486,11 +486,11 @@ export class CasePanel {
     L.circle(ll, { radius: this.meta?.arrive_radius_m || 100, color: CASE_STATE_COLOR[c.state], weight: 1.5, fillOpacity: 0.08, interactive: false })
       .addTo(this.focusLayer);
     if (fly) this.app.map.flyTo(ll, Math.max(this.app.map.getZoom(), 15), { duration: 0.5 });
-    this.drawTrack(c);
+    this.drawTrack(c, { fit: fly });
   }
 
   // The car's track since it was sent, until the case was handled (or now).
-  async drawTrack(c) {
+  async drawTrack(c, { fit = false } = {}) {
     if (this.trackLine) this.trackLine.remove();
     this.trackLine = null;
     if (!c.vehicle_id || !c.assigned_at) return;
@@ -502,6 +502,10 @@ export class CasePanel {
       const lls = line.geometry.coordinates.map(([x, y]) => this.app.toDisplayLatLng(x, y));
       this.trackLine = L.polyline(lls, { color: "#0050ff", weight: 4, opacity: 0.85 }).addTo(this.focusLayer);
       this.trackLine.bindTooltip(`${c.plate || c.vehicle_id} 派遣后轨迹`);
+      if (fit && lls.length > 1) {
+        const bounds = L.latLngBounds(lls).extend(this.app.toDisplayLatLng(c.lon, c.lat));
+        this.app.map.flyToBounds(bounds.pad(0.3), { maxZoom: 16, duration: 0.5 });
+      }
     } catch {
       /* no track yet */
     }
