@@ -20,6 +20,13 @@ PLACE = (112.3585, 28.5855)
 CARS = {"PC-001": (112.3595, 28.5880), "PC-002": (112.3700, 28.6000), "PC-003": (112.3300, 28.5500)}
 
 
+@pytest.fixture
+def server_overrides(own_database: str) -> dict[str, str]:
+    """A database of this module's own: the patrol cars it moves (and the cases
+    it files) must not become other tests' restored positions."""
+    return {"GPSD_DATABASE__DSN": own_database}
+
+
 async def cars_online(server: RunningServer, spots: dict[str, tuple[float, float]] = CARS) -> None:
     now = time.time()
     await publish(

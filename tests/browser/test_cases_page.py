@@ -8,6 +8,7 @@ import json
 import time
 
 import httpx
+import pytest
 
 from tests.browser.conftest import Page
 from tests.fixtures.server import RunningServer
@@ -15,6 +16,13 @@ from tests.helpers import publish, wait_for
 
 PLACE = (112.3585, 28.5855)
 CARS = {"PC-001": (112.3600, 28.5890), "PC-002": (112.3720, 28.6010), "PC-003": (112.3400, 28.5600)}
+
+
+@pytest.fixture
+def server_overrides(own_database: str) -> dict[str, str]:
+    """A database of this module's own: the patrol cars it moves (and the cases
+    it files) must not become other tests' restored positions."""
+    return {"GPSD_DATABASE__DSN": own_database}
 
 
 async def cars_online(server: RunningServer) -> None:
@@ -47,6 +55,9 @@ async def act(page: Page, action: str, comment: str, state: str) -> None:
 
 async def test_file_dispatch_and_close_a_case_from_the_page(page: Page) -> None:
     await cars_online(page.server)
+    async with httpx.AsyncClient(base_url=page.server.http, headers=page.server.headers("operator")) as http:
+        body = {"category": "muck_spill", "lon": PLACE[0], "lat": PLACE[1]}  # its pin is where the next one is filed
+        assert (await http.post("/api/cases", json=body)).status_code == 201
     await page.open("operator")
     await page.page.click("button[data-tab=cases]")
     await page.js(
@@ -56,7 +67,8 @@ async def test_file_dispatch_and_close_a_case_from_the_page(page: Page) -> None:
     )
     await page.page.click("#case-new")
     await page.page.locator("#case-form").wait_for()
-    await click_map_at(page, *PLACE)  # the form is in picking mode
+    await page.page.locator(".case-pin").first.wait_for()
+    await click_map_at(page, *PLACE)  # the form is in picking mode: the pin there is the place, not a link
     await page.page.wait_for_function("document.getElementById('case-place').dataset.ready === '1'")
     place = await page.page.locator("#case-place").text_content()
     assert place is not None and "网格" in place

@@ -23,7 +23,7 @@ PLACE = (112.2005, 28.4505)
 
 
 @pytest.fixture
-def server_overrides(unique: str, tmp_path: Path) -> dict[str, str]:
+def server_overrides(unique: str, tmp_path: Path, own_database: str) -> dict[str, str]:
     folder = tmp_path / "geofences"
     shutil.copytree(REPO / "geofences", folder)
     registry = json.loads((folder / "vehicles.json").read_text(encoding="utf-8"))
@@ -32,6 +32,7 @@ def server_overrides(unique: str, tmp_path: Path) -> dict[str, str]:
             v["terminal"] = PHONE
     (folder / "vehicles.json").write_text(json.dumps(registry, ensure_ascii=False), encoding="utf-8")
     return {
+        "GPSD_DATABASE__DSN": own_database,  # its patrol cars' positions are no other test's business
         "GPSD_GEOFENCES__DIR": str(folder),
         "GPSD_JT808__ENABLED": "true",
         "GPSD_JT808__HOST": "127.0.0.1",

@@ -243,7 +243,12 @@ export class CasePanel {
       const ll = this.app.toDisplayLatLng(c.lon, c.lat);
       if (!m) {
         m = L.marker(ll, { keyboard: false, riseOnHover: true }).addTo(this.layer);
-        m.on("click", () => {
+        m.on("click", (e) => {
+          if (this.app.pickHandler) {
+            // Picking a place (a new case, a dispatch point): a pin there is the place, not a link.
+            this.app.pickHandler(this.app.fromDisplayLatLng(e.latlng), e.latlng);
+            return;
+          }
           this.app.showTab("cases");
           this.openDetail(c.id);
         });
