@@ -15,7 +15,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import psycopg
 import uvicorn
@@ -27,6 +27,7 @@ from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.guard import ConnectionGuard, GuardMiddleware, ensure_descriptors, protocol_classes
 from gpsd_server.api.http import create_app
 from gpsd_server.bringup import DatabaseStart, WriterSwitch
+from gpsd_server.cases import CaseDesk
 from gpsd_server.cityfolder import CityData, CityFolder, CityKeeper, VertexBudget
 from gpsd_server.config import resolve, spool_path, state_path
 from gpsd_server.core.decode import Decoder, TopicRouter
@@ -75,7 +76,9 @@ class _Uvicorn(uvicorn.Server):
 
 
 class Server:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: the one wall clock of the batch cycle, the rule tick and
+        12319 cases (tests drive it)."""
         self.cfg = cfg
         c = cfg
         self.db = Database(c.database)
@@ -102,7 +105,7 @@ class Server:
         self.pipeline = Pipeline(
             decoder=self.decoder, engine=self.engine, ledger=self.ledger, directory=self.directory,
             writer=self.writer, hub=self.hub, dead_letter_topic=c.mqtt.dead_letter_topic,
-            reject_log_interval_s=c.ingest.reject_log_interval_s,
+            reject_log_interval_s=c.ingest.reject_log_interval_s, clock=clock,
         )  # fmt: skip
         self.ingest = MqttIngest(settings=c.mqtt, cycle=c.ingest, topics=router.subscriptions(), handler=self._handle)
         self.pipeline.dead_letter = self.ingest.publish
@@ -127,11 +130,19 @@ class Server:
             after_swap=self._sync_registry,
             budget=VertexBudget(c.geofences.max_feature_vertices, c.geofences.max_city_vertices),
         )
+        # 12319 cases: the pipeline feeds them fixes and ticks, they raise alerts through it.
+        self.cases = CaseDesk(
+            db=self.db, settings=c.cases, dispatch=c.dispatch, timezone=c.city.timezone,
+            moving_kmh=c.rules.moving_kmh, city=self.city, live=self.hub, directory=self.directory, clock=clock,
+        )  # fmt: skip
+        self.pipeline.cases = self.cases
+        self.cases.raise_events, self.cases.wake_commands = self.pipeline.raise_events, self.commands.wake
         started_at = time.time()
         self.start = DatabaseStart(
             db=self.db, settings=c.database, writers=self.writer, engine=self.engine, ledger=self.ledger,
             hub=self.hub, directory=self.directory, sync_registry=lambda: self._sync_registry(self.city.current),
             on_schema=self._use_schema, started_at=started_at, on_restored=_settle_memory,
+            also_restore=[self.cases.restore],
         )  # fmt: skip
         self.tokens = TokenStore(
             self.db, check_s=c.http.token_check_s,
@@ -148,7 +159,7 @@ class Server:
         self._metrics = metrics.registry(self.status)
         services = ApiServices(
             config=c, db=self.db, tokens=self.tokens, directory=self.directory, city=self.city,
-            live=self.hub, presence=self.engine, status=self,
+            live=self.hub, presence=self.engine, status=self, cases=self.cases,
         )  # fmt: skip
         self.app = create_app(services)
         self.http_port: int | None = None
@@ -249,6 +260,7 @@ class Server:
                 tg.create_task(self.ingest.run(), name="mqtt-ingest"),
                 tg.create_task(self._tick(), name="rule-tick"),
                 tg.create_task(self.commands.run(), name="terminal-commands"),
+                tg.create_task(self.cases.run(), name="cases"),
                 tg.create_task(self.status.log_throughput(self.cfg.ingest.stats_log_interval_s), name="stats-log"),
                 tg.create_task(self._retention(), name="retention"),
                 tg.create_task(self.tokens.check_forever(), name="token-check"),

@@ -237,11 +237,13 @@ class DatabaseStart:
         on_schema: Callable[[SchemaInfo], None],
         started_at: float,
         on_restored: Callable[[], None] = lambda: None,
+        also_restore: Sequence[Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]] = (),
     ) -> None:
         self.db, self.settings, self.writers = db, settings, writers
         self.engine, self.ledger, self.hub, self.directory = engine, ledger, hub, directory
         self._sync_registry = sync_registry
         self._on_schema = on_schema
+        self._also_restore = also_restore  # other components' state from the database (12319 cases)
         self._on_restored = on_restored  # the state that lives as long as the process is in place
         self.started_at = started_at
         self.intake_open = asyncio.Event()  # the pipeline may process fixes
@@ -289,6 +291,8 @@ class DatabaseStart:
             else:
                 await restore(conn, engine=self.engine, ledger=self.ledger, hub=self.hub, directory=self.directory)
                 ends = []
+            for restore_more in self._also_restore:
+                await restore_more(conn)
         self.writers.seen = None
         self._on_restored()
         self.db.mark_ready()

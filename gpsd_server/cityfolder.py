@@ -31,9 +31,11 @@ from typing import Any, TypeVar
 import msgspec
 
 from gpsd_server.core.city import City, load_city
+from gpsd_server.core.gazetteer import Gazetteer
 from gpsd_server.core.geo import CityGeometry
 from gpsd_server.core.history_city import CityShapes
 from gpsd_server.core.places import Places
+from gpsd_server.core.roadnet import RoadNetwork
 from gpsd_server.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class CityData:
     geometry: CityGeometry | None = None  # the engine's projected city
     shapes: CityShapes | None = None  # the same, as history reads it
     places: Places | None = None  # names for where alerts happen
+    roads: RoadNetwork | None = None  # 12319 cases: road-aware ETA
+    gazetteer: Gazetteer | None = None  # 12319 cases: addresses typed by the operator
 
     def summary(self) -> dict[str, Any]:
         c = self.city
@@ -340,7 +344,8 @@ class CityKeeper:
         if vehicles:
             files += (str(self.folder.folder / VEHICLES_FILE),)
         places = Places(city, geometry.projection)
-        return CityData(city, geojson, files, geometry, CityShapes(city, geometry), places)
+        roads, gazetteer = RoadNetwork(city.roads, geometry.projection), Gazetteer(city)
+        return CityData(city, geojson, files, geometry, CityShapes(city, geometry), places, roads, gazetteer)
 
     async def _load(
         self, geofences: dict[str, bytes] | None = None, vehicles: bytes | None = None, changed: str | None = None

@@ -21,7 +21,7 @@ from gpsd_server.core.engine import Engine
 from gpsd_server.directory import VehicleDirectory
 from gpsd_server.errors import DecodeError
 from gpsd_server.ledger import AlertLedger
-from gpsd_server.model import Fix, FixFlag
+from gpsd_server.model import Event, Fix, FixFlag
 from gpsd_server.sinks.hub import LivePosition, LiveSink
 from gpsd_server.store.batch import AlertRow, FlagCorrection
 
@@ -83,6 +83,14 @@ class RejectLog:
         self._last_log = now
 
 
+class CaseWatch(Protocol):
+    """12319 cases (the case driver): the batch's fixes for arrival, the clock
+    for deadlines; both answer with alert events for the ledger."""
+
+    def observe(self, fixes: Sequence[Fix], now: float) -> list[Event]: ...
+    def tick(self, now: float) -> list[Event]: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -105,6 +113,7 @@ class Pipeline:
         self._hub = hub
         self._dead_letter_topic = dead_letter_topic.rstrip("/")
         self.dead_letter: DeadLetter | None = None
+        self.cases: CaseWatch | None = None
         self.rejects = RejectLog(reject_log_interval_s)
         self._clock = clock
         self.fixes_accepted = 0
@@ -125,7 +134,10 @@ class Pipeline:
                     fixes.append(item)
         self.rejects.maybe_log(now)
         result = self._engine.process(fixes, now)
-        rows = self._ledger.rows(result.events, now)
+        events = result.events
+        if self.cases is not None and (arrivals := self.cases.observe(result.fixes, now)):
+            events = [*events, *arrivals]
+        rows = self._ledger.rows(events, now)
         track = [f for f in result.fixes if not f.flags & _NOFIX]
         corrections = [FlagCorrection(c.vehicle_id, c.ts, c.flags) for c in result.corrections]
         durable = await self._writer.put(track, rows, corrections)
@@ -154,7 +166,15 @@ class Pipeline:
     async def tick(self) -> None:
         """Time-driven rules (offline): the driver calls this periodically."""
         now = self._clock()
-        rows = self._ledger.rows(self._engine.tick(now), now)
+        events = self._engine.tick(now)
+        if self.cases is not None:
+            events += self.cases.tick(now)
+        await self.raise_events(events, now)
+
+    async def raise_events(self, events: Sequence[Event], now: float) -> None:
+        """Alert events from outside a batch (the clock, a 12319 case changed by
+        an operator): the same ledger, writer and hub as the engine's."""
+        rows = self._ledger.rows(events, now)
         if rows:
             await self._writer.put((), rows)
             self._hub.publish_alerts(alerts.from_raised(a, self._directory) for a in rows)

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import psycopg
 
+from gpsd_server.core import cases
 from gpsd_server.core.engine import Engine
 from gpsd_server.core.rules.base import OpenAlert
 from gpsd_server.directory import VehicleDirectory, VehicleInfo
@@ -40,6 +41,8 @@ async def restore(
     ledger.restore((a.vehicle_id, a.key, str(a.id)) for a in still_open)
     by_vehicle: dict[str, list[OpenAlert]] = defaultdict(list)
     for a in still_open:
+        if a.kind in cases.ALERT_KINDS:  # a 12319 case's deadline: the case book's (gpsd_server/cases.py)
+            continue
         by_vehicle[a.vehicle_id].append(
             OpenAlert(
                 a.key,

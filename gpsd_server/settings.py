@@ -14,6 +14,7 @@ fills the few defaults that depend on where the embedded services run
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -183,6 +184,75 @@ class DispatchSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only
     city_speed_kmh: Positive = 25.0
     road_factor: Annotated[float, Meta(ge=1.0, le=3.0)] = 1.3
     online_max_age_s: Positive = 600.0
+    # Road-aware ETA for 12319 cases (core/roadnet.py), where the city has a road layer.
+    road_speed_kmh: Positive = 35.0
+    """Speed along the network's roads (never above a road's own ``speed_limit_kmh``)."""
+    road_snap_max_m: Annotated[float, Meta(gt=0, le=20000)] = 1500.0
+    """A car or case farther than this from every road: straight line, as without roads."""
+
+
+# -- 12319 cases (issue 17) ---------------------------------------------------------------
+
+CASE_PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal")
+CASE_CATEGORY_ID = r"^[a-z][a-z0-9_]{0,31}$"
+DEFAULT_CASE_CATEGORIES: dict[str, str] = {
+    "street_vending": "流动摊贩",
+    "night_market": "夜市占道经营",
+    "illegal_posters": "乱张贴小广告",
+    "muck_spill": "渣土撒漏",
+    "illegal_dumping": "偷倒乱倒",
+    "construction_noise": "施工噪音扰民",
+    "outdoor_ads": "违规户外广告",
+    "illegal_construction": "违法建设",
+    "other": "其他",
+}
+CaseDeadline = Annotated[float, Meta(ge=0, le=30 * 86400)]  # seconds; 0 = no deadline for the step
+
+
+class CaseSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """12319 cases: categories, arrival detection and the deadlines per priority.
+
+    A step's deadline runs from the end of the step before it: ``dispatch``
+    from acceptance, ``arrive`` from the first dispatch, ``handle`` from
+    arrival, ``callback`` from handling. 0 = the step has no deadline.
+    """
+
+    categories: dict[str, str] = msgspec.field(default_factory=lambda: dict(DEFAULT_CASE_CATEGORIES))
+    """Category id -> the name people read (ids: lower case letters, digits, ``_``)."""
+    arrive_radius_m: Annotated[float, Meta(gt=0, le=5000)] = 100.0
+    """The dispatched car stopping this close to the case marks it arrived."""
+    arrive_stop_s: Annotated[float, Meta(ge=0, le=3600)] = 60.0
+    """... for at least this long (fix time), staying within the radius."""
+    leave_band_m: Annotated[float, Meta(ge=0, le=5000)] = 50.0
+    """Arrived, the car has left once it is farther than radius + this (GPS noise)."""
+    urgent_dispatch_s: CaseDeadline = 300.0
+    urgent_arrive_s: CaseDeadline = 1200.0
+    urgent_handle_s: CaseDeadline = 3600.0
+    urgent_callback_s: CaseDeadline = 7200.0
+    high_dispatch_s: CaseDeadline = 900.0
+    high_arrive_s: CaseDeadline = 2700.0
+    high_handle_s: CaseDeadline = 14400.0
+    high_callback_s: CaseDeadline = 86400.0
+    normal_dispatch_s: CaseDeadline = 1800.0
+    normal_arrive_s: CaseDeadline = 7200.0
+    normal_handle_s: CaseDeadline = 86400.0
+    normal_callback_s: CaseDeadline = 172800.0
+    sync_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    """How often the case driver writes GPS findings and follows the terminal's answer."""
+
+    def __post_init__(self) -> None:
+        if not self.categories:
+            raise ValueError("categories: at least one category is needed")
+        for key, name in self.categories.items():
+            if not re.match(CASE_CATEGORY_ID, key):
+                raise ValueError(f"categories: id {key[:40]!r} must match {CASE_CATEGORY_ID}")
+            if not name.strip() or len(name) > 40:
+                raise ValueError(f"categories: name of {key!r} must be 1-40 characters")
+
+    def deadline_s(self, priority: str, step: str) -> float:
+        """The step's deadline for a priority (0: none)."""
+        value: float = getattr(self, f"{priority}_{step}_s")
+        return value
 
 
 Basemap = Literal["tianditu", "amap", "osm", "offline", "custom"]
@@ -323,6 +393,7 @@ class Config(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     map: MapSettings = msgspec.field(default_factory=MapSettings)
     desk: DeskSettings = msgspec.field(default_factory=DeskSettings)
     dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
+    cases: CaseSettings = msgspec.field(default_factory=CaseSettings)
     history: HistorySettings = msgspec.field(default_factory=HistorySettings)
     rules: RuleSettings = msgspec.field(default_factory=RuleSettings)
     filters: FilterSettings = msgspec.field(default_factory=FilterSettings)

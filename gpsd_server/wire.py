@@ -231,3 +231,78 @@ class VehicleList(msgspec.Struct, kw_only=True):
 
 class AlertList(msgspec.Struct, kw_only=True):
     alerts: list[Alert]
+
+
+# -- 12319 cases --------------------------------------------------------------------------
+
+
+class CaseEvent(msgspec.Struct, kw_only=True):
+    """One entry of a case's audit trail."""
+
+    seq: int
+    kind: str  # created, dispatched, reassigned, arrived, left, returned, handled, called_back, closed, ...
+    at: datetime
+    recorded_at: datetime
+    by: str
+    comment: str
+    data: dict[str, Any]
+
+
+class CaseStep(msgspec.Struct, kw_only=True):
+    """A step of a case against its deadline."""
+
+    step: str  # dispatch, arrive, handle, callback
+    limit_s: float | None  # None: no deadline
+    started_at: datetime | None
+    due_at: datetime | None
+    done_at: datetime | None
+    took_s: float | None
+    overdue: bool  # past the deadline, done or not
+
+
+class Case(Message, tag="case", kw_only=True):
+    """A 12319 case: on ``/ws/live`` after each change (``event`` says what
+    happened) and in ``GET /api/cases``."""
+
+    id: int
+    number: str
+    channel: str
+    category: str
+    category_name: str
+    priority: str
+    description: str
+    address: str
+    reporter: str
+    lon: float
+    lat: float
+    place: str | None
+    district_id: str | None
+    district: str | None
+    grid_id: str | None
+    grid: str | None
+    state: str
+    vehicle_id: str | None
+    plate: str | None
+    accepted_at: datetime
+    accepted_by: str
+    dispatched_at: datetime | None
+    assigned_at: datetime | None
+    arrived_at: datetime | None
+    arrival_source: str | None
+    arrival_distance_m: float | None
+    on_site: bool | None
+    handled_at: datetime | None
+    called_back_at: datetime | None
+    closed_at: datetime | None
+    cancelled_at: datetime | None
+    command: dict[str, Any] | None  # the dispatch text to the car's terminal: id, status
+    steps: list[CaseStep]
+    late: bool  # the step it waits for is past its deadline
+    actions: list[str]  # what may be done now
+    events: int
+    updated_at: datetime
+    event: CaseEvent | None = None
+
+
+class CaseList(msgspec.Struct, kw_only=True):
+    cases: list[Case]

@@ -49,6 +49,10 @@ def test_sections_are_frozen() -> None:
         ("[ingest]\nmax_future_s = -1", "ingest.max_future_s", ">= 0"),
         ("[mqtt]\nreconnect_min_s = 5\nreconnect_max_s = 1", "mqtt.reconnect_max_s", ">= mqtt.reconnect_min_s"),
         ("x =", "(syntax)", "not valid TOML"),
+        ("[cases]\narrive_radius = 3", "cases.arrive_radius", "did you mean 'arrive_radius_m'?"),
+        ("[cases]\nurgent_arrive_s = -1", "cases.urgent_arrive_s", ">= 0"),
+        ('[cases.categories]\n"Bad Id" = "x"', "cases.categories", "must match"),
+        ("[cases.categories]", "cases.categories", "at least one category"),
     ],
 )
 def test_bad_values_name_file_key_and_what_is_allowed(tmp_path: Path, text: str, key: str, fragment: str) -> None:

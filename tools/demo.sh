@@ -53,8 +53,10 @@ echo "[demo]   server log     : $LOG (a throughput line every 10 s)"
 echo "[demo] starting the simulated fleet (Ctrl-C stops)"
 
 # shellcheck disable=SC2086  # DEMO_SIM_ARGS is a list of flags
+# --follow-cases: patrol cars dispatched to 12319 cases from the page drive there.
 "$VENV/bin/python" tools/simulate.py --inject-rate 20 --port "$GPSD_MQTT_PORT" \
-    --truth "$GPSD_STATE/demo-truth.jsonl" --quiet ${DEMO_SIM_ARGS:-} &
+    --truth "$GPSD_STATE/demo-truth.jsonl" --quiet \
+    --follow-cases "ws://127.0.0.1:$GPSD_HTTP_PORT/ws/live?token=$VIEWER" ${DEMO_SIM_ARGS:-} &
 pids+=($!)
 # Show the server's throughput lines while the fleet runs.
 tail -n +1 -F "$LOG" 2>/dev/null | grep --line-buffered -E "ingest:|WARNING|ERROR" &

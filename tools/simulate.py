@@ -10,6 +10,8 @@ Examples:
   python tools/simulate.py --speed max --duration 3600 --quiet
   # no broker: write the publications as JSON lines instead
   python tools/simulate.py --dry-run out.jsonl --duration 600
+  # a 12319 dispatch: patrol car PC-001 drives to the place and stays 10 minutes
+  python tools/simulate.py --goto PC-001:112.3585,28.5855:600
 
 Ground truth (``--truth``): JSON lines, first a ``{"kind": "_run", ...}`` line
 with the run's window, then one line per violation the simulator committed:
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import signal
 import sys
 import threading
@@ -47,6 +50,19 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown kind(s) {', '.join(bad)}; known: {', '.join(KINDS)}")
     return kinds
+
+
+def parse_goto(text: str) -> tuple[str, float, float, float]:
+    """``VEHICLE:LON,LAT[:HOLD_S]`` -> (vehicle, lon, lat, hold_s)."""
+    parts = text.split(":")
+    try:
+        lon, lat = (float(x) for x in parts[1].split(","))
+        hold = float(parts[2]) if len(parts) > 2 else 600.0
+    except (IndexError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r}: want VEHICLE:LON,LAT[:HOLD_S]") from None
+    if len(parts) > 3 or not parts[0] or not (-180 <= lon <= 180 and -90 <= lat <= 90) or hold < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: want VEHICLE:LON,LAT[:HOLD_S]")
+    return parts[0], lon, lat, hold
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,6 +107,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--jt808-share", type=float, default=0.0, help="share of vehicles with a terminal that speak JT/T 808"
     )
+    ap.add_argument(
+        "--goto",
+        type=parse_goto,
+        action="append",
+        default=[],
+        metavar="VEHICLE:LON,LAT[:HOLD_S]",
+        help="send a vehicle to a point at the start and keep it there HOLD_S (default 600) seconds, as a"
+        " 12319 dispatch would; repeatable",
+    )
+    ap.add_argument(
+        "--follow-cases",
+        default=None,
+        metavar="WS_URL",
+        help="the server's /ws/live?token=...: drive each patrol car the server dispatches to its 12319 case",
+    )
     ap.add_argument("--dry-run", type=Path, default=None, help="no broker: write publications to this JSON lines file")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
@@ -129,6 +160,45 @@ def make_config(args: argparse.Namespace) -> SimConfig:
         jt808_share=args.jt808_share,
         offline_s=args.offline_s,
     )
+
+
+class CaseFollower:
+    """Reads ``case`` messages from the server's /ws/live (a thread of its own)
+    and queues a drive to the place for each car dispatched; the simulation
+    loop takes them between seconds, so the demo's cars answer the page."""
+
+    def __init__(self, url: str, hold_s: float = 900.0) -> None:
+        self.url, self.hold_s = url, hold_s
+        self.orders: queue.SimpleQueue[tuple[str, float, float]] = queue.SimpleQueue()
+        self.done: set[tuple[int, str, str]] = set()
+        threading.Thread(target=self._read, name="follow-cases", daemon=True).start()
+
+    def _read(self) -> None:
+        from websockets.sync.client import connect
+
+        while True:
+            try:
+                with connect(self.url, max_size=None) as ws:
+                    for raw in ws:
+                        msg = json.loads(raw)
+                        if msg.get("type") != "case":
+                            continue
+                        event = msg.get("event") or {}
+                        if event.get("kind") in ("dispatched", "reassigned") and msg.get("vehicle_id"):
+                            key = (msg["id"], msg["vehicle_id"], str(msg.get("assigned_at")))
+                            if key not in self.done:
+                                self.done.add(key)
+                                self.orders.put((msg["vehicle_id"], float(msg["lon"]), float(msg["lat"])))
+            except Exception as exc:
+                print(f"simulate: --follow-cases: {exc}; reconnecting", file=sys.stderr)
+                time.sleep(2.0)
+
+    def apply(self, sim: Simulation) -> None:
+        while not self.orders.empty():
+            vehicle_id, lon, lat = self.orders.get()
+            if vehicle_id in sim.by_id:
+                metres = sim.goto(vehicle_id, lon, lat, hold_s=self.hold_s)
+                print(f"simulate: {vehicle_id} dispatched, {metres:.0f} m to go", file=sys.stderr)
 
 
 class TruthWriter:
@@ -172,12 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     city = city_mod.load(args.city)
     sim = Simulation(city, make_config(args))
+    for vehicle_id, lon, lat, hold_s in args.goto:
+        if vehicle_id not in sim.by_id:
+            print(f"simulate: --goto: no vehicle {vehicle_id!r} in this run", file=sys.stderr)
+            return 2
+        metres = sim.goto(vehicle_id, lon, lat, hold_s=hold_s)
+        print(f"simulate: {vehicle_id} goes to {lon:.6f},{lat:.6f} ({metres:.0f} m by road)", file=sys.stderr)
     truth = TruthWriter(args.truth, sim)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     counter = {"fixes": 0}
 
+    follower = CaseFollower(args.follow_cases) if args.follow_cases else None
+
     def on_second(s: Simulation, pubs: list[Publication]) -> None:
+        if follower is not None:
+            follower.apply(s)
         counter["fixes"] += len(pubs)
         truth.update(s)
         if not args.quiet and int(s.t) % 60 == 0:

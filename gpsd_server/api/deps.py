@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.registry import CollectorRegistry
@@ -24,6 +25,9 @@ from gpsd_server.store.db import Database
 
 if TYPE_CHECKING:
     from gpsd_server.api.auth import TokenStore
+    from gpsd_server.cases import Proposal
+    from gpsd_server.core.cases import CaseBook
+    from gpsd_server.store.cases import CaseRecord, EventRecord
 
 
 class CityView(Protocol):
@@ -57,6 +61,25 @@ class Presence(Protocol):
     def vehicles_in_zone(self, zone_id: str) -> frozenset[str]: ...
 
 
+class CaseService(Protocol):
+    """12319 cases (gpsd_server/cases.py: CaseDesk), as the API sees them."""
+
+    @property
+    def book(self) -> CaseBook: ...
+    def clock(self) -> float: ...
+    def view(self, r: CaseRecord, now: float, event: EventRecord | None = None) -> wire.Case: ...
+    def propose(self, lon: float, lat: float, *, limit: int, now: float, paths: int = 3) -> list[Proposal]: ...
+    async def report(self, start: datetime, end: datetime) -> dict[str, list[dict[str, Any]]]: ...
+    async def create(
+        self, *, channel: str, category: str, priority: str, description: str, address: str, reporter: str,
+        lon: float, lat: float, by: str,
+    ) -> wire.Case: ...  # fmt: skip
+    async def act(
+        self, case_id: int, action: str, *, by: str, comment: str = "", vehicle_id: str | None = None,
+        phone: str | None = None,
+    ) -> wire.Case: ...  # fmt: skip
+
+
 class ServerStatus(Protocol):
     @property
     def mqtt_connected(self) -> bool: ...
@@ -76,3 +99,4 @@ class ApiServices:
     live: LiveFeed
     presence: Presence
     status: ServerStatus
+    cases: CaseService | None = None  # 12319 cases; their routes are mounted when there is one

@@ -18,6 +18,7 @@ from gpsd_server.api import (
     alert_batch,
     alerts,
     basemaps,
+    cases,
     city,
     dashboard,
     dispatch,
@@ -128,6 +129,8 @@ def create_app(services: ApiServices) -> FastAPI:
     install_docs(app)
     for module in modules:
         app.include_router(module.router(services))
+    if services.cases is not None:  # 12319 cases (issue 17)
+        app.include_router(cases.router(services, services.cases))
     offered = basemaps.describe(services.config.map, offline)
     mount_web(app, tile_urls=[layer["url"] for preset in offered for layer in preset["layers"]])
     app.add_middleware(SingleValuedQuery)

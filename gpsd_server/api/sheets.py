@@ -91,6 +91,24 @@ COLUMNS: dict[str, Column] = {
     "note": Column("事件说明", width=40),
     "state": Column("处理状态", "state", 10),
     "command_status": Column("车载屏下发", width=12),
+    # 12319 case report (api/cases.py)
+    "step": Column("环节", width=10),
+    "label": Column("名称", width=16),
+    "key": Column("代码", width=14),
+    "median_s": Column("中位用时(秒)", "number", 12),
+    "p90_s": Column("P90用时(秒)", "number", 12),
+    "max_s": Column("最长用时(秒)", "number", 12),
+    "overdue": Column("超时案件", "number", 10),
+    "open": Column("未结案", "number", 8),
+    "closed": Column("已结案", "number", 8),
+    "cancelled": Column("已撤销", "number", 8),
+    "close_median_s": Column("结案中位用时(秒)", "number", 14),
+    "dispatched": Column("派遣次数", "number", 10),
+    "arrived": Column("到场次数", "number", 10),
+    "arrived_gps": Column("GPS判定到场", "number", 12),
+    "left_before_handled": Column("未处置离开", "number", 12),
+    "arrive_median_s": Column("到场中位用时(秒)", "number", 14),
+    "arrive_p90_s": Column("到场P90用时(秒)", "number", 14),
 }
 
 

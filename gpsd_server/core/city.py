@@ -102,11 +102,13 @@ class Marker:
 
 @dataclass(frozen=True, slots=True)
 class Road:
-    """A named road of the city's network layer: names places, no rules."""
+    """A named road of the city's network layer: names places and carries 12319
+    cars (core/roadnet.py); no rule reads it."""
 
     id: str
     name: str
     geometry: BaseGeometry
+    speed_limit_kmh: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,12 +207,12 @@ def parse_roads(file_name: str, text: str | bytes) -> list[Road]:
             name = props.get("name", label)
             if not isinstance(name, str):
                 raise ValueError("bad name: must be a string")
-            _number(props, "speed_limit_kmh", None, positive=True)
+            limit = _number(props, "speed_limit_kmh", None, positive=True)
             geo = item.get("geometry")
             if not isinstance(geo, dict) or geo.get("type") not in NETWORK_KINDS[kind]:
                 raise ValueError(f"bad geometry type for a {kind} (want {'/'.join(NETWORK_KINDS[kind])})")
             if kind == "road":
-                roads.append(Road(label, name, shape(geo)))
+                roads.append(Road(label, name, shape(geo), limit))
         except (ValueError, shapely.errors.GEOSException, TypeError, IndexError, KeyError, AttributeError) as exc:
             raise DataError(file_name, label, str(exc)) from None
     return roads

@@ -41,6 +41,7 @@ class Projection:
     def __init__(self, epsg: int) -> None:
         self.epsg = epsg
         self._transformer = Transformer.from_crs(4326, epsg, always_xy=True)
+        self._inverse: Transformer | None = None
 
     @classmethod
     def near(cls, lon: float, lat: float) -> Projection:
@@ -49,6 +50,13 @@ class Projection:
     def to_xy(self, lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
         x, y = self._transformer.transform(lon, lat)
         return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def to_lonlat(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Back to WGS-84 (metric results the page draws)."""
+        if self._inverse is None:
+            self._inverse = Transformer.from_crs(self.epsg, 4326, always_xy=True)
+        lon, lat = self._inverse.transform(x, y)
+        return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
 
     def geometry(self, geom: BaseGeometry) -> BaseGeometry:
         def fn(coords: FloatArray) -> FloatArray:

@@ -11,6 +11,7 @@ the nearest named road of the network layer within ``road_within_m``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -27,14 +28,30 @@ class _Layer:
     """Named polygons in an STRtree; which contain a point."""
 
     def __init__(self, zones: Sequence[Zone]) -> None:
+        self.ids = [z.id for z in zones]
         self.names = [z.name for z in zones]
         self.shapes = np.array([z.geometry for z in zones], dtype=object)
         self.tree = shapely.STRtree(self.shapes) if zones else None
 
     def containing(self, point: BaseGeometry) -> list[str]:
+        return [self.names[i] for i in self.indices(point)]
+
+    def indices(self, point: BaseGeometry) -> list[int]:
         if self.tree is None:
             return []
-        return [self.names[i] for i in sorted(self.tree.query(point, predicate="within").tolist())]
+        return sorted(self.tree.query(point, predicate="within").tolist())
+
+    def first(self, point: BaseGeometry) -> tuple[str, str] | None:
+        found = self.indices(point)
+        return (self.ids[found[0]], self.names[found[0]]) if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    district_id: str | None = None
+    district: str | None = None
+    grid_id: str | None = None
+    grid: str | None = None
 
 
 class Places:
@@ -61,6 +78,17 @@ class Places:
         elif (road := self._nearest_road(lon, lat)) is not None:
             parts.append(road)
         return SEPARATOR.join(parts) or None
+
+    def locate(self, lon: float, lat: float) -> Location:
+        """The district and grid a point is in (ids and names), for 12319 cases."""
+        if not (np.isfinite(lon) and np.isfinite(lat)):
+            return Location()
+        point = shapely.Point(lon, lat)
+        district, grid = self._districts.first(point), self._grids.first(point)
+        return Location(
+            district_id=district[0] if district else None, district=district[1] if district else None,
+            grid_id=grid[0] if grid else None, grid=grid[1] if grid else None,
+        )  # fmt: skip
 
     def _nearest_road(self, lon: float, lat: float) -> str | None:
         if self._roads is None:

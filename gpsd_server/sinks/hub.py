@@ -135,6 +135,7 @@ class Client:
     queue: asyncio.Queue[str]
     subscription: Subscription = field(default_factory=Subscription)
     dropped: str | None = None  # why the hub gave up on this client
+    cases: bool = True  # receives 12319 case messages (accounts that may see cases)
     pending_frame: str | None = None
     conflated: dict[str, bytes] = field(default_factory=dict)
     frames: int = 0  # frames of positions handed to this client
@@ -378,3 +379,14 @@ class LiveHub:
             self._offer_batch(now)
         if self._zones:
             self._schedule_flush()
+
+    def publish_cases(self, cases: Iterable[wire.Case]) -> None:
+        """12319 case changes, to every client that may see cases (no bbox:
+        a case is few and the desk needs all of them)."""
+        if not self._clients:
+            return
+        for case in cases:
+            data = wire.encode(case).decode()
+            for client in list(self._clients):
+                if client.cases:
+                    self._offer(client, data)

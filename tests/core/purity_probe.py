@@ -58,16 +58,21 @@ import gpsd_server.core  # noqa: E402
 for info in pkgutil.walk_packages(gpsd_server.core.__path__, prefix="gpsd_server.core."):
     importlib.import_module(info.name)
 
+from gpsd_server.core.cases import GENESIS, CaseBook, CaseFacts, audit_digest  # noqa: E402
+from gpsd_server.core.city import Road  # noqa: E402
 from gpsd_server.core.decode import Decoder, TopicRouter  # noqa: E402
 from gpsd_server.core.engine import Engine  # noqa: E402
+from gpsd_server.core.gazetteer import Gazetteer  # noqa: E402
 from gpsd_server.core.geo import Projection  # noqa: E402
 from gpsd_server.core.history import find_stops, simplify_indices, track_stats, zone_visits  # noqa: E402
 from gpsd_server.core.history_city import CityShapes, check_trip  # noqa: E402
 from gpsd_server.core.jt808 import frame  # noqa: E402
 from gpsd_server.core.jt808.session import Jt808Session  # noqa: E402
+from gpsd_server.core.places import Places  # noqa: E402
+from gpsd_server.core.roadnet import RoadNetwork  # noqa: E402
 from gpsd_server.core.rules.base import OpenAlert  # noqa: E402
 from gpsd_server.model import Fix, Sensors  # noqa: E402
-from gpsd_server.settings import IngestSettings, Jt808Settings, RuleSettings  # noqa: E402
+from gpsd_server.settings import CaseSettings, IngestSettings, Jt808Settings, RuleSettings  # noqa: E402
 from tests.fixtures import city as test_city  # noqa: E402
 
 # -- inputs, built before the guards ----------------------------------------------------
@@ -84,6 +89,12 @@ def jt808_frames() -> list[bytes]:
 
 
 FRAMES = jt808_frames()
+from shapely.geometry import LineString  # noqa: E402
+
+ROADS = (
+    Road("r1", "环城路", LineString([POINTS[0], POINTS[2]]), 50.0),
+    Road("r2", "辐射路", LineString([POINTS[1], POINTS[3]])),
+)
 
 # -- the guards ------------------------------------------------------------------------------
 import builtins  # noqa: E402
@@ -150,4 +161,20 @@ from gpsd_server.core.history import find_trips  # noqa: E402
 for trip in find_trips(ts, lons, lats, speed, stops, moving_kmh=5.0, gap_s=300.0):
     check_trip(shapes, list(city.vehicles["MT-001"].permits), trip, ts, lons, lats, tz=test_city.TZ,
                settings=RuleSettings())  # fmt: skip
-print("ok", len(events), "events", round(stats.distance_km, 1), "km")
+
+# 12319 cases: the book's deadlines and arrival, the road network, addresses, the seal.
+book = CaseBook(CaseSettings(normal_dispatch_s=60.0), moving_kmh=5.0)
+lon, lat = POINTS[2]
+case = CaseFacts(id=1, number="20240304-0001", priority="normal", category="other", lon=lon, lat=lat,
+                 state="accepted", accepted_at=test_city.NIGHT)  # fmt: skip
+events += book.tick(test_city.NIGHT + 120)
+book.put(msgspec.structs.replace(case, state="dispatched", vehicle_id="PT-001", dispatched_at=t - 6000,
+                                 assigned_at=t - 6000))  # fmt: skip
+findings, ended = book.observe([f for f in fixes if f.vehicle_id == "PT-001"])
+events += ended
+network = RoadNetwork(ROADS, projection)
+legs = network.legs(POINTS[1], POINTS[2:], road_speed_kmh=35.0, city_speed_kmh=25.0, road_factor=1.3,
+                    snap_max_m=1500.0, paths=1)  # fmt: skip
+assert legs and Gazetteer(city).search("CS1") and Places(city, projection).locate(*POINTS[1]) is not None
+audit_digest(GENESIS, case_id=1, seq=1, kind="created", at_us=1, by="x", comment="", data={})
+print("ok", len(events), "events", round(stats.distance_km, 1), "km", len(findings), "findings")

@@ -234,3 +234,25 @@ def test_a_malformed_subscription_names_the_field(msg: dict[str, object]) -> Non
 def test_the_hub_limits_its_clients() -> None:
     hub = LiveHub(max_clients=2)
     assert hub.add_client() and hub.add_client() and hub.add_client() is None
+
+
+def test_cases_reach_every_client_that_may_see_cases_whatever_its_bbox() -> None:
+    from datetime import UTC, datetime
+
+    hub = LiveHub(moving_kmh=5.0)
+    narrow, company = hub.add_client(), hub.add_client()
+    assert narrow is not None and company is not None
+    narrow.subscription = parse_subscription({"bbox": [0.0, 0.0, 1.0, 1.0]})
+    company.cases = False  # an account that may not see 12319 cases
+    at = datetime(2027, 1, 15, tzinfo=UTC)
+    case = wire.Case(
+        id=1, number="20270115-0001", channel="hotline", category="other", category_name="其他", priority="normal",
+        description="", address="", reporter="", lon=112.3, lat=28.5, place=None, district_id=None, district=None,
+        grid_id=None, grid=None, state="accepted", vehicle_id=None, plate=None, accepted_at=at, accepted_by="op",
+        dispatched_at=None, assigned_at=None, arrived_at=None, arrival_source=None, arrival_distance_m=None,
+        on_site=None, handled_at=None, called_back_at=None, closed_at=None, cancelled_at=None, command=None, steps=[],
+        late=False, actions=["dispatch"], events=1, updated_at=at,
+    )  # fmt: skip
+    hub.publish_cases([case])
+    assert [(m["type"], m["number"]) for m in drain(narrow)] == [("case", "20270115-0001")]
+    assert drain(company) == []

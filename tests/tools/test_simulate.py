@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections import defaultdict
@@ -188,3 +189,27 @@ def test_noise_has_the_configured_sigma(sigma: float) -> None:
     assert np.abs(err.mean(axis=0)).max() < sigma * 0.1
     assert err.std(axis=0) == pytest.approx([sigma, sigma], rel=0.06)
     assert math.isclose(float(np.median(np.hypot(*err.T))), sigma * math.sqrt(2 * math.log(2)), rel_tol=0.08)
+
+
+def test_goto_drives_the_car_to_the_point_keeps_it_there_then_back_to_its_duties() -> None:
+    from gpsd_server.core.geo import haversine_m
+    from tools.simulate import parse_goto
+
+    place = (112.3585, 28.5855)
+    sim = Simulation(city(), SimConfig(start=DAY, duration_s=None, seed=11, counts={"patrol": 3}, sigma_m=0.0))
+    metres = sim.goto("PC-002", *place, hold_s=120)
+    assert metres > 100
+    seen: list[tuple[float, float, float]] = []
+    for _ in range(int(metres / 5) + 400):  # slower than 18 km/h on average would not get there
+        for p in sim.advance():
+            if p.topic == "fleet/PC-002/fix":
+                doc = json.loads(p.payload)
+                seen.append((parse_time(doc["ts"]), haversine_m(*place, doc["lon"], doc["lat"]), doc["speed_kmh"]))
+    there = [s for s in seen if s[1] < 5 and s[2] == 0]
+    assert there, "the car never got there"
+    assert 100 <= there[-1][0] - there[0][0] <= 130  # stayed for the hold, stopped
+    assert seen[-1][1] > 50  # and went on afterwards
+    assert parse_goto("PC-001:112.35,28.57:60") == ("PC-001", 112.35, 28.57, 60.0)
+    for bad in ("PC-001", "PC-001:112.35", "PC-001:500,28:1", ":1,2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="VEHICLE:LON,LAT"):
+            parse_goto(bad)

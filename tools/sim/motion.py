@@ -186,3 +186,16 @@ class Stay:
             if a <= t < b:
                 out.update(o)
         return out
+
+
+@dataclass
+class Linger(Stay):
+    """A stay of ``duration`` from whenever it begins (a car sent to a place
+    stays there; the drive before it decides when it gets there)."""
+
+    duration: float = 0.0
+
+    def finished_at(self, t: float) -> bool:
+        if self.until < 0:
+            self.until = t + self.duration
+        return t >= self.until

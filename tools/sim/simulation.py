@@ -18,9 +18,9 @@ from shapely.geometry import Point
 from . import clock
 from .city import City
 from .fleet import CRUISE_KMH, Planner, Vehicle
-from .geo import Xy
+from .geo import Path, Xy
 from .inject import ALERTING_KINDS, SPEC, Injection
-from .motion import Drive, Stay
+from .motion import Drive, Linger, Stay
 from .payload import ALARM_POWER_CUT, FixRecord, encode, jt808, malformed, native, owntracks, status_word
 
 CLASSES = ("muck_truck", "mixer_truck", "patrol", "other")
@@ -258,6 +258,26 @@ class Simulation:
                 if spec.qualifies(self, v, t):
                     spec.apply(self, inj, v, t)
                     inj.applied_at = t
+
+    def goto(self, vehicle_id: str, lon: float, lat: float, *, hold_s: float = 600.0) -> float:
+        """Send a vehicle to a point now (a 12319 dispatch): along the roads to
+        the junction nearest the point, the last stretch straight, a stay of
+        ``hold_s`` there (engine on, stopped), back to the road, then its usual
+        duties. Returns the drive's length in metres."""
+        v = self.by_id[vehicle_id]
+        road = self.city.road
+        target = self.city.frame.metric(lon, lat)
+        start, end = road.nearest_node(v.xy), road.nearest_node(target)
+        path = Path([v.xy, *road.shortest(start, end), target])
+        speed = v.activity.v if isinstance(v.activity, Drive) else 0.0
+        drive = self.planner.drive_for_path(path, v.cruise_kmh)
+        drive.label, drive.v = "to case", speed
+        back = self.planner.drive_for_path(Path([target, road.nodes[end]]), v.cruise_kmh)
+        back.label = "back to the road"
+        v.activity = drive
+        v.plan = [Linger(-1.0, label="on case", duration=hold_s), back]
+        v.last_node, v.prev_node = end, None
+        return path.length
 
     def point(self, xy: Xy) -> Point:
         return Point(xy)

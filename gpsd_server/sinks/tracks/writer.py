@@ -265,7 +265,10 @@ class TrackWriter:
         policy = self._policy
         while True:
             with self._wake:
-                action = policy.next(time.monotonic(), self._queued_rows, self.spool_backlog_bytes)
+                # Alerts alone (the tick's: offline, 12319 deadlines) are work too,
+                # or they would wait in the queue for the next fix.
+                queued = self._queued_rows or len(self._queue)
+                action = policy.next(time.monotonic(), queued, self.spool_backlog_bytes)
                 if action.kind == "wait":
                     self._wake.wait(None if math.isinf(action.delay_s) else action.delay_s)
                     continue

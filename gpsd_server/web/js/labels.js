@@ -42,6 +42,10 @@ export const KIND_LABEL = {
   delivery_overtime: "搅拌车超时",
   patrol_coverage: "网格未巡查",
   terminal_alarm: "终端报警",
+  case_dispatch_overdue: "12319派遣超时",
+  case_arrive_overdue: "12319到场超时",
+  case_handle_overdue: "12319处置超时",
+  case_callback_overdue: "12319回访超时",
 };
 
 export const ZONE_KIND_LABEL = {
@@ -63,8 +67,9 @@ export const kindLabel = (k) => KIND_LABEL[k] || k;
 export function fmtAge(s) {
   if (s == null || !isFinite(s)) return "—";
   if (s < 0) s = 0;
-  if (s < 60) return `${Math.round(s)} 秒`;
-  if (s < 3600) return `${Math.floor(s / 60)} 分 ${Math.round(s % 60)} 秒`;
+  s = Math.round(s); // 239.7 s is 4 分 0 秒, not 3 分 60 秒
+  if (s < 60) return `${s} 秒`;
+  if (s < 3600) return `${Math.floor(s / 60)} 分 ${s % 60} 秒`;
   if (s < 86400) return `${Math.floor(s / 3600)} 小时 ${Math.floor((s % 3600) / 60)} 分`;
   return `${Math.floor(s / 86400)} 天`;
 }

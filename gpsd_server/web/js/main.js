@@ -6,6 +6,7 @@ import { api, ApiError } from "./api.js";
 import * as coords from "./coords.js";
 import { AlertDesk } from "./alerts.js";
 import { DispatchPanel } from "./dispatch.js";
+import { CasePanel } from "./cases.js";
 import { TerminalBoard } from "./terminals.js";
 import { ReplayPanel } from "./replay.js";
 import { CityLayers } from "./layers.js";
@@ -169,6 +170,7 @@ function handleLive(msg) {
       // Each (re)connect: fetch the desk again, so alerts raised while the
       // socket was down (or before it was up) are not missed.
       app.alerts?.load().catch(() => {});
+      app.cases?.load().catch(() => {});
       break;
     case "batch":
       // Several messages in one frame, in order (a burst, or a flush's zone records).
@@ -183,6 +185,9 @@ function handleLive(msg) {
       break;
     case "alert":
       app.alerts.upsert(msg, { live: true });
+      break;
+    case "case": // 12319 cases (cases.js)
+      app.cases?.upsert(msg);
       break;
     case "heartbeat": // the server is alive on a quiet night (the stall watchdog reads the time)
       break;
@@ -505,6 +510,9 @@ async function boot() {
   setupTabs();
   app.alerts = new AlertDesk(app, document.getElementById("tab-alerts"));
   app.dispatch = new DispatchPanel(app, document.getElementById("tab-dispatch"));
+  app.showTab = showTab;
+  app.select = (id) => selectVehicle(id, { fly: true });
+  app.cases = new CasePanel(app, document.getElementById("tab-cases"));
   app.terminals = new TerminalBoard();
   app.terminals.start();
   app.replay = new ReplayPanel(app, document.getElementById("tab-replay"), { showTab });
@@ -518,6 +526,7 @@ async function boot() {
     loadGeofences().catch(() => false),
     loadVehicles().catch(() => []),
     app.alerts.load().catch(() => null),
+    app.cases.load().catch(() => null),
   ]);
   app.geofencesLoaded = geoOk;
   app.live.connect();
@@ -543,6 +552,7 @@ async function boot() {
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape") {
       app.dispatch.stopPicking();
+      app.cases.stopPicking();
       closeCard();
     }
   });

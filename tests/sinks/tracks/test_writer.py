@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,28 @@ async def test_full_spool_is_an_error_and_holds_intake(tmp_path: Path, caplog: p
     # Not durable, so never acknowledged: the broker delivers those again.
     assert w.stats.rows_not_durable == w.stats.rows_in - w.stats.rows_spooled
     assert all(f.cancelled() for f in futs[len(spooled) :])
+
+
+async def test_alerts_without_fixes_are_written_at_once(tmp_path: Path, database: str) -> None:
+    """Found by 12319 deadlines: an alert the tick raises (offline, an overdue
+    case step) with no fix in the queue waited for the next fix to be stored."""
+    import psycopg
+
+    from gpsd_server.model import Event
+    from gpsd_server.store.batch import AlertRow
+    from gpsd_server.store.schema import migrate
+
+    async with await psycopg.AsyncConnection.connect(database) as c:
+        await migrate(c)
+    w = TrackWriter(DatabaseSettings(dsn=database, flush_interval_ms=10), spool_path=tmp_path / "w.spool")
+    task = asyncio.create_task(w.run())
+    try:
+        key = f"offline-{time.time_ns()}"
+        event = Event("offline", "start", "V-TICK", 1.7e9, 112.3, 28.5, key, "warning")
+        durable = await w.put((), [AlertRow(str(uuid.uuid4()), event, 1.7e9 + 1)])
+        await asyncio.wait_for(durable, 10)
+        with psycopg.connect(database) as c:
+            assert c.execute("SELECT count(*) FROM alerts WHERE key = %s", (key,)).fetchone() == (1,)
+    finally:
+        await w.close()
+        await asyncio.wait_for(task, 10)
