@@ -154,6 +154,9 @@ class TerminalCommands:
     async def _loop(self) -> None:
         backoff = Backoff(self.settings.command_poll_s, 30.0)
         while True:
+            if not self.db.ready:  # the schema is not in place yet (migrations run at start)
+                await asyncio.sleep(min(self.settings.command_poll_s, 0.5))
+                continue
             try:
                 await self.cycle()
                 backoff.reset()
