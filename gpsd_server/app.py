@@ -92,7 +92,7 @@ class Server:
         self, role: IngestRole, clock: Callable[[], float], sync: Callable[[], Awaitable[None]], *, cases: bool
     ) -> Status:
         c = self.cfg
-        self.ingest, self.pipeline, self.writer = role.source, role.pipeline, role.writer
+        self.ingest, self.pipeline, self.writer, self.ledger = role.source, role.pipeline, role.writer, role.ledger
         self.gateway, self.health = role.terminals.gateway, role.terminals.health
         if cases:  # 12319 cases: the pipeline feeds them fixes and ticks, they raise alerts through it
             self.cases = CaseDesk(

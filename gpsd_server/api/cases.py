@@ -25,7 +25,7 @@ from gpsd_server.api import sheets
 from gpsd_server.api.auth import Principal, require
 from gpsd_server.api.deps import ApiServices, CaseService
 from gpsd_server.api.params import NO_NUL, BadParameter, format_query, parse_range, parse_time
-from gpsd_server.api.responses import json_response
+from gpsd_server.api.responses import json_response, text_content
 from gpsd_server.api.terminals import VEHICLE_ID, terminal_phone
 from gpsd_server.cases import (
     CHANNEL_LABEL,
@@ -244,7 +244,10 @@ def router(services: ApiServices, desk: CaseService) -> APIRouter:
             "grid_id": where.grid_id, "grid": where.grid,
         })  # fmt: skip
 
-    @r.get("/api/reports/cases", tags=["reports"], dependencies=[Depends(require("viewer"))])
+    @r.get(
+        "/api/reports/cases", tags=["reports"], dependencies=[Depends(require("viewer"))],
+        responses=text_content("text/csv", sheets.XLSX_TYPE),
+    )  # fmt: skip
     async def case_report(
         start: str | None = Query(None, description="cases accepted from (RFC 3339); default end - 1 day"),
         end: str | None = Query(None, description="until (RFC 3339); default now"),
