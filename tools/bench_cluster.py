@@ -22,7 +22,8 @@ For each worker count, in the same run:
   ``received_at`` column), so neither start-up nor the publisher counts.
   Printed: fixes/s in total and per worker (each worker's own count of
   stored fixes), and CPU per fix of the workers, RabbitMQ (delivery, acks,
-  the hub feed) and PostgreSQL over the drain.
+  the hub feed) and PostgreSQL over the drain, and the bytes on disk per
+  stored fix (the ``fixes`` hypertable with its indexes, uncompressed).
 
 Machine-bound: every rate depends on this machine and on what else runs on
 it; the CPU per fix travels better. Figures are printed, never asserted.
@@ -256,6 +257,12 @@ def case(n: int, args: argparse.Namespace, pm: int, rmq: int) -> dict[str, Any]:
         rabbit_drain = cpu(rmq) - r1
         pg_drain = pg_cpu(pm) - p1
         count, first, last = stored(dsn)
+        with psycopg.connect(dsn) as conn:
+            size = conn.execute(
+                "SELECT sum(total_bytes) FROM hypertable_detailed_size('fixes')"
+                " UNION ALL SELECT pg_total_relation_size('fixes')"
+            ).fetchall()
+        disk = max(int(r[0] or 0) for r in size)  # a hypertable keeps its rows in chunks
         per_worker = []
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -275,6 +282,7 @@ def case(n: int, args: argparse.Namespace, pm: int, rmq: int) -> dict[str, Any]:
             "rabbit_drain_us_per_fix": rabbit_drain / count * 1e6,
             "pg_us_per_fix": pg_drain / count * 1e6,
             "drain_s": span,
+            "disk_bytes_per_fix": disk / count,
         }
     finally:
         for p in procs:
@@ -298,7 +306,7 @@ def main() -> None:
     pm, rmq = postmaster(), rabbit_pid()
     print(f"{os.cpu_count()} CPUs; {args.fixes} fixes of {args.vehicles} vehicles, {args.partitions} partitions")
     print(f"{'workers':>7} {'broker ceiling':>15} {'total fixes/s':>14} {'per worker fixes/s':>22} "
-          f"{'worker µs/fix':>14} {'RabbitMQ µs/fix':>16} {'PostgreSQL µs/fix':>18}")  # fmt: skip
+          f"{'worker µs/fix':>14} {'RabbitMQ µs/fix':>16} {'PostgreSQL µs/fix':>18} {'disk B/fix':>10}")  # fmt: skip
     results = []
     for n in (int(x) for x in args.workers.split(",")):
         r = case(n, args, pm, rmq)
@@ -307,7 +315,8 @@ def main() -> None:
         rabbit = f"{r['rabbit_publish_us_per_fix']:.0f} in + {r['rabbit_drain_us_per_fix']:.0f} out"
         print(
             f"{n:>7} {r['broker_ceiling_per_s']:>13,.0f}/s {r['total_per_s']:>14,.0f} {per:>22} "
-            f"{r['worker_cpu_us_per_fix']:>14.0f} {rabbit:>16} {r['pg_us_per_fix']:>18.0f}",
+            f"{r['worker_cpu_us_per_fix']:>14.0f} {rabbit:>16} {r['pg_us_per_fix']:>18.0f}"
+            f" {r['disk_bytes_per_fix']:>10.0f}",
             flush=True,
         )
     if args.json:

@@ -81,6 +81,7 @@ class BrokerHub:
         self._alerts: list[wire.Alert] = []
         self._exchange: AbstractExchange | None = None
         self._ready = asyncio.Event()
+        self._closed = False
         self.frames_sent = 0
 
     def publish_positions(self, positions: Iterable[LivePosition]) -> None:
@@ -100,6 +101,8 @@ class BrokerHub:
         """Publish and wait for the broker's confirm."""
         if frame is None:
             return
+        if self._closed:
+            raise ClusterError("hub feed closed: the frame cannot be confirmed")
         await self._ready.wait()
         assert self._exchange is not None
         mode = aio_pika.DeliveryMode.PERSISTENT if frame.alerts else aio_pika.DeliveryMode.NOT_PERSISTENT
@@ -117,6 +120,7 @@ class BrokerHub:
             raise ClusterError("hub feed: AMQP connection closed")
         finally:
             self._ready.clear()
+            self._closed = True
             with contextlib.suppress(Exception):
                 await conn.close()
 

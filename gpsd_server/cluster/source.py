@@ -92,6 +92,7 @@ class RabbitPartitionSource:
         self._arrived = asyncio.Event()
         self._processing = asyncio.Lock()  # a batch, or a partition given back, at a time
         self._lost: asyncio.Future[str] | None = None
+        self._acking: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.worker: int | None = None
         self.messages_in = 0
@@ -130,15 +131,17 @@ class RabbitPartitionSource:
                 tasks = [
                     tg.create_task(self._rebalance_forever(lease, connection), name="cluster-rebalance"),
                     tg.create_task(self._batches(), name="cluster-batches"),
-                    tg.create_task(self._acker(), name="cluster-acker"),
                 ]
+                self._acking = tg.create_task(self._acker(), name="cluster-acker")
+                tasks.append(self._acking)
                 why = await self._lost
                 for t in tasks:
                     t.cancel()
                 raise ClusterError(why)
         finally:
             self.connected.clear()
-            if amqp is not None and not amqp.is_closed:
+            if amqp is not None and not amqp.is_closed and not (self._lost and self._lost.done()):
+                # Shutdown: give every partition back, its deliveries processed and acknowledged.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.release_all(lease), 30)
                 with contextlib.suppress(Exception):
@@ -203,7 +206,12 @@ class RabbitPartitionSource:
             mine = [item for item in items if item[0] == p]
             for i in range(0, len(mine), self._max_batch):
                 await self._process(mine[i : i + self._max_batch])
-        await self._pending.join()  # acknowledged, all of it
+        if self._acking is not None and not self._acking.done():
+            await self._pending.join()  # acknowledged, all of it
+        else:  # leaving: the acker is gone, acknowledge here
+            while not self._pending.empty():
+                await self._ack(*self._pending.get_nowait())
+                self._pending.task_done()
         await owned.channel.close()
         await leases.give_back(lease, p)
         await self._on_revoke({p})
@@ -250,11 +258,14 @@ class RabbitPartitionSource:
         while True:
             durable, lasts = await self._pending.get()
             try:
-                await durable
-                for msg in lasts:
-                    await msg.ack(multiple=True)
+                await self._ack(durable, lasts)
             except Exception as exc:  # not durable, or the channel went: the next owner gets it again
                 self._lose(f"batch not acknowledged: {exc!r}")
                 raise
             finally:
                 self._pending.task_done()
+
+    async def _ack(self, durable: Awaitable[None], lasts: list[AbstractIncomingMessage]) -> None:
+        await durable
+        for msg in lasts:
+            await msg.ack(multiple=True)

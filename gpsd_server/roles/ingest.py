@@ -120,11 +120,20 @@ class IngestRole:
 
     def start(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         """The role's tasks (the track writer is started by the start-up)."""
-        tasks = [
-            tg.create_task(self.source.run(), name="ingest-source"),
+        source = self._partitioned() if isinstance(self.hub, BrokerHub) else self.source.run()
+        return [
+            tg.create_task(source, name="ingest-source"),
             tg.create_task(self._tick(), name="rule-tick"),
             *self.terminals.start(tg),
         ]
-        if isinstance(self.hub, BrokerHub):
-            tasks.append(tg.create_task(self.hub.run(), name="hub-feed"))
-        return tasks
+
+    async def _partitioned(self) -> None:
+        """The partitions and the hub feed; on shutdown the feed outlives the
+        source, whose last batches (partitions given back) still need it."""
+        assert isinstance(self.hub, BrokerHub)
+        async with asyncio.TaskGroup() as tg:
+            feed = tg.create_task(self.hub.run(), name="hub-feed")
+            try:
+                await self.source.run()
+            finally:
+                feed.cancel()

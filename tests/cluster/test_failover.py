@@ -177,6 +177,10 @@ async def test_three_workers_one_killed_and_restarted(
             return any(m["id"] == open_id and m.get("state") == "acked" for m in desks[1].alerts)
 
         await wait_for(acked_on_other_desk, 10, "the acknowledgement on the other API node's desk", nodes=nodes)
+
+        # SIGTERM: each worker gives its partitions back and exits cleanly, the last one too.
+        assert [w.stop() for w in workers] == [0, 0, 0], [w.log_tail() for w in workers]
+        assert leases(dsn) == (0, 0)
     finally:
         for task in tasks:
             await cancel(task)
