@@ -88,12 +88,14 @@ class WriterSwitch:
     """
 
     def __init__(
-        self, settings: DatabaseSettings, *, spool_path: str | Path, timezone: str, mileage: MileageRule
-    ) -> None:
+        self, settings: DatabaseSettings, *, spool_path: str | Path, timezone: str, mileage: MileageRule,
+        spool: bool = True,
+    ) -> None:  # fmt: skip
         self._settings = settings
         self._spool_path = spool_path
         self._timezone = timezone  # the writer numbers alerts per local day
         self._mileage = mileage
+        self._spool = spool  # False: a scale-out worker holds acknowledgements instead of spooling
         self._writer: TrackWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._past: list[WriterStats] = []
@@ -133,7 +135,7 @@ class WriterSwitch:
     def _start(self, tg: asyncio.TaskGroup, dsn: str) -> None:
         settings = msgspec.structs.replace(self._settings, dsn=dsn)
         self._writer = TrackWriter(
-            settings, spool_path=self._spool_path, timezone=self._timezone, mileage=self._mileage
+            settings, spool_path=self._spool_path, timezone=self._timezone, mileage=self._mileage, spool=self._spool
         )
         self._task = tg.create_task(self._writer.run(), name="track-writer")
         self._ready.set()

@@ -44,9 +44,10 @@ class IngestRole:
         self.cfg = cfg
         self.engine = Engine(settings=c.rules, filter_settings=c.filters, tz=c.city.timezone)
         self.ledger = AlertLedger()
+        partitioned = isinstance(hub, BrokerHub)
         self.writer = WriterSwitch(
             c.database, spool_path=spool_path(c), timezone=c.city.timezone,
-            mileage=MileageRule(c.rules.moving_kmh, c.history.gap_s),
+            mileage=MileageRule(c.rules.moving_kmh, c.history.gap_s), spool=not partitioned,
         )  # fmt: skip
         router = TopicRouter(
             native=c.mqtt.topic_prefix.rstrip("/"),
@@ -66,7 +67,7 @@ class IngestRole:
         self.intake_open = asyncio.Event()  # the start-up lets fixes in
         self.hub = hub
         self.source: MqttIngest | RabbitPartitionSource
-        if isinstance(hub, BrokerHub):
+        if partitioned:
             takeover = FirstSight(db=db, engine=self.engine, ledger=self.ledger, directory=directory)
             self.pipeline.takeover = takeover
             self.source = RabbitPartitionSource(

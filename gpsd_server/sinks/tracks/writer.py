@@ -112,11 +112,14 @@ class TrackWriter:
         spool_path: str | Path,
         timezone: str = "Asia/Shanghai",
         mileage: MileageRule = DEFAULT_MILEAGE,
+        spool: bool = True,
     ) -> None:
+        """``spool=False``: never spool; while the database is away fixes wait
+        unacknowledged (a scale-out worker, see the policy)."""
         self._settings = settings
         self._timezone = timezone  # alert numbers count per local day
         self._mileage = mileage  # the hourly mileage summary kept with the fixes
-        self._policy = WriterPolicy(settings)
+        self._policy = WriterPolicy(settings, spool=spool)
         self._spool = Spool(spool_path, max_bytes=int(settings.spool_max_mb * 1024 * 1024))
         self._read_offset = self._spool.start  # first spooled record not yet replayed
         self._queue: deque[_Entry] = deque()
