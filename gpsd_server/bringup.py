@@ -35,7 +35,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import msgspec
 import psycopg
@@ -59,6 +59,7 @@ from gpsd_server.store.db import DB_ERRORS, Database, first_line
 from gpsd_server.store.schema import SchemaInfo, migrate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The spool-only writer's database: a socket that cannot exist, so every
 # attempt fails at once and the writer spools (its log says why).
@@ -100,6 +101,7 @@ class WriterSwitch:
         self._task: asyncio.Task[None] | None = None
         self._past: list[WriterStats] = []
         self._ready = asyncio.Event()
+        self._writing = asyncio.Event()
         self.writing = False  # the real writer is in force
         # Until restore: the vehicles that sent anything, and the alerts raised and still open.
         self.seen: set[str] | None = set()
@@ -130,6 +132,13 @@ class WriterSwitch:
                     raise  # closed for good (shutdown)
                 # closed for a change of writer: put into the next one
 
+    async def on_session(self, op: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``op`` on the real writer's session (once the schema is in place):
+        :meth:`TrackWriter.on_session`."""
+        await self._writing.wait()
+        assert self._writer is not None
+        return await self._writer.on_session(op)
+
     # -- changing writers ---------------------------------------------------------
 
     def _start(self, tg: asyncio.TaskGroup, dsn: str) -> None:
@@ -154,6 +163,7 @@ class WriterSwitch:
             await self._stop()
         self._start(tg, self._settings.dsn)
         self.writing = True
+        self._writing.set()
 
     async def _stop(self) -> None:
         writer, task = self._writer, self._task

@@ -17,9 +17,9 @@ Ownership (docs/scale-out-research.md §4):
   :class:`~gpsd_server.errors.ClusterError` (the worker exits; whatever it did
   not acknowledge is delivered again, in order, to the next owner).
 
-The lease session is the worker's own, not the track writer's (the writer
-runs in a thread with reconnects of its own); single active consumer is what
-keeps a worker whose session died from processing beside the next owner.
+The lease session is the track writer's own (``session``: the writer's
+``on_session``), so a session that lost its leases cannot write either: the
+writer never reconnects once it holds them, and ends the worker instead.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aio_pika
 import psycopg
@@ -57,6 +57,15 @@ class Delivery:
 
 # The pipeline: a batch in, an awaitable out that completes once it is durable.
 Handler = Callable[[Sequence[Delivery]], Awaitable[Awaitable[None]]]
+T = TypeVar("T")
+
+
+class Session(Protocol):
+    """Runs a statement function on the writer's session (``TrackWriter.on_session``)."""
+
+    async def __call__(self, op: Callable[[psycopg.Connection[Any]], T]) -> T: ...
+
+
 Revoke = Callable[[set[int]], Awaitable[None]]
 
 
@@ -73,7 +82,7 @@ class RabbitPartitionSource:
         settings: ClusterSettings,
         cycle: IngestSettings,
         *,
-        dsn: str,
+        session: Session,
         subscriptions: Sequence[str],
         handler: Handler,
         on_revoke: Revoke,
@@ -81,7 +90,7 @@ class RabbitPartitionSource:
     ) -> None:
         self._s = settings
         self._max_batch = cycle.cycle_max_messages
-        self._dsn = dsn
+        self._session = session
         self._subscriptions = list(subscriptions)
         self._handler = handler
         self._on_revoke = on_revoke
@@ -108,14 +117,10 @@ class RabbitPartitionSource:
 
     async def run(self) -> None:
         self._lost = asyncio.get_running_loop().create_future()
-        a, i, c = self._s.lease_keepalive
-        lease = await psycopg.AsyncConnection.connect(
-            self._dsn, autocommit=True, application_name=self._name,
-            options=f"-c tcp_keepalives_idle={a} -c tcp_keepalives_interval={i} -c tcp_keepalives_count={c}",
-        )  # fmt: skip
         amqp: AbstractConnection | None = None
         try:
-            self.worker = await leases.join(lease, MAX_WORKERS)
+            keepalive = self._s.lease_keepalive
+            self.worker = await self._session(lambda c: leases.join(c, MAX_WORKERS, keepalive))
             if self.worker is None:
                 raise ClusterError(f"more than {MAX_WORKERS} ingest workers on one database")
             amqp = connection = await aio_pika.connect(
@@ -129,7 +134,7 @@ class RabbitPartitionSource:
             log.info("ingest worker %d on %s, %d partitions", self.worker, self._s.amqp_url, self._s.partitions)
             async with asyncio.TaskGroup() as tg:
                 tasks = [
-                    tg.create_task(self._rebalance_forever(lease, connection), name="cluster-rebalance"),
+                    tg.create_task(self._rebalance_forever(connection), name="cluster-rebalance"),
                     tg.create_task(self._batches(), name="cluster-batches"),
                 ]
                 self._acking = tg.create_task(self._acker(), name="cluster-acker")
@@ -143,11 +148,10 @@ class RabbitPartitionSource:
             if amqp is not None and not amqp.is_closed and not (self._lost and self._lost.done()):
                 # Shutdown: give every partition back, its deliveries processed and acknowledged.
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.release_all(lease), 30)
+                    await asyncio.wait_for(self.release_all(), 30)
+            if amqp is not None:
                 with contextlib.suppress(Exception):
                     await amqp.close()
-            with contextlib.suppress(psycopg.Error, OSError):
-                await lease.close()
 
     def _lose(self, why: str) -> None:
         if self._lost is not None and not self._lost.done():
@@ -155,26 +159,26 @@ class RabbitPartitionSource:
 
     # -- ownership -------------------------------------------------------------
 
-    async def _rebalance_forever(self, lease: psycopg.AsyncConnection[Any], amqp: AbstractConnection) -> None:
+    async def _rebalance_forever(self, amqp: AbstractConnection) -> None:
         try:
             while True:
-                await self._rebalance(lease, amqp)
+                await self._rebalance(amqp)
                 await asyncio.sleep(self._s.rebalance_s)
-        except (psycopg.Error, OSError) as exc:
+        except (ClusterError, psycopg.Error, OSError) as exc:
             self._lose(f"lease session lost: {exc}")
 
-    async def _rebalance(self, lease: psycopg.AsyncConnection[Any], amqp: AbstractConnection) -> None:
+    async def _rebalance(self, amqp: AbstractConnection) -> None:
         p_total = self._s.partitions
-        n = await leases.members(lease)
+        n = await self._session(leases.members)
         target = math.ceil(p_total / n)
         while len(self._owned) > target:
-            await self._release(lease, max(self._owned))
+            await self._release(max(self._owned))
         if len(self._owned) >= target:
             return
         start = ((self.worker or 0) * p_total) // n  # workers start looking at different partitions
         for i in range(p_total):
             p = (start + i) % p_total
-            if p in self._owned or not await leases.try_take(lease, p):
+            if p in self._owned or not await self._session(lambda c, p=p: leases.try_take(c, p)):  # type: ignore[misc]
                 continue
             await self._consume(amqp, p)
             if len(self._owned) >= target:
@@ -193,7 +197,7 @@ class RabbitPartitionSource:
         self._owned[p] = _Owned(channel, queue, tag)
         log.info("worker %s took partition %d", self.worker, p)
 
-    async def _release(self, lease: psycopg.AsyncConnection[Any], p: int) -> None:
+    async def _release(self, p: int) -> None:
         """Give p back: nothing of it is delivered after the cancel, what it
         delivered before is processed and acknowledged, then the lease goes."""
         owned = self._owned.pop(p)
@@ -213,14 +217,14 @@ class RabbitPartitionSource:
                 await self._ack(*self._pending.get_nowait())
                 self._pending.task_done()
         await owned.channel.close()
-        await leases.give_back(lease, p)
+        await self._session(lambda c: leases.give_back(c, p))
         await self._on_revoke({p})
         log.info("worker %s gave partition %d back", self.worker, p)
 
-    async def release_all(self, lease: psycopg.AsyncConnection[Any]) -> None:
+    async def release_all(self) -> None:
         """Leaving cleanly (shutdown): every partition given back."""
         for p in sorted(self._owned):
-            await self._release(lease, p)
+            await self._release(p)
 
     # -- processing --------------------------------------------------------------
 

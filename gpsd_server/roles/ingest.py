@@ -71,7 +71,7 @@ class IngestRole:
             takeover = FirstSight(db=db, engine=self.engine, ledger=self.ledger, directory=directory)
             self.pipeline.takeover = takeover
             self.source = RabbitPartitionSource(
-                c.cluster, c.ingest, dsn=c.database.dsn, subscriptions=router.subscriptions(),
+                c.cluster, c.ingest, session=self.writer.on_session, subscriptions=router.subscriptions(),
                 handler=self._handle_partitions, on_revoke=takeover.revoke, name=c.mqtt.client_id,
             )  # fmt: skip
         else:

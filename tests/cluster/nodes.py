@@ -134,6 +134,17 @@ def leases(dsn: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def lease_holders(dsn: str) -> set[str]:
+    """application_name of the sessions holding partition leases."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2 AND l.granted",
+            (LEASE_NS,),
+        ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 @dataclass
 class Desk:
     """A /ws/live client: every alert message it got (batch frames unpacked)."""

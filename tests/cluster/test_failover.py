@@ -8,6 +8,7 @@ again later. Then:
 * every expected alert is stored exactly once, with its end where the alarm
   was cleared -- also the alerts open on the killed worker, ended by the new
   owner under the same id -- and no alert is raised for the other vehicles;
+* the partition leases are held on the sessions the track writers write with;
 * per-vehicle order held: no fix was processed after a newer one of its
   vehicle (none flagged late; receipt times rise with fix times);
 * the websocket on an API node saw each alert's start and end exactly once,
@@ -28,7 +29,7 @@ import aio_pika
 import psycopg
 import pytest
 
-from tests.cluster.nodes import Desk, Node, cluster_env, leases, post, wait_for
+from tests.cluster.nodes import Desk, Node, cluster_env, lease_holders, leases, post, wait_for
 from tests.faults.load import Publisher, cancel, stored
 from tests.fixtures.server import make_tokens
 
@@ -100,6 +101,7 @@ async def test_three_workers_one_killed_and_restarted(
         healthy = lambda: all((n.health() or {}).get("status") == "ok" for n in apis)  # noqa: E731
         await wait_for(healthy, 60, "API nodes", nodes=nodes)
         await wait_for(lambda: leases(dsn) == (PARTITIONS, 3), 60, "3 workers holding every partition", nodes=nodes)
+        assert lease_holders(dsn) == {"gpsd-writer"}  # the leases live on the sessions that write the fixes
         tokens = make_tokens(dsn, tag)
         desks = [Desk(f"ws://127.0.0.1:{n.http_port}/ws/live?token={tokens['viewer']}") for n in apis]
         tasks = [asyncio.create_task(d.run()) for d in desks]
