@@ -64,7 +64,11 @@ async def restore(
     positions = []
     for r in last:
         ts = r.ts.timestamp()
-        fix = Fix(r.vehicle_id, ts, r.lon, r.lat, speed_kmh=r.speed_kmh, heading=r.heading, alarm=r.alarm)
+        received = r.received_at.timestamp() if r.received_at is not None else 0.0
+        fix = Fix(
+            r.vehicle_id, ts, r.lon, r.lat, received_at=received, speed_kmh=r.speed_kmh, heading=r.heading,
+            alarm=r.alarm,
+        )  # fmt: skip
         engine.restore(r.vehicle_id, fix, by_vehicle.pop(r.vehicle_id, ()))
         positions.append(
             LivePosition(r.vehicle_id, ts, r.lon, r.lat, r.speed_kmh, r.heading, r.vehicle_class, r.plate, r.alarm)

@@ -25,11 +25,12 @@ class LastPosition:
     heading: float | None
     alarm: int
     status: int
+    received_at: datetime | None = None  # when the server received that fix
 
 
 _LAST = (
     "SELECT id, plate, class, company, last_ts, last_lon, last_lat, last_speed_kmh,"
-    " last_heading, coalesce(last_alarm, 0), coalesce(last_status, 0)"
+    " last_heading, coalesce(last_alarm, 0), coalesce(last_status, 0), last_received_at"
     " FROM vehicles WHERE last_ts IS NOT NULL"
 )
 

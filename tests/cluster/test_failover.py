@@ -67,7 +67,8 @@ async def at(t0: float, s: float) -> None:
 def sos_alerts(dsn: str, prefix: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(
-            "SELECT id::text, vehicle_id, kind, ts, ended_ts FROM alerts WHERE vehicle_id LIKE %s ORDER BY vehicle_id",
+            "SELECT id::text, vehicle_id, kind, ts, ended_ts, key, details FROM alerts WHERE vehicle_id LIKE %s"
+            " ORDER BY vehicle_id, ts",
             (prefix + "-%",),
         ).fetchall()
 
@@ -151,7 +152,9 @@ async def test_three_workers_one_killed_and_restarted(
         expected = {*ends_before_kill, *ends_before_restart, *ends_after_restart, *stays_open, *raised_after_kill}
         ended = expected - set(stays_open)
         alerts = sos_alerts(dsn, f"f{tag}")
-        assert Counter(a[1] for a in alerts) == Counter(expected), alerts
+        summary = [(a[1][-4:], a[2], a[5], a[3].time().isoformat(), a[4] and a[4].time().isoformat(), a[6])
+                   for a in alerts]  # fmt: skip
+        assert Counter(a[1] for a in alerts) == Counter(expected), summary
         assert {a[2] for a in alerts} == {"sos"}
         assert {a[1] for a in alerts if a[4] is not None} == ended
         assert order_violations(dsn, f"f{tag}") == []
