@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import msgspec
 import psycopg
@@ -58,12 +59,23 @@ from gpsd_server.store.db import DB_ERRORS, Database, first_line
 from gpsd_server.store.schema import SchemaInfo, migrate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The spool-only writer's database: a socket that cannot exist, so every
 # attempt fails at once and the writer spools (its log says why).
 NOT_MIGRATED_HOST = "/nonexistent/gpsd-server-waits-for-migrations"
+GC_THRESHOLDS = (50_000, 20, 100)  # see settle_memory
 # How long restore waits for the spool of a previous run to be replayed.
 REPLAY_WAIT_S = 60.0
+
+
+def settle_memory() -> None:
+    """After restore: the city, its geometry and the restored state live as long
+    as the process: out of the collector's sight, and collections made rarer
+    (measured: tools/bench_e2e.py reports gc_s per fix)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class WriterSwitch:
@@ -77,16 +89,19 @@ class WriterSwitch:
     """
 
     def __init__(
-        self, settings: DatabaseSettings, *, spool_path: str | Path, timezone: str, mileage: MileageRule
-    ) -> None:
+        self, settings: DatabaseSettings, *, spool_path: str | Path, timezone: str, mileage: MileageRule,
+        spool: bool = True,
+    ) -> None:  # fmt: skip
         self._settings = settings
         self._spool_path = spool_path
         self._timezone = timezone  # the writer numbers alerts per local day
         self._mileage = mileage
+        self._spool = spool  # False: a scale-out worker holds acknowledgements instead of spooling
         self._writer: TrackWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._past: list[WriterStats] = []
         self._ready = asyncio.Event()
+        self._writing = asyncio.Event()
         self.writing = False  # the real writer is in force
         # Until restore: the vehicles that sent anything, and the alerts raised and still open.
         self.seen: set[str] | None = set()
@@ -117,12 +132,19 @@ class WriterSwitch:
                     raise  # closed for good (shutdown)
                 # closed for a change of writer: put into the next one
 
+    async def on_session(self, op: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``op`` on the real writer's session (once the schema is in place):
+        :meth:`TrackWriter.on_session`."""
+        await self._writing.wait()
+        assert self._writer is not None
+        return await self._writer.on_session(op)
+
     # -- changing writers ---------------------------------------------------------
 
     def _start(self, tg: asyncio.TaskGroup, dsn: str) -> None:
         settings = msgspec.structs.replace(self._settings, dsn=dsn)
         self._writer = TrackWriter(
-            settings, spool_path=self._spool_path, timezone=self._timezone, mileage=self._mileage
+            settings, spool_path=self._spool_path, timezone=self._timezone, mileage=self._mileage, spool=self._spool
         )
         self._task = tg.create_task(self._writer.run(), name="track-writer")
         self._ready.set()
@@ -141,6 +163,7 @@ class WriterSwitch:
             await self._stop()
         self._start(tg, self._settings.dsn)
         self.writing = True
+        self._writing.set()
 
     async def _stop(self) -> None:
         writer, task = self._writer, self._task
@@ -236,9 +259,12 @@ class DatabaseStart:
         sync_registry: Callable[[], Awaitable[None]],
         on_schema: Callable[[SchemaInfo], None],
         started_at: float,
-        on_restored: Callable[[], None] = lambda: None,
+        on_restored: Callable[[], None] = settle_memory,
         also_restore: Sequence[Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]] = (),
+        restore_all: bool = True,
     ) -> None:
+        """``restore_all`` false: a scale-out worker, which restores each vehicle
+        when it first sees it (:mod:`gpsd_server.cluster.takeover`)."""
         self.db, self.settings, self.writers = db, settings, writers
         self.engine, self.ledger, self.hub, self.directory = engine, ledger, hub, directory
         self._sync_registry = sync_registry
@@ -246,6 +272,7 @@ class DatabaseStart:
         self._also_restore = also_restore  # other components' state from the database (12319 cases)
         self._on_restored = on_restored  # the state that lives as long as the process is in place
         self.started_at = started_at
+        self._restore_all = restore_all
         self.intake_open = asyncio.Event()  # the pipeline may process fixes
         self.degraded = False  # started without the database
         self.done = asyncio.Event()  # every step ran
@@ -286,7 +313,9 @@ class DatabaseStart:
         if not await self.writers.replayed(REPLAY_WAIT_S):
             log.warning("spool not replayed within %.0f s; restoring from what the database has", REPLAY_WAIT_S)
         async with await self.db.direct() as conn:
-            if self.degraded:
+            if not self._restore_all:
+                ends = []
+            elif self.degraded:
                 ends = await self._restore_unseen(conn)
             else:
                 await restore(conn, engine=self.engine, ledger=self.ledger, hub=self.hub, directory=self.directory)

@@ -1,4 +1,5 @@
-"""The ``gpsd-server`` command: run, check-config, migrate, token.
+"""The ``gpsd-server`` command: run (or, in a ``[cluster]``, ingest and api),
+check-config, migrate, token.
 
 ``--config`` and ``--log-level`` are accepted before or after the command
 (``gpsd-server --config X token create ...`` and ``gpsd-server token create
@@ -74,23 +75,43 @@ def _redact(dsn: str) -> str:
     return dsn
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, roles: tuple[str, ...]) -> int:
     cfg = _load(args.config)
     from gpsd_server.app import Server, StartupError  # heavy imports only when running
+    from gpsd_server.errors import ClusterError
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Server(cfg).run(stop)
+        await Server(cfg, roles=roles).run(stop)
 
     try:
         asyncio.run(main())
     except StartupError as exc:
         print(f"gpsd-server: cannot start: {exc}", file=sys.stderr)
         return 2
+    except ExceptionGroup as group:
+        lost = group.subgroup(ClusterError)
+        if lost is None:
+            raise
+        # The engine or the lease session went: exit, the partitions move on.
+        print(f"gpsd-server: stopped: {lost.exceptions[0]}", file=sys.stderr)
+        return 3
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _serve(args, ("ingest", "api"))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    return _serve(args, ("ingest",))
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    return _serve(args, ("api",))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -158,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, func, text in (
         ("run", cmd_run, "run the server: MQTT ingest, database writer, HTTP API and websockets"),
+        ("ingest", cmd_ingest, "run an ingest worker of a [cluster]: partitions of the fleet, rules, database writer"),
+        ("api", cmd_api, "run an API node of a [cluster]: HTTP API, websockets and the page, fed over the broker"),
         ("check-config", cmd_check_config, "validate a config file and its city; exits 2 naming file, key and reason"),
         ("migrate", cmd_migrate, "apply database migrations and exit"),
     ):

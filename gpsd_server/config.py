@@ -7,7 +7,8 @@ Where each value comes from, weakest first:
    the simulator and the tests, so that one set moves everything:
    ``GPSD_STATE`` (state folder: spool, logs; default ``<config folder>/.state``),
    ``GPSD_PG_PORT`` (the embedded database's port, in the default DSN),
-   ``GPSD_MQTT_PORT`` (``mqtt.port``) and ``GPSD_HTTP_PORT`` (``http.port``);
+   ``GPSD_MQTT_PORT`` (``mqtt.port``), ``GPSD_HTTP_PORT`` (``http.port``) and
+   ``GPSD_AMQP_PORT`` (the RabbitMQ node's port in ``cluster.amqp_url``);
 3. the config file;
 4. ``GPSD_<SECTION>__<KEY>`` for single keys (TOML syntax, bare strings allowed).
 
@@ -31,12 +32,12 @@ import msgspec
 from msgspec import Meta
 
 from gpsd_server.errors import ConfigError
-from gpsd_server.settings import DERIVED_KEYS, Config, DatabaseSettings
+from gpsd_server.settings import DERIVED_KEYS, ClusterSettings, Config, DatabaseSettings
 
 __all__ = ["Config", "load", "resolve", "state_path"]
 
 _PATH_RE = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-SHORTHANDS = ("GPSD_STATE", "GPSD_PG_PORT", "GPSD_MQTT_PORT", "GPSD_HTTP_PORT")
+SHORTHANDS = ("GPSD_STATE", "GPSD_PG_PORT", "GPSD_MQTT_PORT", "GPSD_HTTP_PORT", "GPSD_AMQP_PORT")
 
 
 def _hints(tp: Any) -> dict[str, Any]:
@@ -157,6 +158,11 @@ def _shorthands(raw: dict[str, Any], environ: typing.Mapping[str, str]) -> list[
         if port is not None and "port" not in raw.get(section, {}):
             raw.setdefault(section, {})["port"] = port
             applied.append(name)
+    amqp = _port(environ, "GPSD_AMQP_PORT")
+    if amqp is not None and "amqp_url" not in raw.get("cluster", {}):
+        default = ClusterSettings().amqp_url
+        raw.setdefault("cluster", {})["amqp_url"] = re.sub(r":\d+/", f":{amqp}/", default, count=1)
+        applied.append("GPSD_AMQP_PORT")
     return applied
 
 

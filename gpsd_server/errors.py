@@ -6,7 +6,9 @@
     ├── ConfigError            a bad config file, key or value (names file and key)
     ├── DataError              a bad geofence, vehicle or permit file (names file and item)
     ├── DecodeError            a bad payload; carries a stable ``reason`` code
-    └── SpoolError             the track writer's disk spool cannot be used (locked, unreadable, full)
+    ├── SpoolError             the track writer's disk spool cannot be used (locked, unreadable, full)
+    ├── StartupError           the server cannot start as configured (the message says why)
+    └── ClusterError           a scale-out worker lost its engine or lease session (it exits; its partitions move)
 
 ``DecodeError`` is also a *value*: the pure decoders return it inside their
 result lists instead of raising, so one bad item in a batch never loses the
@@ -66,3 +68,12 @@ class DecodeError(GpsdError):
 
 class SpoolError(GpsdError):
     """The disk spool cannot be opened, written or is full."""
+
+
+class ClusterError(GpsdError):
+    """An ingest worker lost its broker connection or lease session: it stops,
+    and what it did not acknowledge goes to the next owner of its partitions."""
+
+
+class StartupError(GpsdError):
+    """The server cannot start as configured (the message says why)."""

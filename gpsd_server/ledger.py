@@ -1,7 +1,11 @@
 """The alert ledger: which alert each engine event belongs to.
 
-A start opens an alert (a new id), its end closes the same id, an instant is
-an alert of its own. The ledger owns the map of open alerts per (vehicle,
+A start opens an alert, its end closes the same id, an instant is an alert
+of its own. The id of a start or an instant is derived from what makes the
+alert unique in the store (vehicle, key, fix time of the start): the same
+fixes processed again -- a redelivery after a crash, on this process or on
+the ingest worker that took the vehicle over -- name the same alert, so the
+store keeps it once and the desks recognise it. The ledger owns the map of open alerts per (vehicle,
 key), which restore fills from the store at start, and counts what was
 raised. Pure bookkeeping: the pipeline passes ``now``.
 """
@@ -16,6 +20,14 @@ from gpsd_server.core.places import Places
 from gpsd_server.core.rules import presence
 from gpsd_server.model import Event
 from gpsd_server.store.batch import AlertRow
+
+# Alert ids are UUIDv5 of (vehicle, key, start fix time) in this namespace.
+ALERT_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b7a-9c1e-808a1e7d0001")
+
+
+def alert_id_of(e: Event) -> str:
+    """The id of the alert an event starts (the same for the same fix, wherever processed)."""
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{e.vehicle_id}\x1f{e.key}\x1f{e.ts!r}"))
 
 
 class AlertLedger:
@@ -34,12 +46,12 @@ class AlertLedger:
             k = (e.vehicle_id, e.key)
             started = ""
             if e.phase == "start":
-                alert_id = self._open[k] = str(uuid.uuid4())
+                alert_id = self._open[k] = alert_id_of(e)
             elif e.phase == "end":
                 alert_id = started = self._open.pop(k, "")
-                alert_id = alert_id or str(uuid.uuid4())
+                alert_id = alert_id or alert_id_of(e)
             else:
-                alert_id = str(uuid.uuid4())
+                alert_id = alert_id_of(e)
             if e.phase != "end":
                 self.raised[e.kind] += 1
             # The place is the start's (an end whose start was never seen stands for the whole alert).
@@ -48,6 +60,12 @@ class AlertLedger:
                 place = self.places.describe(e.lon, e.lat)
             rows.append(AlertRow(alert_id, e, now, place))
         return rows
+
+    def forget(self, vehicle_ids: Iterable[str]) -> None:
+        """Vehicles another ingest worker now owns (their open alerts are its)."""
+        gone = set(vehicle_ids)
+        for k in [k for k in self._open if k[0] in gone]:
+            del self._open[k]
 
     def restore(self, open_alerts: Iterable[tuple[str, str, str]]) -> None:
         """(vehicle, key, id) of the alerts still open in the store."""

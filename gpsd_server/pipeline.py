@@ -91,6 +91,13 @@ class CaseWatch(Protocol):
     def tick(self, now: float) -> list[Event]: ...
 
 
+class Takeover(Protocol):
+    """A scale-out worker's restore of vehicles it sees for the first time
+    (vehicle -> the partition its message came on)."""
+
+    async def ensure(self, owners: dict[str, int]) -> None: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -114,6 +121,7 @@ class Pipeline:
         self._dead_letter_topic = dead_letter_topic.rstrip("/")
         self.dead_letter: DeadLetter | None = None
         self.cases: CaseWatch | None = None
+        self.takeover: Takeover | None = None
         self.rejects = RejectLog(reject_log_interval_s)
         self._clock = clock
         self.fixes_accepted = 0
@@ -125,6 +133,7 @@ class Pipeline:
         now = self._clock()
         fixes: list[Fix] = []
         dead: list[tuple[str, bytes]] = []
+        owners: dict[str, int] = {}
         for msg in batch:
             for item in self.decoder.decode(msg.topic, msg.payload, now):
                 if isinstance(item, DecodeError):
@@ -132,7 +141,11 @@ class Pipeline:
                     dead.append(self._dead_letter(msg, item))
                 else:
                     fixes.append(item)
+                    if self.takeover is not None:
+                        owners[item.vehicle_id] = getattr(msg, "partition", 0)
         self.rejects.maybe_log(now)
+        if owners and self.takeover is not None:
+            await self.takeover.ensure(owners)
         result = self._engine.process(fixes, now)
         events = result.events
         if self.cases is not None and (arrivals := self.cases.observe(result.fixes, now)):

@@ -4,13 +4,15 @@ One function of the components it restores, each through its own public
 method: the engine (per vehicle: the last stored fix and the alerts still
 open, handed to the rules that own them), the ledger (open alert ids), the
 hub (last positions for the snapshot) and the directory (vehicles the
-registry no longer lists).
+registry no longer lists). An ingest worker restores per vehicle, lazily, the
+first time it sees one after taking its partition over.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, cast
 
 import psycopg
@@ -32,11 +34,14 @@ async def restore(
     *,
     engine: Engine,
     ledger: AlertLedger,
-    hub: LiveHub,
+    hub: LiveHub | None,
     directory: VehicleDirectory,
+    vehicle_ids: Sequence[str] | None = None,
 ) -> None:
-    last = await vehicles.last_positions(conn)
-    still_open = await alerts.still_open(conn)
+    """Every vehicle (a restart), or only ``vehicle_ids`` (an ingest worker that
+    sees them for the first time since it took their partition over)."""
+    last = await vehicles.last_positions(conn, vehicle_ids)
+    still_open = await alerts.still_open(conn, vehicle_ids)
     directory.learn(VehicleInfo(r.vehicle_id, r.vehicle_class, r.plate, r.company) for r in last)
     ledger.restore((a.vehicle_id, a.key, str(a.id)) for a in still_open)
     by_vehicle: dict[str, list[OpenAlert]] = defaultdict(list)
@@ -59,12 +64,20 @@ async def restore(
     positions = []
     for r in last:
         ts = r.ts.timestamp()
-        fix = Fix(r.vehicle_id, ts, r.lon, r.lat, speed_kmh=r.speed_kmh, heading=r.heading, alarm=r.alarm)
+        received = r.received_at.timestamp() if r.received_at is not None else 0.0
+        fix = Fix(
+            r.vehicle_id, ts, r.lon, r.lat, received_at=received, speed_kmh=r.speed_kmh, heading=r.heading,
+            alarm=r.alarm,
+        )  # fmt: skip
         engine.restore(r.vehicle_id, fix, by_vehicle.pop(r.vehicle_id, ()))
         positions.append(
             LivePosition(r.vehicle_id, ts, r.lon, r.lat, r.speed_kmh, r.heading, r.vehicle_class, r.plate, r.alarm)
         )
     for vehicle_id, open_alerts in by_vehicle.items():  # open alerts of vehicles without a stored position
         engine.restore(vehicle_id, None, open_alerts)
-    hub.restore(positions)
-    log.info("restored %d vehicles and %d open alerts from the database", len(last), len(still_open))
+    if hub is not None:
+        hub.restore(positions)
+    if vehicle_ids is None:
+        log.info("restored %d vehicles and %d open alerts from the database", len(last), len(still_open))
+    else:
+        log.debug("restored %d of %d vehicles first seen, %d open alerts", len(last), len(vehicle_ids), len(still_open))

@@ -381,6 +381,38 @@ class FilterSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=T
         return self.max_speed_other_kmh
 
 
+EMBEDDED_AMQP_PORT = 5672
+
+
+class ClusterSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Scale-out (docs/scale-out-research.md): ``gpsd-server ingest`` workers and
+    ``gpsd-server api`` nodes around a RabbitMQ engine. ``engine = "none"`` is the
+    single process (``gpsd-server run``, embedded Mosquitto)."""
+
+    engine: Literal["none", "rabbitmq"] = "none"
+    amqp_url: str = f"amqp://guest:guest@127.0.0.1:{EMBEDDED_AMQP_PORT}/"
+    # Partition queues behind the consistent-hash exchange: fixed per deployment
+    # (changing it moves vehicles between queues); one worker uses at most P.
+    partitions: Annotated[int, Meta(ge=1, le=1024)] = 12
+    # Points per queue on the hash ring (1 leaves partitions 2x apart in size).
+    ring_weight: Annotated[int, Meta(ge=1, le=1000)] = 20
+    # Unacknowledged deliveries per partition channel.
+    prefetch: Annotated[int, Meta(ge=1, le=65535)] = 500
+    # Seconds between ownership checks (take free partitions, give extra ones back).
+    rebalance_s: Annotated[float, Meta(gt=0, le=60)] = 0.25
+    # Seconds a short batch waits for more deliveries.
+    linger_s: Annotated[float, Meta(ge=0, le=1)] = 0.01
+    # AMQP heartbeat: a vanished worker host frees its partitions after ~2 of these.
+    heartbeat_s: Annotated[int, Meta(ge=1, le=600)] = 10
+    # Server-side keepalive of the lease session (idle, interval, count seconds):
+    # a vanished worker host loses its leases after idle + interval * count.
+    lease_keepalive: tuple[int, int, int] = (5, 2, 3)
+    # Names on the broker.
+    exchange: str = "gpsd.ingest"
+    queue_prefix: str = "gpsd.ingest.p"
+    hub_exchange: str = "gpsd.hub"
+
+
 class Config(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     city: CitySettings = msgspec.field(default_factory=CitySettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
@@ -397,6 +429,7 @@ class Config(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     history: HistorySettings = msgspec.field(default_factory=HistorySettings)
     rules: RuleSettings = msgspec.field(default_factory=RuleSettings)
     filters: FilterSettings = msgspec.field(default_factory=FilterSettings)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
     # Filled by config.load, never from the file: the folder of the config
     # file (relative paths resolve from here) and the state folder.
     base_dir: str = "."

@@ -92,7 +92,7 @@ def test_check_config_cli(tmp_path: Path) -> None:
         text=True,
     )
     assert ok.returncode == 0, ok.stderr
-    for sub in ("run", "check-config", "migrate"):
+    for sub in ("run", "ingest", "api", "check-config", "migrate"):
         helped = subprocess.run([sys.executable, "-m", "gpsd_server", sub, "--help"], capture_output=True, text=True)
         assert helped.returncode == 0 and "--config" in helped.stdout
 
@@ -136,3 +136,22 @@ def test_check_config_validates_the_geofence_folder(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert "zones.geojson" in run.stderr and "#0" in run.stderr
+
+
+def test_cluster_section_defaults_to_one_process_and_gpsd_amqp_port_moves_the_broker(tmp_path: Path) -> None:
+    cfg = config.load(REPO / "config.toml", {})
+    assert cfg.cluster.engine == "none" and cfg.cluster.partitions == 12
+    cfg = config.load(REPO / "config.toml", {"GPSD_AMQP_PORT": "5681", "GPSD_CLUSTER__ENGINE": "rabbitmq"})
+    assert (cfg.cluster.engine, cfg.cluster.amqp_url) == ("rabbitmq", "amqp://guest:guest@127.0.0.1:5681/")
+    with pytest.raises(ConfigError) as err:
+        config.load(None, {"GPSD_CLUSTER__ENGINE": "kafka"})
+    assert err.value.key == "cluster.engine"
+
+
+def test_ingest_and_api_need_a_cluster_engine_and_run_needs_none() -> None:
+    from gpsd_server.app import Server, StartupError
+
+    with pytest.raises(StartupError, match="gpsd-server run"):
+        Server(config.load(None, {}), roles=("ingest",))
+    with pytest.raises(StartupError, match="processes of their own"):
+        Server(config.load(None, {"GPSD_CLUSTER__ENGINE": "rabbitmq"}))

@@ -7,6 +7,8 @@ import asyncio
 import json
 from collections.abc import Awaitable, Sequence
 
+import msgspec
+
 from gpsd_server.core.decode import Decoder, TopicRouter
 from gpsd_server.core.engine import Engine
 from gpsd_server.directory import VehicleDirectory
@@ -109,3 +111,19 @@ async def test_an_alert_and_its_end_share_one_id_and_reach_the_hub() -> None:
         ("alert", "start"),
         ("alert", "end"),
     ]
+
+
+def test_the_same_start_gets_the_same_alert_id_wherever_it_is_processed() -> None:
+    """A redelivered batch on another worker names the alert the first one stored."""
+    from gpsd_server.model import Event
+
+    start = Event(kind="sos", phase="start", vehicle_id="V1", ts=1000.5, lon=112.3, lat=28.5, key="alarm:sos")
+    first, second = AlertLedger(), AlertLedger()
+    (a,) = first.rows([start], now=2000.0)
+    (b,) = second.rows([start], now=2100.0)
+    assert a.id == b.id
+    (c,) = first.rows([msgspec.structs.replace(start, ts=1001.5)], now=2000.0)
+    assert c.id != a.id
+    second.forget(["V1"])
+    (end,) = second.rows([msgspec.structs.replace(start, phase="end", ts=1010.0)], now=2200.0)
+    assert end.id != a.id  # forgotten: the store's restore hands the open id back, not the ledger

@@ -560,6 +560,17 @@ class Engine:
                 owner.restore(vs.slots[vs.plan.rules.index(owner)], alert, ctx)
         vs.rest = None
 
+    def knows(self, vehicle_id: str) -> bool:
+        return vehicle_id in self._vehicles
+
+    def forget(self, vehicle_ids: Iterable[str]) -> None:
+        """Drop vehicles another owner now judges (an ingest worker gave their
+        partition back): no tick, no presence, a restore at their next fix."""
+        for vehicle_id in vehicle_ids:
+            if self._vehicles.pop(vehicle_id, None) is not None:
+                for members in self._members.values():
+                    members.discard(vehicle_id)
+
     def _to_xy(self, lon: float, lat: float) -> tuple[float, float]:
         if self._projection is None:
             self._projection = Projection.near(lon, lat)

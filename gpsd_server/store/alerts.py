@@ -138,8 +138,15 @@ async def between(
         return await cur.fetchall()
 
 
-async def still_open(conn: psycopg.AsyncConnection[Any]) -> list[AlertRecord]:
-    """Alerts whose condition has not ended: what restore hands back to the rules."""
+async def still_open(conn: psycopg.AsyncConnection[Any], vehicle_ids: Sequence[str] | None = None) -> list[AlertRecord]:
+    """Alerts whose condition has not ended: what restore hands back to the rules
+    (of every vehicle, or only of these)."""
     async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
-        await cur.execute(f"SELECT {COLUMNS} FROM alerts WHERE ended_ts IS NULL ORDER BY vehicle_id, ts")
+        if vehicle_ids is None:
+            await cur.execute(f"SELECT {COLUMNS} FROM alerts WHERE ended_ts IS NULL ORDER BY vehicle_id, ts")
+        else:
+            await cur.execute(
+                f"SELECT {COLUMNS} FROM alerts WHERE ended_ts IS NULL AND vehicle_id = ANY(%s) ORDER BY vehicle_id, ts",
+                (list(vehicle_ids),),
+            )
         return await cur.fetchall()

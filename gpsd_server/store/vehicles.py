@@ -25,14 +25,25 @@ class LastPosition:
     heading: float | None
     alarm: int
     status: int
+    received_at: datetime | None = None  # when the server received that fix
 
 
-async def last_positions(conn: psycopg.AsyncConnection[Any]) -> list[LastPosition]:
-    cur = await conn.execute(
-        "SELECT id, plate, class, company, last_ts, last_lon, last_lat, last_speed_kmh,"
-        " last_heading, coalesce(last_alarm, 0), coalesce(last_status, 0)"
-        " FROM vehicles WHERE last_ts IS NOT NULL ORDER BY id"
-    )
+_LAST = (
+    "SELECT id, plate, class, company, last_ts, last_lon, last_lat, last_speed_kmh,"
+    " last_heading, coalesce(last_alarm, 0), coalesce(last_status, 0), last_received_at"
+    " FROM vehicles WHERE last_ts IS NOT NULL"
+)
+
+
+async def last_positions(
+    conn: psycopg.AsyncConnection[Any], vehicle_ids: Sequence[str] | None = None
+) -> list[LastPosition]:
+    """Every vehicle's last stored position, or only these vehicles' (a worker
+    that just took them over)."""
+    if vehicle_ids is None:
+        cur = await conn.execute(f"{_LAST} ORDER BY id")
+    else:
+        cur = await conn.execute(f"{_LAST} AND id = ANY(%s) ORDER BY id", (list(vehicle_ids),))
     return [LastPosition(*row) for row in await cur.fetchall()]
 
 

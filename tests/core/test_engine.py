@@ -158,3 +158,15 @@ def test_a_steady_drive_takes_the_fast_path(vehicle_id: str, monkeypatch: pytest
     fixes = list(tr.drive((300, 0), (800, 0), 60, every=1, sensors={"loaded": True, "cover_closed": True}))
     run(engine(), fixes, batch=7)
     assert sum(taken) >= len(fixes) - 3
+
+
+def test_a_forgotten_vehicle_is_judged_afresh_and_leaves_its_zones() -> None:
+    """A worker gave the vehicle's partition away: no state, no presence, no tick."""
+    from gpsd_server.core.rules import offline
+
+    engine = Engine()
+    engine.restore("V1", Fix("V1", 1000.0, 112.3, 28.5, speed_kmh=10.0))
+    assert engine.knows("V1")
+    engine.forget(["V1", "never-seen"])
+    assert not engine.knows("V1")
+    assert [e for e in engine.tick(1000.0 + 86400) if e.key == offline.KEY] == []

@@ -18,8 +18,10 @@
 #
 # Environment (defaults in brackets):
 #   GPSD_STATE                  state folder [<repo>/.state]
-#   GPSD_CLUSTER_PORT           AMQP 0-9-1 port, workers and API nodes [15610]
-#   GPSD_CLUSTER_MQTT_PORT      MQTT port, terminals [18942]
+#   GPSD_AMQP_PORT              AMQP 0-9-1 port, workers and API nodes [15610]
+#                               (the server's [cluster] amqp_url reads the same variable)
+#   GPSD_AMQP_MQTT_PORT         RabbitMQ's MQTT port, terminals [18942]
+#   (GPSD_CLUSTER_PORT and GPSD_CLUSTER_MQTT_PORT: older names of the two above)
 #   GPSD_CLUSTER_EPMD_PORT      Erlang port mapper, private [15611]
 #   GPSD_CLUSTER_DIST_PORT      Erlang distribution port of the node [15612]
 #   GPSD_CLUSTER_CTL_PORTS      CLI distribution port range [15613-15620]
@@ -34,8 +36,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="${GPSD_STATE:-$REPO/.state}"
 BASE="$STATE/cluster"
-AMQP_PORT="${GPSD_CLUSTER_PORT:-15610}"
-MQTT_PORT="${GPSD_CLUSTER_MQTT_PORT:-18942}"
+AMQP_PORT="${GPSD_AMQP_PORT:-${GPSD_CLUSTER_PORT:-15610}}"
+MQTT_PORT="${GPSD_AMQP_MQTT_PORT:-${GPSD_CLUSTER_MQTT_PORT:-18942}}"
 EPMD_PORT="${GPSD_CLUSTER_EPMD_PORT:-15611}"
 DIST_PORT="${GPSD_CLUSTER_DIST_PORT:-15612}"
 CTL_PORTS="${GPSD_CLUSTER_CTL_PORTS:-15613-15620}"
@@ -46,7 +48,8 @@ NODENAME="gpsd-cluster@localhost"
 RMQ_DIR="$BASE/rabbitmq"
 NATS_DIR="$BASE/nats"
 RMQ_BIN=/usr/lib/rabbitmq/bin
-APT_PACKAGES=(rabbitmq-server nats-server)
+APT_PACKAGES=(rabbitmq-server)
+[[ "$WANT_NATS" == 1 ]] && APT_PACKAGES+=(nats-server)
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -155,8 +158,8 @@ rmq_running() { rmq_pid_alive && rmqctl status >/dev/null 2>&1; }
 start_rabbitmq() {
     write_rmq_config
     if rmq_running; then return 0; fi
-    if port_open "$AMQP_PORT"; then die "port $AMQP_PORT is taken; set GPSD_CLUSTER_PORT"; fi
-    if port_open "$MQTT_PORT"; then die "port $MQTT_PORT is taken; set GPSD_CLUSTER_MQTT_PORT"; fi
+    if port_open "$AMQP_PORT"; then die "port $AMQP_PORT is taken; set GPSD_AMQP_PORT"; fi
+    if port_open "$MQTT_PORT"; then die "port $MQTT_PORT is taken; set GPSD_AMQP_MQTT_PORT"; fi
     local t0 t1
     t0=$(date +%s.%N)
     # -detached forks away from this shell; the pid file tells stop what to end.
@@ -262,6 +265,8 @@ cmd_status() {
 }
 
 cmd_env() {
+    echo "export GPSD_AMQP_PORT=$AMQP_PORT"
+    echo "export GPSD_AMQP_MQTT_PORT=$MQTT_PORT"
     echo "export GPSD_CLUSTER_AMQP_URL='amqp://guest:guest@127.0.0.1:$AMQP_PORT/'"
     echo "export GPSD_CLUSTER_MQTT_PORT=$MQTT_PORT"
     echo "export GPSD_CLUSTER_RABBITMQ_PIDFILE='$RMQ_DIR/rabbitmq.pid'"

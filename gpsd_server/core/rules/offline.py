@@ -72,10 +72,13 @@ def on_fix(state: LinkState, fix: Fix, settings: RuleSettings, *, position_ok: b
 
 
 def restore(state: LinkState, last: Fix | None, settings: RuleSettings, *, offline: bool) -> None:
-    """After a restart: the last stored fix sets the clock; an open offline alert stays open
-    (the next fix ends it)."""
+    """After a restart (or on the worker that took the vehicle over): the last
+    stored fix sets the clock, with its receipt time (data replayed from the
+    past is not offline because its fix times are old); an open offline alert
+    stays open (the next fix ends it)."""
     if last is not None:
         state.last_ts = last.ts
+        state.last_received = max(state.last_received, last.received_at)
         state.lon, state.lat = last.lon, last.lat
         state.moving = (last.speed_kmh or 0.0) >= settings.moving_kmh
     state.offline = offline

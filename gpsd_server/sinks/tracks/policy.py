@@ -16,6 +16,11 @@ database:
   ``probe`` the database with jittered backoff, else ``wait``;
 - closing: drain within ``shutdown_timeout_s``, then ``final`` (spool what is
   left; what does not fit stays unacknowledged for the broker to redeliver).
+
+Without a spool (``spool=False``: a scale-out worker, whose partitions another
+worker takes over, must not acknowledge what only its own disk holds) the
+spool is simply always full: while the database is away the queue waits,
+intake is held back and the broker keeps the rest.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ REPLAY = Action("replay")
 
 
 class WriterPolicy:
-    def __init__(self, settings: DatabaseSettings, backoff: Backoff | None = None) -> None:
+    def __init__(self, settings: DatabaseSettings, backoff: Backoff | None = None, *, spool: bool = True) -> None:
         self.batch_max_rows = settings.batch_max_rows
         self.queue_max_rows = settings.queue_max_rows
         self.flush_interval_s = settings.flush_interval_ms / 1000
@@ -52,7 +57,8 @@ class WriterPolicy:
         self.shutdown_timeout_s = settings.shutdown_timeout_s
         self._backoff = backoff or Backoff(settings.retry_min_s, settings.retry_max_s)
         self.db_up = True
-        self.spool_full = False
+        self.can_spool = spool
+        self.spool_full = not spool
         self.closing = False
         self.deadline = math.inf
         self.next_probe = 0.0
@@ -121,7 +127,7 @@ class WriterPolicy:
     def spooled(self, now: float, *, queue_empty: bool) -> bool:
         """Records appended and fsynced; True when a full spool has room again."""
         self.last_sync = now
-        if self.spool_full and queue_empty:
+        if self.spool_full and queue_empty and self.can_spool:
             self.spool_full = False
             return True
         return False
@@ -133,4 +139,4 @@ class WriterPolicy:
         return first
 
     def replayed_all(self) -> None:
-        self.spool_full = False
+        self.spool_full = not self.can_spool

@@ -31,15 +31,15 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
 
-from gpsd_server.errors import SpoolError
+from gpsd_server.errors import ClusterError, SpoolError
 from gpsd_server.model import Fix
 from gpsd_server.settings import DatabaseSettings
 from gpsd_server.sinks.tracks.policy import Action, WriterPolicy
@@ -56,6 +56,8 @@ from gpsd_server.store.batch import (
 __all__ = ["AlertRow", "TrackWriter", "WriterStats"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+SessionOp = Callable[[psycopg.Connection[Any]], Any]
 
 
 @dataclass(slots=True)
@@ -112,11 +114,14 @@ class TrackWriter:
         spool_path: str | Path,
         timezone: str = "Asia/Shanghai",
         mileage: MileageRule = DEFAULT_MILEAGE,
+        spool: bool = True,
     ) -> None:
+        """``spool=False``: never spool; while the database is away fixes wait
+        unacknowledged (a scale-out worker, see the policy)."""
         self._settings = settings
         self._timezone = timezone  # alert numbers count per local day
         self._mileage = mileage  # the hourly mileage summary kept with the fixes
-        self._policy = WriterPolicy(settings)
+        self._policy = WriterPolicy(settings, spool=spool)
         self._spool = Spool(spool_path, max_bytes=int(settings.spool_max_mb * 1024 * 1024))
         self._read_offset = self._spool.start  # first spooled record not yet replayed
         self._queue: deque[_Entry] = deque()
@@ -131,6 +136,8 @@ class TrackWriter:
         self._replay_rows = 0
         self._full_logged_at = -math.inf
         self._thread_id = 0
+        self._session_ops: deque[tuple[SessionOp, asyncio.Future[Any]]] = deque()
+        self._session_pid: int | None = None  # the backend that ran session ops: it holds their locks
         self.stats = WriterStats()
 
     # -- what the metrics read ------------------------------------------------
@@ -210,6 +217,21 @@ class TrackWriter:
             self._wake.notify()
         return fut
 
+    async def on_session(self, op: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``op`` on the writer's own session, between two batches (in its
+        thread), and commit. A scale-out worker takes its partition leases
+        this way, so the session that writes a partition's fixes is the one
+        that holds its lease. Once used, the session is kept for good: when it
+        ends, the writer ends with :class:`ClusterError` rather than write on
+        a new session that holds no lease."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._wake:
+            if self._policy.closing:
+                raise RuntimeError("track writer is closed")
+            self._session_ops.append((op, fut))
+            self._wake.notify()
+        return await fut
+
     def _room_event(self) -> asyncio.Event:
         if self._has_room is None:
             self._has_room = asyncio.Event()
@@ -265,6 +287,13 @@ class TrackWriter:
         policy = self._policy
         while True:
             with self._wake:
+                ops = list(self._session_ops)
+                self._session_ops.clear()
+            if ops:
+                self._run_session_ops(ops)
+            with self._wake:
+                if self._session_ops:
+                    continue
                 # Alerts alone (the tick's: offline, 12319 deadlines) are work too,
                 # or they would wait in the queue for the next fix.
                 queued = self._queued_rows or len(self._queue)
@@ -373,7 +402,29 @@ class TrackWriter:
         )  # fmt: skip
         return True
 
+    def _run_session_ops(self, ops: list[tuple[SessionOp, asyncio.Future[Any]]]) -> None:
+        assert self._loop is not None
+        for op, fut in ops:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                conn = self._connect()
+                pid = conn.info.backend_pid
+                if self._session_pid is None:
+                    self._session_pid = pid
+                result = op(conn)
+                conn.commit()
+            except _DB_ERRORS as exc:
+                self._drop_connection()
+                error = ClusterError(f"the writer's session ended: {_first_line(exc)}")
+            except BaseException as exc:  # noqa: BLE001 - the caller's error, handed back to it
+                error = exc
+            self._loop.call_soon_threadsafe(_settle, fut, result, error)
+
     def _connect(self) -> psycopg.Connection[Any]:
+        if self._session_pid is not None and (self._conn is None or self._conn.closed):
+            # Its locks went with it: never write on a session that does not hold them.
+            raise ClusterError("the writer's session holding the partition leases ended")
         if self._conn is None or self._conn.closed:
             s = self._settings
             self._conn = open_writer_connection(
@@ -519,6 +570,15 @@ class TrackWriter:
                 "track writer: %.1f MB stay spooled in %s; replayed at the next start",
                 self.spool_backlog_bytes / 1e6, self._spool.path,
             )  # fmt: skip
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(result)
+    else:
+        fut.set_exception(error)
 
 
 def _finish(done: asyncio.Future[None], error: BaseException | None) -> None:

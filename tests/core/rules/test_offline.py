@@ -33,3 +33,20 @@ def test_a_gap_in_the_fixes_records_offline_with_its_start_and_end() -> None:
     fixes += tr.drive((800, 500), (900, 500), 20)
     events = [e for e in run(engine(), fixes) if e.kind == "offline"]
     assert [(e.phase, e.ts) for e in events] == [("start", NIGHT + 50), ("end", NIGHT + 260)]
+
+
+def test_a_restored_vehicle_keeps_its_last_receipt_time() -> None:
+    """Found by the scale-out test: a worker that took a vehicle over restored it
+    from a fix an hour old by fix time but received a second ago; its first
+    fixes there were redeliveries (late, no sign of life), and the next tick
+    declared it offline. The receipt time of the stored fix counts as at start."""
+    from gpsd_server.model import Fix
+
+    eng = engine()
+    received = NIGHT + 3600
+    eng.restore("PT-001", Fix("PT-001", NIGHT, 112.35, 28.57, received_at=received, speed_kmh=0.0))
+    assert eng.tick(received + 1) == []
+    [off] = eng.tick(received + 601)
+    assert (off.kind, off.ts) == ("offline", NIGHT)
+    eng.restore("PT-002", Fix("PT-002", NIGHT, 112.35, 28.57, speed_kmh=0.0))  # receipt unknown: the fix time
+    assert [e.vehicle_id for e in eng.tick(received + 1)] == ["PT-002"]

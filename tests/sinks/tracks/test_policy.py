@@ -88,3 +88,19 @@ def test_closing_while_the_database_is_away_spools_everything_and_asks_once_more
     p.probed(1.0, ok=False)
     assert p.next(1.0, 0, 4096).kind == "final"
     assert p.next(1.0, 0, 0).kind == "final"
+
+
+def test_without_a_spool_an_outage_keeps_the_queue_and_probes_until_the_database_is_back() -> None:
+    """A scale-out worker: nothing becomes durable on its own disk, so nothing is acknowledged."""
+    p = WriterPolicy(SETTINGS, Backoff(1.0, 8.0, rng=random.Random(1)), spool=False)
+    assert p.next(0.0, 10, 0).kind == "write"
+    p.write_failed(10.0)
+    for t in (10.0, 10.5, 12.0):
+        assert p.next(t, 50, 0).kind in ("wait", "probe")  # never "spool"
+    p.probed(30.0, ok=True)
+    assert p.next(30.0, 50, 0).kind == "write"
+    p.replayed_all()
+    p.write_failed(40.0)
+    assert p.next(40.0, 50, 0).kind != "spool"
+    p.close(50.0)
+    assert p.next(61.0, 50, 0).kind == "final"  # the deadline: what is queued stays unacknowledged

@@ -105,3 +105,33 @@ async def test_alerts_without_fixes_are_written_at_once(tmp_path: Path, database
     finally:
         await w.close()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_session_that_held_leases_is_never_replaced(tmp_path: Path, database: str) -> None:
+    """A scale-out worker's leases live on the writer's session: when that
+    session ends (here: terminated by the server), the writer does not
+    reconnect to write on a session without them; it ends with ClusterError."""
+    import psycopg
+
+    from gpsd_server.errors import ClusterError
+    from gpsd_server.store import leases
+    from gpsd_server.store.schema import migrate
+
+    async with await psycopg.AsyncConnection.connect(database) as c:
+        await migrate(c)
+    w = TrackWriter(DatabaseSettings(dsn=database, flush_interval_ms=10), spool_path=tmp_path / "w.spool", spool=False)
+    task = asyncio.create_task(w.run())
+    partition = 900 + time.time_ns() % 100
+    assert await w.on_session(lambda conn: leases.try_take(conn, partition)) is True
+    await asyncio.wait_for(await w.put(fixes(5, 0)), 10)  # written on the lease's session
+    pid = await w.on_session(lambda conn: conn.info.backend_pid)
+    with psycopg.connect(database, autocommit=True) as admin:
+        holder = admin.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s AND granted",
+            (leases.LEASE_NS, partition),
+        ).fetchone()
+        assert holder == (pid,)
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    await w.put(fixes(5, 10))
+    with pytest.raises(ClusterError):
+        await asyncio.wait_for(task, 10)
