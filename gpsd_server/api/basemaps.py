@@ -21,8 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from gpsd_server.api.tiles import TileSource, open_source
 from gpsd_server.settings import MapSettings
+from gpsd_server.store.tiles import TileSource, open_source
 
 _TIANDITU = (
     "https://t{s}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER={layer}"

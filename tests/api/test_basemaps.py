@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from gpsd_server import config
-from gpsd_server.api.tiles import open_source
 from gpsd_server.errors import ConfigError
+from gpsd_server.store.tiles import open_source
 from tests.fixtures.server import RunningServer
 from tests.fixtures.tiles import city_tiles, write_folder, write_mbtiles, write_pmtiles
 
