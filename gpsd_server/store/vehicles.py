@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,11 +27,16 @@ class LastPosition:
     status: int
 
 
-async def last_positions(conn: psycopg.AsyncConnection[Any]) -> list[LastPosition]:
+async def last_positions(
+    conn: psycopg.AsyncConnection[Any], *, scope: Collection[str] | None = None
+) -> list[LastPosition]:
+    """Every vehicle's last position; with ``scope``, of those vehicles only."""
+    only = "" if scope is None else " AND id = ANY(%s)"
     cur = await conn.execute(
         "SELECT id, plate, class, company, last_ts, last_lon, last_lat, last_speed_kmh,"
         " last_heading, coalesce(last_alarm, 0), coalesce(last_status, 0)"
-        " FROM vehicles WHERE last_ts IS NOT NULL ORDER BY id"
+        f" FROM vehicles WHERE last_ts IS NOT NULL{only} ORDER BY id",
+        () if scope is None else (list(scope),),
     )
     return [LastPosition(*row) for row in await cur.fetchall()]
 
@@ -68,3 +73,9 @@ async def vehicles_of_class(conn: psycopg.AsyncConnection[Any], vehicle_class: s
     """Vehicle id -> plate for one class, from the registry table."""
     cur = await conn.execute("SELECT id, plate FROM vehicles WHERE class = %s ORDER BY id", (vehicle_class,))
     return {r[0]: r[1] for r in await cur.fetchall()}
+
+
+async def companies(conn: psycopg.AsyncConnection[Any]) -> set[str]:
+    """The companies of the registered vehicles."""
+    cur = await conn.execute("SELECT DISTINCT company FROM vehicles WHERE company IS NOT NULL")
+    return {str(row[0]) for row in await cur.fetchall()}
