@@ -320,7 +320,7 @@ async def test_company_tokens_by_api_and_cli(
         listed = (await http.get("/api/tokens")).json()["tokens"]
         assert {t["company"] for t in listed if t["role"] == "company"} >= {a.name}
         me = (await http.get("/api/me", headers=a.headers())).json()
-        assert me == {"name": f"login {a.name}", "role": "company", "company": a.name, "vehicles": 2, "may_ack": True}
+        assert me == {"name": "车队调度", "role": "company", "company": a.name, "vehicles": 2, "may_ack": True}
         # The CLI, as an admin at the console runs it.
         monkeypatch.setenv("GPSD_DATABASE__DSN", server.dsn)
         monkeypatch.delenv("GPSD_CONFIG", raising=False)
