@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,9 +17,6 @@ from tests.browser.conftest import Page
 from tests.browser.test_supervisor import set_date, wait_report
 from tests.fixtures.companies import NIGHT, Company, city_folder, companies_for, company_tokens, go_live, store_history
 from tests.fixtures.server import RunningServer
-from tests.fixtures.services import REPO
-
-SCREENSHOT = REPO / "docs" / "screenshots" / "company.png"
 
 
 @pytest.fixture
@@ -75,8 +71,7 @@ async def test_a_company_sees_only_its_own_vehicles_on_map_desk_and_reports(
     await page.js("(id) => window.gpsd.select(id)", a.muck)
     await page.page.wait_for_selector("#card:not([hidden])")
     await asyncio.sleep(1.0)  # the fly-to
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(await page.screenshot("company-map"), SCREENSHOT)
+    await page.screenshot("company-map")  # README: docs/screenshots/company.png
     assert not leaks(b, await page.page.inner_text("body"))
     # The reports: the night's mileage, permits and violations are A's.
     await page.page.click("#views button[data-view=reports]")
