@@ -51,11 +51,20 @@ echo "[demo]   vehicles       : curl -H 'Authorization: Bearer $VIEWER' $URL/api
 echo "[demo]   counters       : $URL/api/stats  and /metrics"
 echo "[demo]   server log     : $LOG (a throughput line every 10 s)"
 echo "[demo] starting the simulated fleet (Ctrl-C stops)"
+# On a state folder a run has filled already, the fleet goes on after the newest
+# stored fix instead of replaying its catch-up minutes (all late).
+NEWEST=$("$VENV/bin/python" - "$URL" "$VIEWER" <<'PY' || echo 0
+import json, sys, time, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/api/vehicles", headers={"Authorization": "Bearer " + sys.argv[2]})
+rows = json.load(urllib.request.urlopen(req, timeout=10))["vehicles"]
+print(max((time.time() - v["age_s"] for v in rows), default=0) + 1)
+PY
+)
 
 # shellcheck disable=SC2086  # DEMO_SIM_ARGS is a list of flags
 # --follow-cases: patrol cars dispatched to 12319 cases from the page drive there.
 "$VENV/bin/python" tools/simulate.py --inject-rate 20 --port "$GPSD_MQTT_PORT" \
-    --truth "$GPSD_STATE/demo-truth.jsonl" --quiet \
+    --truth "$GPSD_STATE/demo-truth.jsonl" --quiet --not-before "$NEWEST" \
     --follow-cases "ws://127.0.0.1:$GPSD_HTTP_PORT/ws/live?token=$VIEWER" ${DEMO_SIM_ARGS:-} &
 pids+=($!)
 # Show the server's throughput lines while the fleet runs.

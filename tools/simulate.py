@@ -122,6 +122,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="WS_URL",
         help="the server's /ws/live?token=...: drive each patrol car the server dispatches to its 12319 case",
     )
+    ap.add_argument(
+        "--not-before",
+        type=float,
+        default=None,
+        help="epoch seconds: start no earlier (a second demo run on the same state must not replay "
+        "what the first one stored: those fixes would all arrive late)",
+    )
     ap.add_argument("--dry-run", type=Path, default=None, help="no broker: write publications to this JSON lines file")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
@@ -139,6 +146,8 @@ def make_config(args: argparse.Namespace) -> SimConfig:
         # and then goes on in real time: no fix is ever stamped in the future
         # (the server rejects those as ts_future).
         start = time.time() - (args.duration if args.duration is not None else args.catch_up_s)
+    if args.not_before is not None:
+        start = max(start, min(args.not_before, time.time()))
     counts = None
     flags = {"muck_truck": args.muck, "mixer_truck": args.mixers, "patrol": args.patrol, "other": args.other}
     if any(n is not None for n in flags.values()):

@@ -7,8 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=.venv
 
 started=0
-if ! bash tools/services.sh status | grep -q "postgresql: running" \
-   || ! bash tools/services.sh status | grep -q "mosquitto: running"; then
+# The status as one string: grep -q in a pipe would close it early (SIGPIPE under pipefail).
+status=$(bash tools/services.sh status || true)
+if [[ $status != *"postgresql: running"* || $status != *"mosquitto: running"* ]]; then
     started=1
 fi
 bash tools/services.sh start

@@ -24,8 +24,8 @@ from gpsd_server import wire
 from gpsd_server.api import sheets
 from gpsd_server.api.auth import Principal, require
 from gpsd_server.api.deps import ApiServices, CaseService
-from gpsd_server.api.params import NO_NUL, BadParameter, format_query, parse_range, parse_time
-from gpsd_server.api.responses import json_response
+from gpsd_server.api.params import NO_NUL, BadParameter, format_query, parse_range, parse_time, time_query
+from gpsd_server.api.responses import json_response, text_content
 from gpsd_server.api.terminals import VEHICLE_ID, terminal_phone
 from gpsd_server.cases import (
     CHANNEL_LABEL,
@@ -64,6 +64,12 @@ class CaseCreate(BaseModel):
 
 class Comment(BaseModel):
     comment: str = Field("", max_length=2000, pattern=NO_NUL)
+
+
+class NeededComment(BaseModel):
+    """The body of an action that needs a reason (cancel, note)."""
+
+    comment: str = Field(..., max_length=2000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$", description="not blank")
 
 
 class Dispatch(BaseModel):
@@ -114,7 +120,7 @@ def router(services: ApiServices, desk: CaseService) -> APIRouter:
         vehicle_id: str | None = Query(None, pattern=VEHICLE_ID),
         q: str | None = Query(None, max_length=100, pattern=NO_NUL, description="in number, text, address, place"),
         late: bool = Query(False, description="only open cases whose pending step is past its deadline"),
-        since: str | None = Query(None, description="accepted at or after (RFC 3339)"),
+        since: str | None = time_query("accepted at or after (RFC 3339 or epoch seconds)"),
         until: str | None = Query(None, description="accepted before (RFC 3339)"),
         limit: int = Query(200, ge=1, le=2000),
     ) -> Response:
@@ -196,14 +202,28 @@ def router(services: ApiServices, desk: CaseService) -> APIRouter:
         return json_response(case)
 
     def action_route(action: str) -> None:
-        async def act(body: Comment, case_id: int = CASE_ID, who: Principal = Depends(require("operator"))) -> Response:
-            if action in NEEDS_COMMENT and not body.comment.strip():
+        async def run(comment: str, case_id: int, who: Principal) -> Response:
+            if action in NEEDS_COMMENT and not comment.strip():
                 raise BadParameter("comment", f"required for {action}")
             try:
-                case = await desk.act(case_id, action, by=who.name, comment=body.comment.strip())
+                case = await desk.act(case_id, action, by=who.name, comment=comment.strip())
             except CaseRefused as exc:
                 raise _refused(exc) from None
             return json_response(case)
+
+        if action in NEEDS_COMMENT:
+
+            async def act(
+                body: NeededComment, case_id: int = CASE_ID, who: Principal = Depends(require("operator"))
+            ) -> Response:
+                return await run(body.comment, case_id, who)
+
+        else:
+
+            async def act(  # type: ignore[misc]  # the same route, another body
+                body: Comment, case_id: int = CASE_ID, who: Principal = Depends(require("operator"))
+            ) -> Response:
+                return await run(body.comment, case_id, who)
 
         act.__name__ = f"case_{action}"
         act.__doc__ = {
@@ -244,10 +264,13 @@ def router(services: ApiServices, desk: CaseService) -> APIRouter:
             "grid_id": where.grid_id, "grid": where.grid,
         })  # fmt: skip
 
-    @r.get("/api/reports/cases", tags=["reports"], dependencies=[Depends(require("viewer"))])
+    @r.get(
+        "/api/reports/cases", tags=["reports"], dependencies=[Depends(require("viewer"))],
+        responses=text_content("text/csv", sheets.XLSX_TYPE),
+    )  # fmt: skip
     async def case_report(
-        start: str | None = Query(None, description="cases accepted from (RFC 3339); default end - 1 day"),
-        end: str | None = Query(None, description="until (RFC 3339); default now"),
+        start: str | None = time_query("cases accepted from (RFC 3339 or epoch seconds); default end - 1 day"),
+        end: str | None = time_query("until (RFC 3339 or epoch seconds); default now"),
         format: str = format_query("json", "csv", "xlsx"),
         by: ReportSection = Query("steps", description="CSV rows: steps | category | district | grid | vehicle"),
     ) -> Any:

@@ -43,7 +43,7 @@ ALL_CHECKS: list[Any] = [c for c in CHECKS.get_all() if callable(c) and not isin
 CONSTRAINED = [
     # start < end and end - start <= the cap: not expressible in OpenAPI
     r"^/api/vehicles/\{vehicle_id\}/(track|stops|trips)$", r"^/api/zones/\{zone_id\}/inside$",
-    r"^/api/reports/(violations|patrol-coverage|dispatches)$",
+    r"^/api/reports/(violations|patrol-coverage|dispatches|cases)$",
     # the whole city must load
     r"^/api/geofences/files/\{name\}$", r"^/api/vehicles/registry$", r"^/api/geofences/reload$",
 ]  # fmt: skip
@@ -60,6 +60,13 @@ CONFIG = SchemathesisConfig.from_dict(
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "413", "422"]}},
             }
             for pattern in CONSTRAINED
+        ]
+        + [
+            {  # filing a case: the category must be one of the configured [cases] categories
+                "include-path-regex": r"^/api/cases$",
+                "include-method": "POST",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}},
+            }
         ],
     }
 )

@@ -74,8 +74,11 @@ def _int_or_float(text: str) -> int | float:
 
 
 def _lenient(payload: bytes, why: str) -> Any:
+    # UTF-8 only (a BOM tolerated): json.loads on bytes would also guess UTF-16 and UTF-32.
     try:
-        return json.loads(payload, parse_int=_int_or_float)
+        return json.loads(payload.decode("utf-8-sig"), parse_int=_int_or_float)
+    except UnicodeDecodeError:
+        raise DecodeError("not_json", "not UTF-8") from None
     except (ValueError, RecursionError):
         raise DecodeError("not_json", why[:120]) from None
 

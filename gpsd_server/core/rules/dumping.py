@@ -35,7 +35,8 @@ _CONSTRUCTION = frozenset({"construction_site"})
 
 def _event(ctx: FixContext, phase: str, what: str, **details: Any) -> Event:
     key = f"{KIND}:{what}"
-    return ctx.event(KIND, "start" if phase == "start" else "end", key, "critical", **details)
+    # ``sign``: what gave it away (a stop off site, the tipper lifted, the drum reversing).
+    return ctx.event(KIND, "start" if phase == "start" else "end", key, "critical", sign=what, **details)
 
 
 @dataclass(slots=True)

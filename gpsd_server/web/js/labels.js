@@ -156,6 +156,7 @@ export const DETAIL_LABEL = {
   returned_to_plant: ["返回搅拌站", yesNo],
   loaded: ["重车", yesNo],
   unloaded: ["已卸载", yesNo],
+  sign: ["判定依据", (v) => ({ stop: "非工地停车", lift: "车厢举升", drum: "搅拌罐反转" })[v] || v],
   drum: ["搅拌罐", (v) => ({ cw: "正转", ccw: "反转(卸料)", stopped: "停转" })[v] || v],
   backfill: ["盲区补传", yesNo],
   restored: ["重启后恢复", yesNo],

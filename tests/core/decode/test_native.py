@@ -220,3 +220,13 @@ def test_fast_path_takes_the_common_payloads() -> None:
     ]
     for doc in common:
         assert _decode_typed("V1", json.dumps(doc).encode(), NOW, LIMITS) is not None, doc
+
+
+def test_only_utf8_json() -> None:
+    """UTF-16 and UTF-32 are refused (json.loads on bytes would guess them);
+    a UTF-8 byte-order mark is tolerated."""
+    body = json.dumps({"ts": NOW, "lon": 112.3, "lat": 28.5})
+    for encoding in ("utf-16", "utf-16-le", "utf-32", "utf-32-be"):
+        assert reason(body.encode(encoding)) == "not_json", encoding
+    fix = one(b"\xef\xbb\xbf" + body.encode())
+    assert isinstance(fix, Fix) and fix.lon == 112.3
