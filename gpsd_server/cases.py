@@ -283,10 +283,10 @@ class CaseDesk:
             )  # fmt: skip
         out = []
         for i, p in enumerate(cars):
-            if legs is not None:
-                leg = legs[i]
+            leg = legs[i] if legs is not None else None
+            if leg is not None and math.isfinite(leg.route_m) and math.isfinite(leg.eta_s):
                 method, eta_s, route_m, path = leg.method, leg.eta_s, leg.route_m, leg.path
-            else:
+            else:  # no roads, or a place so far off the city that its projection has no distance
                 route_m = distances[i] * d.road_factor
                 method, eta_s, path = "straight", route_m / (d.city_speed_kmh / 3.6), ()
             busy = tuple(c.number for c in self.book.cases_of(p.vehicle_id))
