@@ -20,7 +20,7 @@ from gpsd_server import __version__, config
 from gpsd_server.errors import ConfigError, DataError
 from gpsd_server.settings import Config
 
-ROLES = ("viewer", "operator", "admin")
+ROLES = ("viewer", "operator", "admin", "company")  # api/auth.py: TOKEN_ROLES (not imported: keeps --help light)
 
 
 def _default_config() -> str | None:
@@ -136,16 +136,31 @@ def cmd_token(args: argparse.Namespace) -> int:
     from gpsd_server.api.auth import create_token
     from gpsd_server.store import tokens
     from gpsd_server.store.schema import migrate
+    from gpsd_server.store.vehicles import companies
 
     async def main() -> int:
         async with await psycopg.AsyncConnection.connect(cfg.database.dsn, autocommit=True) as conn:
             await migrate(conn, chunk_interval=cfg.database.chunk_interval)
             if args.action == "create":
-                print(await create_token(conn, name=args.name, role=args.role))
+                company = getattr(args, "company", None)
+                if args.role == "company" and company and company not in await companies(conn):
+                    print(
+                        f"gpsd-server: warning: no vehicle of the registry (as last synced to the database)"
+                        f" belongs to {company!r}; the token sees nothing until one does",
+                        file=sys.stderr,
+                    )
+                try:
+                    print(await create_token(conn, name=args.name, role=args.role, company=company))
+                except ValueError as exc:
+                    print(f"gpsd-server: --company: {exc}", file=sys.stderr)
+                    return 2
             elif args.action == "list":
                 for t in await tokens.all_tokens(conn):
                     revoked = "revoked" if t.revoked_at else ""
-                    print(f"{t.id:>5}  {t.role:<8}  {t.name:<24}  {t.created_at:%Y-%m-%d %H:%M}  {revoked}")
+                    print(
+                        f"{t.id:>5}  {t.role:<8}  {t.name:<24}  {t.created_at:%Y-%m-%d %H:%M}  {revoked:<7}"
+                        f"  {t.company or ''}".rstrip()
+                    )
             elif await tokens.revoke(conn, args.id):
                 print(f"revoked {args.id}")
             else:
@@ -195,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(create, top=False)
     create.add_argument("--name", required=True, help="who or what uses the token")
     create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--company", help="role company: the registry's company the token is bound to (required)")
     _common(actions.add_parser("list", help="list tokens (never their values)"), top=False)
     revoke = actions.add_parser("revoke", help="revoke a token by id")
     _common(revoke, top=False)

@@ -40,7 +40,7 @@ async def restore(
 ) -> None:
     """Every vehicle (a restart), or only ``vehicle_ids`` (an ingest worker that
     sees them for the first time since it took their partition over)."""
-    last = await vehicles.last_positions(conn, vehicle_ids)
+    last = await vehicles.last_positions(conn, scope=vehicle_ids)
     still_open = await alerts.still_open(conn, vehicle_ids)
     directory.learn(VehicleInfo(r.vehicle_id, r.vehicle_class, r.plate, r.company) for r in last)
     ledger.restore((a.vehicle_id, a.key, str(a.id)) for a in still_open)

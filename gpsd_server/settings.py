@@ -286,6 +286,9 @@ class DeskSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 
     stall_s: Annotated[float, Meta(ge=3, le=600)] = 15.0
     """No live message (not even a heartbeat) for this long: a full-width banner and the alarm sound."""
+    company_may_ack: bool = False
+    """A company account may acknowledge and close its own vehicles' alerts
+    (never another company's); off: it only reads them."""
 
 
 class RuleSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

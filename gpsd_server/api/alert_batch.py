@@ -56,9 +56,11 @@ def router(services: ApiServices) -> APIRouter:
             for aid in ids:
                 try:
                     if comment is None:
-                        changed.append(await store.acknowledge(conn, aid, by=who.name, at=now))
+                        changed.append(await store.acknowledge(conn, aid, by=who.name, at=now, scope=who.scope))
                     else:
-                        changed.append(await store.close(conn, aid, by=who.name, at=now, comment=comment))
+                        changed.append(
+                            await store.close(conn, aid, by=who.name, at=now, comment=comment, scope=who.scope)
+                        )
                 except TransitionRefused as exc:
                     refused.append(Refused(id=str(aid), state=exc.state))
         updates = []
@@ -72,7 +74,7 @@ def router(services: ApiServices) -> APIRouter:
     @r.post("/ack")
     async def ack_many(
         ids: Annotated[list[uuid.UUID], Body(embed=True, min_length=1, max_length=MAX_IDS)],
-        who: Principal = Depends(require("operator")),
+        who: Principal = Depends(require("operator", company="own_alerts")),
     ) -> Response:
         """Acknowledge open alerts; others are listed under ``refused``."""
         return await apply(_ids(ids), who, None)
@@ -81,7 +83,7 @@ def router(services: ApiServices) -> APIRouter:
     async def close_many(
         ids: Annotated[list[uuid.UUID], Body(embed=True, min_length=1, max_length=MAX_IDS)],
         comment: str = Body("", embed=True, max_length=2000, pattern=NO_NUL),
-        who: Principal = Depends(require("operator")),
+        who: Principal = Depends(require("operator", company="own_alerts")),
     ) -> Response:
         """Close alerts that are not closed yet, with one comment."""
         return await apply(_ids(ids), who, comment)

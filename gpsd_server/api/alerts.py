@@ -25,7 +25,7 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.get("", responses=schema_of("AlertList"))
     async def list_alerts(
-        _: Principal = Depends(require("viewer")),
+        who: Principal = Depends(require("viewer", company="own")),
         state: Literal["open", "acked", "closed", "active", "all"] = Query(
             "active", description="active = open or acked"
         ),
@@ -35,10 +35,13 @@ def router(services: ApiServices) -> APIRouter:
         limit: int = Query(200, ge=1, le=5000),
     ) -> Response:
         lower = parse_time("since", since) if since else None
+        if vehicle_id:
+            who.check_vehicle(vehicle_id)
         async with services.db.connection() as conn:
             rows = await store.list_alerts(
-                conn, state=state, vehicle_id=vehicle_id or None, kind=kind or None, since=lower, limit=limit
-            )
+                conn, state=state, vehicle_id=vehicle_id or None, kind=kind or None, since=lower, limit=limit,
+                scope=who.scope,
+            )  # fmt: skip
         return json_response(wire.AlertList(alerts=[view.from_record(row, directory) for row in rows]))
 
     async def transition(aid: uuid.UUID, change: str, who: Principal, comment: str = "") -> Response:
@@ -47,9 +50,9 @@ def router(services: ApiServices) -> APIRouter:
             async with services.db.connection() as conn:
                 row: AlertRecord
                 if change == "ack":
-                    row = await store.acknowledge(conn, aid, by=who.name, at=now)
+                    row = await store.acknowledge(conn, aid, by=who.name, at=now, scope=who.scope)
                 else:
-                    row = await store.close(conn, aid, by=who.name, at=now, comment=comment)
+                    row = await store.close(conn, aid, by=who.name, at=now, comment=comment, scope=who.scope)
         except TransitionRefused as exc:
             if exc.state is None:
                 raise BadParameter("alert_id", "no such alert", status=404) from None
@@ -63,14 +66,14 @@ def router(services: ApiServices) -> APIRouter:
     transition_responses = {**schema_of("Alert"), 409: {"description": "the alert is already acknowledged or closed"}}
 
     @r.post("/{alert_id}/ack", responses=transition_responses)
-    async def ack(alert_id: uuid.UUID, who: Principal = Depends(require("operator"))) -> Response:
+    async def ack(alert_id: uuid.UUID, who: Principal = Depends(require("operator", company="own_alerts"))) -> Response:
         return await transition(alert_id, "ack", who)
 
     @r.post("/{alert_id}/close", responses=transition_responses)
     async def close(
         alert_id: uuid.UUID,
         comment: str = Body("", embed=True, max_length=2000, pattern=NO_NUL),
-        who: Principal = Depends(require("operator")),
+        who: Principal = Depends(require("operator", company="own_alerts")),
     ) -> Response:
         return await transition(alert_id, "close", who, comment)
 

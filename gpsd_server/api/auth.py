@@ -1,4 +1,4 @@
-"""Bearer tokens with roles: viewer < operator < admin.
+"""Bearer tokens with roles: viewer < operator < admin, and company accounts.
 
 Tokens are random 32-byte strings shown once at creation; the database keeps
 only their SHA-256 digests. A request's token is hashed and looked up by
@@ -15,6 +15,16 @@ every other route answers 401 without a token and 403 with a weaker role.
 the state folder) until they are revoked, asks the database about them every
 ``[http] token_check_s`` and closes the websockets of a revoked one (4401);
 a database outage locks nobody out who was let in before.
+
+A ``company`` token is bound to one company (a haulage firm): it stands
+outside the ladder and is refused (403) by every route unless the route says
+otherwise with ``require(role, company=...)``: ``"city"`` for the city's
+reference data (layers, map settings, places), ``"own"`` for routes that
+narrow what they answer to the principal's :attr:`Principal.scope` (the ids
+of the company's vehicles in the directory, resolved on every request), and
+``"own_alerts"`` for the alert transitions, open to a company only when
+``[desk] company_may_ack`` is on. A route that forgets to say so is closed to
+companies rather than open to them.
 """
 
 from __future__ import annotations
@@ -37,25 +47,48 @@ import psycopg
 from fastapi import HTTPException, Request, WebSocket
 from starlette.websockets import WebSocketState
 
+from gpsd_server.api.params import BadParameter
+from gpsd_server.directory import VehicleDirectory
 from gpsd_server.store import tokens
 from gpsd_server.store.db import DB_ERRORS, Database
 
 log = logging.getLogger(__name__)
 
-Role = Literal["viewer", "operator", "admin"]
-ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+Role = Literal["viewer", "operator", "admin", "company"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")  # the ladder
+COMPANY: Role = "company"
+TOKEN_ROLES: tuple[Role, ...] = (*ROLES, COMPANY)
 RANK = {r: i for i, r in enumerate(ROLES)}
+CompanyAccess = Literal["none", "city", "own", "own_alerts"]
 PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/", "/vendor/", "/tiles/")  # tiles: an image request carries no token
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who calls. ``scope`` is None for the city's own accounts (they see every
+    vehicle) and the ids of its company's vehicles for a company account."""
+
     name: str
     role: Role
+    company: str | None = None
+    scope: frozenset[str] | None = None
 
     def may(self, role: Role) -> bool:
-        return RANK[self.role] >= RANK[role]
+        """On the ladder at least ``role`` (a company account is not on it)."""
+        return self.role in RANK and role in RANK and RANK[self.role] >= RANK[role]
+
+    def sees(self, vehicle_id: str | None) -> bool:
+        return self.scope is None or (vehicle_id is not None and vehicle_id in self.scope)
+
+    def check_vehicle(self, vehicle_id: str, parameter: str = "vehicle_id") -> None:
+        """404 naming ``parameter`` for a vehicle outside the scope: the same
+        answer as for a vehicle that does not exist, so nothing leaks."""
+        if not self.sees(vehicle_id):
+            raise BadParameter(parameter, f"unknown vehicle {vehicle_id!r}", status=404)
+
+    def scoped(self, scope: frozenset[str] | None) -> Principal:
+        return Principal(self.name, self.role, self.company, scope)
 
 
 def digest(token: str) -> bytes:
@@ -115,8 +148,8 @@ class TokenStore:
                 row = await tokens.lookup(conn, d)
         except (psycopg.Error, *DB_ERRORS):
             raise AuthError(503, "cannot check the token: database unavailable") from None
-        if row is not None and hmac.compare_digest(row[2], d):
-            principal = Principal(row[0], cast(Role, row[1]))
+        if row is not None and hmac.compare_digest(row.digest, d):
+            principal = Principal(row.name, cast(Role, row.role), row.company)
             _bounded_put(self._known, d, principal, self._max)
             self._refused.pop(d, None)
             await self._save()
@@ -147,7 +180,7 @@ class TokenStore:
         for d in digests:
             found = active.get(d)
             if found is not None:
-                self._known[d] = Principal(found[0], cast(Role, found[1]))
+                self._known[d] = Principal(found.name, cast(Role, found.role), found.company)
                 continue
             self._known.pop(d, None)
             for ws in self._sockets.pop(d, set()):
@@ -179,9 +212,9 @@ def _read_cache(path: Path) -> dict[bytes, Principal]:
     try:
         rows = json.loads(path.read_text())
         return {
-            bytes.fromhex(r["digest"]): Principal(str(r["name"]), cast(Role, r["role"]))
+            bytes.fromhex(r["digest"]): Principal(str(r["name"]), cast(Role, r["role"]), r.get("company"))
             for r in rows
-            if r.get("role") in ROLES
+            if r.get("role") in ROLES or (r.get("role") == COMPANY and isinstance(r.get("company"), str))
         }
     except FileNotFoundError:
         return {}
@@ -192,7 +225,7 @@ def _read_cache(path: Path) -> dict[bytes, Principal]:
 
 def _write_cache(path: Path, known: dict[bytes, Principal]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"digest": d.hex(), "name": p.name, "role": p.role} for d, p in known.items()]
+    rows = [{"digest": d.hex(), "name": p.name, "role": p.role, "company": p.company} for d, p in known.items()]
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -216,8 +249,10 @@ def bearer(request: Request) -> str | None:
     return None
 
 
-def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: the caller's principal, at least ``role``."""
+def require(role: Role, *, company: CompanyAccess = "none") -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: the caller's principal, at least ``role`` on the
+    ladder; a company account only where ``company`` lets it in (see the
+    module's docstring), with its scope resolved."""
 
     async def dependency(request: Request) -> Principal:
         token = bearer(request)
@@ -227,20 +262,33 @@ def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
         principal = await store.lookup(token)
         if principal is None:
             raise AuthError(401, "invalid or revoked token")
-        if not principal.may(role):
-            raise AuthError(403, f"role {role} required (token has {principal.role})")
-        return principal
+        return admit(principal, role, company, request.app.state)
 
     dependency.role = role  # type: ignore[attr-defined]  # read by the route-enumeration test
+    dependency.company = company  # type: ignore[attr-defined]
     return dependency
 
 
-async def websocket_principal(ws: WebSocket, role: Role) -> Principal | None:
+def admit(principal: Principal, role: Role, company: CompanyAccess, state: Any) -> Principal:
+    """``principal`` (scoped when it is a company's) if it may use a route
+    needing ``role`` and open to companies as ``company``; else AuthError 403."""
+    if principal.role != COMPANY:
+        if not principal.may(role):
+            raise AuthError(403, f"role {role} required (token has {principal.role})")
+        return principal
+    if company == "none" or (company == "own_alerts" and not state.company_may_ack):
+        raise AuthError(403, f"role {role} required (a company account may not use this route)")
+    directory: VehicleDirectory = state.directory
+    return principal.scoped(directory.fleet(principal.company or ""))
+
+
+async def websocket_principal(ws: WebSocket, role: Role, *, company: CompanyAccess = "none") -> Principal | None:
     """Check ``?token=``. On success the socket is not accepted yet (the route
     accepts it) and is closed with 4401 if the token is revoked later. On
     failure it is accepted and closed with 4401 (missing, invalid or revoked
-    token), 4403 (role too weak) or 1013 (database away, token not known:
-    try again later), and None is returned."""
+    token), 4403 (role too weak, or a company account where companies may
+    not go) or 1013 (database away, token not known: try again later), and
+    None is returned. A company account's principal comes with its scope."""
     token = ws.query_params.get("token") or ""
     store: TokenStore = ws.app.state.tokens
     try:
@@ -251,7 +299,9 @@ async def websocket_principal(ws: WebSocket, role: Role) -> Principal | None:
     if principal is None:
         await _refuse(ws, 4401, "missing or invalid token")
         return None
-    if not principal.may(role):
+    try:
+        principal = admit(principal, role, company, ws.app.state)
+    except AuthError:
         await _refuse(ws, 4403, f"role {role} required")
         return None
     store.watch(token, ws)
@@ -265,9 +315,16 @@ async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
     await ws.close(code=code, reason=reason)
 
 
-async def create_token(conn: psycopg.AsyncConnection[Any], *, name: str, role: Role) -> str:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+async def create_token(conn: psycopg.AsyncConnection[Any], *, name: str, role: Role, company: str | None = None) -> str:
+    """A new token, shown only here. A ``company`` token needs its company;
+    the other roles take none (ValueError naming what is wrong)."""
+    if role not in TOKEN_ROLES:
+        raise ValueError(f"role must be one of {', '.join(TOKEN_ROLES)}")
+    company = (company or "").strip() or None
+    if role == COMPANY and company is None:
+        raise ValueError("a company token needs its company")
+    if role != COMPANY and company is not None:
+        raise ValueError(f"only a company token takes a company (role {role} sees every vehicle)")
     token = new_token()
-    await tokens.insert(conn, name=name, role=role, digest=digest(token))
+    await tokens.insert(conn, name=name, role=role, company=company, digest=digest(token))
     return token

@@ -237,7 +237,7 @@ def router(services: ApiServices, desk: CaseService) -> APIRouter:
     for action in ACTIONS:
         action_route(action)
 
-    @r.get("/api/places", tags=["city"], dependencies=[Depends(require("viewer"))])
+    @r.get("/api/places", tags=["city"], dependencies=[Depends(require("viewer", company="city"))])
     async def places(
         q: str = Query(..., min_length=1, max_length=100, pattern=NO_NUL, description="a name, A与B路口, or lon, lat"),
         limit: int = Query(10, ge=1, le=50),
@@ -252,7 +252,7 @@ def router(services: ApiServices, desk: CaseService) -> APIRouter:
             out.append({"name": h.name, "kind": h.kind, "id": h.id, "lon": h.lon, "lat": h.lat, "place": place})
         return json_response({"places": out})
 
-    @r.get("/api/places/at", tags=["city"], dependencies=[Depends(require("viewer"))])
+    @r.get("/api/places/at", tags=["city"], dependencies=[Depends(require("viewer", company="city"))])
     async def place_at(lon: float = Query(..., ge=-180, le=180), lat: float = Query(..., ge=-90, le=90)) -> Response:
         """Where a point is, in the city's words: district, grid and place."""
         data = services.city.current

@@ -22,7 +22,7 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.get(
         "/api/geofences",
-        dependencies=[Depends(require("viewer"))],
+        dependencies=[Depends(require("viewer", company="city"))],
         response_class=GeoJSONResponse,
         responses=text_content(geojson=True),
     )
@@ -48,7 +48,7 @@ def router(services: ApiServices) -> APIRouter:
     offline = basemaps.open_offline(cfg.map, cfg.base_dir)
     basemap_list = basemaps.describe(cfg.map, offline)
 
-    @r.get("/api/map", dependencies=[Depends(require("viewer"))])
+    @r.get("/api/map", dependencies=[Depends(require("viewer", company="city"))])
     async def map_settings() -> dict[str, Any]:
         m = cfg.map
         centre = m.center or city_centre(services.city.current.city)

@@ -31,7 +31,7 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.get("/api/dashboard")
     async def dashboard(
-        who: Principal = Depends(require("viewer")),
+        who: Principal = Depends(require("viewer", company="own")),
         day: str | None = day_query("local date YYYY-MM-DD; default today"),
     ) -> Response:
         """Counts now and for one local day (default today), top offenders, 7-day trend."""
@@ -39,13 +39,13 @@ def router(services: ApiServices) -> APIRouter:
         d, _, t1 = local_day(day or today, tzname)
         trend_start = local_day((d - timedelta(days=TREND_DAYS - 1)).isoformat(), tzname)[1]
         now = datetime.now(UTC)
-        company = getattr(who, "company", None)
+        scope = who.scope  # a company account: its own vehicles only
         async with services.db.connection() as conn:
             fleet = await store.fleet_now(
-                conn, now, moving_kmh=rules.moving_kmh, offline_s=rules.offline_s, company=company
+                conn, now, moving_kmh=rules.moving_kmh, offline_s=rules.offline_s, scope=scope
             )
-            desk = await store.desk_now(conn, company=company)
-            rows = await store.violations_by(conn, trend_start, t1, tzname, company=company)
+            desk = await store.desk_now(conn, scope=scope)
+            rows = await store.violations_by(conn, trend_start, t1, tzname, scope=scope)
         by_class: Counter[str] = Counter()
         by_status: Counter[str] = Counter()
         for cls, st, n in fleet:

@@ -114,7 +114,7 @@ def router(services: ApiServices) -> APIRouter:
             ]
         })  # fmt: skip
 
-    @r.get("/api/cameras/nearest", tags=["city"], dependencies=[Depends(require("viewer"))])
+    @r.get("/api/cameras/nearest", tags=["city"], dependencies=[Depends(require("viewer", company="city"))])
     async def nearest_cameras(
         lon: float = Query(..., ge=-180, le=180),
         lat: float = Query(..., ge=-90, le=90),

@@ -18,7 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from gpsd_server import wire
 from gpsd_server.api import exports
-from gpsd_server.api.auth import require
+from gpsd_server.api.auth import Principal, require
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.history_params import BUCKET_PATTERN, TRACK_FORMATS, history_range, parse_bucket, parse_positive
 from gpsd_server.api.params import NO_NUL, BadParameter, format_query, time_query
@@ -29,6 +29,13 @@ from gpsd_server.store import history as store
 from gpsd_server.store.vehicles import vehicle_exists
 
 VEHICLE_ID = Path(..., pattern=NO_NUL, description="the vehicle's id")
+VIEWER = require("viewer", company="own")
+
+
+async def own_vehicle(vehicle_id: str = VEHICLE_ID, who: Principal = Depends(VIEWER)) -> str:
+    """The path's vehicle, if the caller may see it (a company account: one of its own; else 404)."""
+    who.check_vehicle(vehicle_id)
+    return vehicle_id
 
 
 def _nan_none(v: float) -> float | None:
@@ -91,12 +98,12 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.get(
         "/api/vehicles/{vehicle_id}/track",
-        dependencies=[Depends(require("viewer"))],
+        dependencies=[Depends(VIEWER)],
         response_class=GeoJSONResponse,
         responses=text_content("application/gpx+xml", "text/csv", geojson=True),
     )
     async def track(
-        vehicle_id: str = VEHICLE_ID,
+        vehicle_id: str = Depends(own_vehicle),
         start: str | None = time_query("RFC 3339 or epoch seconds; default end - 24 h"),
         end: str | None = time_query("RFC 3339 or epoch seconds; default now"),
         format: str = format_query("geojson", "gpx", "csv"),
@@ -176,9 +183,9 @@ def router(services: ApiServices) -> APIRouter:
             **place(s.lon, s.lat),
         }  # fmt: skip
 
-    @r.get("/api/vehicles/{vehicle_id}/stops", dependencies=[Depends(require("viewer"))])
+    @r.get("/api/vehicles/{vehicle_id}/stops", dependencies=[Depends(VIEWER)])
     async def vehicle_stops(
-        vehicle_id: str = VEHICLE_ID,
+        vehicle_id: str = Depends(own_vehicle),
         start: str | None = time_query(),
         end: str | None = time_query(),
         radius_m: float | None = Query(None, gt=0, le=5000, description="default [history] stop_radius_m"),
@@ -188,9 +195,9 @@ def router(services: ApiServices) -> APIRouter:
         stops, _, _ = await stops_and_trips(vehicle_id, start, end, radius_m, min_s)
         return json_response({"vehicle_id": vehicle_id, "stops": [stop_json(s) for s in stops]})
 
-    @r.get("/api/vehicles/{vehicle_id}/trips", dependencies=[Depends(require("viewer"))])
+    @r.get("/api/vehicles/{vehicle_id}/trips", dependencies=[Depends(VIEWER)])
     async def vehicle_trips(
-        vehicle_id: str = VEHICLE_ID,
+        vehicle_id: str = Depends(own_vehicle),
         start: str | None = time_query(),
         end: str | None = time_query(),
         radius_m: float | None = Query(None, gt=0, le=5000, description="stop radius; default [history] stop_radius_m"),
@@ -213,11 +220,12 @@ def router(services: ApiServices) -> APIRouter:
             )
         return json_response({"vehicle_id": vehicle_id, "trips": out, "stops": len(stops)})
 
-    @r.get("/api/zones/{zone_id}/inside", dependencies=[Depends(require("viewer"))])
+    @r.get("/api/zones/{zone_id}/inside")
     async def zone_inside(
         zone_id: str = Path(..., pattern=NO_NUL),
         start: str | None = time_query("with end: who was inside in [start, end); absent: now"),
         end: str | None = time_query(),
+        who: Principal = Depends(VIEWER),
     ) -> Response:
         """Who is inside the zone now (the engine's confirmed presence), or who
         was inside in a past window (stored fixes, bbox in SQL, polygon in shapely)."""
@@ -225,13 +233,13 @@ def router(services: ApiServices) -> APIRouter:
         if zone is None:
             raise BadParameter("zone_id", f"unknown zone {zone_id!r}", status=404)
         if start is None and end is None:
-            inside = sorted(services.presence.vehicles_in_zone(zone_id))
+            inside = sorted(v for v in services.presence.vehicles_in_zone(zone_id) if who.sees(v))
             return json_response(
                 {"zone_id": zone_id, "name": zone.name, "now": True, "vehicles": [{"id": v} for v in inside]}
             )
         t0, t1 = history_range(start, end, settings.max_range_days)
         async with db.connection() as conn:
-            tracks = await store.fetch_tracks(conn, [], t0, t1, bbox=zone.geometry.bounds)
+            tracks = await store.fetch_tracks(conn, [], t0, t1, bbox=zone.geometry.bounds, scope=who.scope)
         per_vehicle = []
         for vehicle_id, t in tracks.items():
             v = core.zone_visits([zone.geometry], [(vehicle_id, t.ts, t.lon, t.lat)], gap_s=settings.gap_s)[0]

@@ -69,11 +69,15 @@ def create_app(services: ApiServices) -> FastAPI:
         title="gpsd-server",
         version=__version__,
         description="Real-time GPS monitoring API. Every route except /healthz and the docs needs "
-        "`Authorization: Bearer <token>` (websockets: `?token=`); roles viewer < operator < admin.",
+        "`Authorization: Bearer <token>` (websockets: `?token=`); roles viewer < operator < admin, and "
+        "company accounts that see only their company's vehicles.",
         docs_url=None,  # served from local files by api/docs.py
         redoc_url=None,
     )
     app.state.tokens = services.tokens
+    # What require() needs to scope a company account: its fleet, and whether it may act on alerts.
+    app.state.directory = services.directory
+    app.state.company_may_ack = services.config.desk.company_may_ack
 
     @app.exception_handler(BadParameter)
     async def bad_parameter(_: Request, exc: BadParameter) -> JSONResponse:

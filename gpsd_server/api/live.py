@@ -18,7 +18,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from gpsd_server import wire
 from gpsd_server.api.auth import websocket_principal
 from gpsd_server.api.deps import ApiServices
-from gpsd_server.sinks.hub import SubscriptionError, parse_subscription
+from gpsd_server.sinks.hub import Subscription, SubscriptionError, parse_subscription
 
 WS_MAX_MESSAGE = 256 * 1024  # room for a subscription to 10,000 vehicles
 
@@ -35,13 +35,17 @@ def router(services: ApiServices) -> APIRouter:
     @r.websocket("/ws/live")
     async def ws_live(ws: WebSocket) -> None:
         hub = services.live
-        if await websocket_principal(ws, "viewer") is None:
+        who = await websocket_principal(ws, "viewer", company="own")
+        if who is None:
             return
         await ws.accept()
         client = hub.add_client()
         if client is None:
             await ws.close(code=1013, reason="too many clients")
             return
+        # A company account: its own vehicles' positions and alerts, no 12319 cases.
+        client.subscription = Subscription(scope=who.scope)
+        client.cases = who.scope is None
         try:
             await ws.send_text(hub.snapshot(client, snapshot_max).decode())
 
@@ -79,7 +83,7 @@ def router(services: ApiServices) -> APIRouter:
                     try:
                         msg = wire.decode(text)
                         if isinstance(msg, dict) and msg.get("type") == "subscribe":
-                            client.subscription = parse_subscription(msg)
+                            client.subscription = parse_subscription(msg, scope=who.scope)
                             hub.reply(client, hub.snapshot(client, snapshot_max))
                         else:
                             raise SubscriptionError("type must be subscribe")

@@ -55,7 +55,7 @@ ALERT_LIST_SCHEMA: dict[str, Any] = {
 ERRORS = {
     "400": "a bad parameter or body, named in `parameter`",
     "401": "no token, or an invalid or revoked one",
-    "403": "the token's role is too weak",
+    "403": "the token's role is too weak, or a company account may not use this route",
     "404": "no such item (the vehicle, zone, alert, file or token named)",
     "503": "the database is away (the route needs it), or the token cannot be checked",
 }

@@ -59,6 +59,8 @@ def parse_time(name: str, value: str | None, default: datetime | None = None) ->
         if default is None:
             raise BadParameter(name, "required: an RFC 3339 time such as 2026-11-27T08:00:00+08:00")
         return default
+    if value.replace(".", "", 1).isdigit() and not _EPOCH.fullmatch(value):  # as the schema says (TIME_SCHEMA)
+        raise BadParameter(name, "epoch seconds: at most 15 digits and 9 decimals")
     try:
         if value.replace(".", "", 1).isdigit():
             return min(max(datetime.fromtimestamp(min(float(value), LATEST.timestamp()), UTC), EARLIEST), LATEST)
@@ -87,6 +89,7 @@ def _rfc3339(value: str) -> str:
     return _LEAP.sub(r"\1:59", text)
 
 
+_EPOCH = re.compile(EPOCH_PATTERN)
 _FRACTION = re.compile(r"(\.[0-9]+)(?=[+-][0-9]{2}:?[0-9]{2}$|$)")
 _LEAP = re.compile(r"(T[0-9]{2}:[0-9]{2}):60")
 

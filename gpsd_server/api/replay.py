@@ -34,7 +34,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gpsd_server import alerts as view
 from gpsd_server import wire
-from gpsd_server.api.auth import websocket_principal
+from gpsd_server.api.auth import Principal, websocket_principal
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter, parse_time
 from gpsd_server.core import history as core
@@ -276,8 +276,9 @@ async def _receive(ws: WebSocket) -> dict[str, Any]:
     return msg
 
 
-async def _start(services: ApiServices, ws: WebSocket) -> Player:
-    """Wait for a valid start message (errors are answered and the client may retry)."""
+async def _start(services: ApiServices, ws: WebSocket, who: Principal) -> Player:
+    """Wait for a valid start message (errors are answered and the client may retry).
+    A vehicle the account may not see is as unknown as one that does not exist."""
     while True:
         try:
             msg = await _receive(ws)
@@ -287,7 +288,7 @@ async def _start(services: ApiServices, ws: WebSocket) -> Player:
             req = parse_request(msg, settings)
             async with services.db.connection() as conn:
                 known = await known_vehicles(conn, req.vehicles)
-                unknown = [v for v in req.vehicles if v not in known]
+                unknown = [v for v in req.vehicles if v not in known or not who.sees(v)]
                 if unknown:
                     raise BadParameter("vehicles", f"unknown vehicle {unknown[0]!r}", status=404)
                 alerts = await alert_store.between(conn, req.vehicles, req.start, req.end, settings.replay_max_alerts)
@@ -297,20 +298,21 @@ async def _start(services: ApiServices, ws: WebSocket) -> Player:
 
 
 async def session(services: ApiServices, ws: WebSocket) -> None:
-    if await websocket_principal(ws, "viewer") is None:
+    who = await websocket_principal(ws, "viewer", company="own")
+    if who is None:
         return
     await ws.accept()
     try:
-        await _play(services, ws)
+        await _play(services, ws, who)
     except DatabaseUnavailable as exc:  # replay reads the store: try again later
         with contextlib.suppress(Exception):
             await ws.send_text(wire.encode(wire.Error(error=f"database {exc.reason}")).decode())
             await ws.close(code=1013, reason="database unavailable")
 
 
-async def _play(services: ApiServices, ws: WebSocket) -> None:
+async def _play(services: ApiServices, ws: WebSocket, who: Principal) -> None:
     with contextlib.suppress(WebSocketDisconnect, TimeoutError):
-        player = await asyncio.wait_for(_start(services, ws), START_TIMEOUT_S)
+        player = await asyncio.wait_for(_start(services, ws, who), START_TIMEOUT_S)
         req = player.req
         info = wire.ReplayInfo(
             start=req.start, end=req.end, speed=req.speed, vehicles=list(req.vehicles),

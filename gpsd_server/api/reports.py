@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from gpsd_server.api import sheets
-from gpsd_server.api.auth import require
+from gpsd_server.api.auth import Principal, require
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.history_params import history_range, local_day
 from gpsd_server.api.params import day_query, format_query, time_query
@@ -76,20 +76,23 @@ def router(services: ApiServices) -> APIRouter:
     moving_kmh = rules.moving_kmh
     tzname = services.config.city.timezone
     db = services.db
+    viewer = require("viewer", company="own")  # a company account: its own vehicles' figures
 
-    @r.get("/mileage", dependencies=[Depends(require("viewer"))], responses=SHEETS)
+    @r.get("/mileage", responses=SHEETS)
     async def mileage(
         day: str | None = day_query(),
         format: str = format_query(*FORMATS),
         by: Literal["vehicle", "company"] = Query("vehicle", description="CSV rows: vehicle | company"),
+        who: Principal = Depends(viewer),
     ) -> Any:
         """Kilometres and driving time per vehicle and per company for one local day."""
         fmt = format.lower()
         d, t0, t1 = local_day(day, tzname)
+        gap_s, scope = settings.gap_s, who.scope
         async with db.connection() as conn:
-            rows = await store.daily_mileage_from_hours(conn, t0, t1, moving_kmh=moving_kmh, gap_s=settings.gap_s)
+            rows = await store.daily_mileage_from_hours(conn, t0, t1, moving_kmh=moving_kmh, gap_s=gap_s, scope=scope)
             if rows is None:
-                rows = await store.daily_mileage(conn, t0, t1, moving_kmh=moving_kmh, gap_s=settings.gap_s)
+                rows = await store.daily_mileage(conn, t0, t1, moving_kmh=moving_kmh, gap_s=gap_s, scope=scope)
         vehicles: list[dict[str, Any]] = [
             {"id": v, "plate": plate, "class": cls, "company": company, "distance_km": round(km, 3),
              "driving_s": round(drv, 1), "max_speed_kmh": round(top, 1), "fixes": n}
@@ -111,17 +114,18 @@ def router(services: ApiServices) -> APIRouter:
             table = [tuple(v.values()) for v in vehicles]
         return _answer(fmt, body, header, table, f"mileage-{d}")
 
-    @r.get("/violations", dependencies=[Depends(require("viewer"))], responses=SHEETS)
+    @r.get("/violations", responses=SHEETS)
     async def violation_counts(
         start: str | None = time_query(),
         end: str | None = time_query(),
         format: str = format_query(*FORMATS),
+        who: Principal = Depends(viewer),
     ) -> Any:
         """Warning and critical alerts counted per vehicle, company, kind and local day."""
         fmt = format.lower()
         t0, t1 = history_range(start, end, settings.max_range_days)
         async with db.connection() as conn:
-            rows = await store.violations(conn, t0, t1, tzname)
+            rows = await store.violations(conn, t0, t1, tzname, scope=who.scope)
         totals: dict[str, defaultdict[str, int]] = {k: defaultdict(int) for k in ("vehicle", "company", "kind", "day")}
         for vehicle, _plate, company, kind, day, n in rows:
             for key, value in (("vehicle", vehicle), ("company", company or ""), ("kind", kind), ("day", day)):
@@ -134,10 +138,11 @@ def router(services: ApiServices) -> APIRouter:
         }  # fmt: skip
         return _answer(fmt, body, ("vehicle_id", "plate", "company", "kind", "day", "count"), rows, "violations")
 
-    @r.get("/permits", dependencies=[Depends(require("viewer"))], responses=SHEETS)
+    @r.get("/permits", responses=SHEETS)
     async def permits(
         day: str | None = day_query(),
         format: str = format_query(*FORMATS),
+        who: Principal = Depends(viewer),
     ) -> Any:
         """Per trip of every muck truck with a permit valid that day: share of the
         trip on a permitted route (or in its sites), share inside the permit's
@@ -149,7 +154,7 @@ def router(services: ApiServices) -> APIRouter:
         permitted = {
             v.id: [p for p in v.permits if p.valid_on(ordinal)]
             for v in (services.city.current.city.vehicles or {}).values()
-            if v.vehicle_class == "muck_truck"
+            if v.vehicle_class == "muck_truck" and who.sees(v.id)
         }
         permitted = {k: v for k, v in permitted.items() if v}
         async with db.connection() as conn:
@@ -184,12 +189,13 @@ def router(services: ApiServices) -> APIRouter:
         }  # fmt: skip
         return _answer(fmt, body, header, out, f"permits-{d}")
 
-    @r.get("/patrol-coverage", dependencies=[Depends(require("viewer"))], responses=SHEETS)
+    @r.get("/patrol-coverage", responses=SHEETS)
     async def patrol_coverage(
         start: str | None = time_query(),
         end: str | None = time_query(),
         format: str = format_query(*FORMATS),
         by: Literal["grid", "vehicle"] = Query("grid", description="CSV rows: grid | vehicle (daily patrol mileage)"),
+        who: Principal = Depends(viewer),
     ) -> Any:
         """Per grid: visited by a patrol vehicle or not, first and last visit, time
         inside (vehicle-seconds); and each patrol car's mileage per local day."""
@@ -201,6 +207,7 @@ def router(services: ApiServices) -> APIRouter:
         )
         async with db.connection() as conn:
             patrol = sorted(set(patrol) | set(await vehicles_of_class(conn, "patrol")))
+            patrol = [v for v in patrol if who.sees(v)]  # a company account: the grids its own cars covered
             tracks = await store.fetch_tracks(conn, patrol, t0, t1) if patrol else {}
         visits = core.zone_visits(
             [g.geometry for g in shapes.grids], [(v, t.ts, t.lon, t.lat) for v, t in tracks.items()],

@@ -166,11 +166,15 @@ def router(services: ApiServices) -> APIRouter:
     r = APIRouter(tags=["terminals"])
     j = services.config.jt808
 
-    @r.get("/api/terminals", dependencies=[Depends(require("viewer"))])
+    @r.get("/api/terminals")
     async def terminals(
         vehicle_id: str | None = Query(None, pattern=VEHICLE_ID, description="only this vehicle's terminal"),
+        who: Principal = Depends(require("viewer", company="own")),
     ) -> Response:
-        """Every JT/T 808 terminal: registry and gateways, with its health."""
+        """Every JT/T 808 terminal: registry and gateways, with its health (a
+        company account: its own vehicles' terminals)."""
+        if vehicle_id is not None:
+            who.check_vehicle(vehicle_id)
         vehicles = services.city.current.city.vehicles or {}
         async with services.db.connection() as conn:
             rows = {row["phone"]: row for row in await store.health(conn)}
@@ -189,6 +193,7 @@ def router(services: ApiServices) -> APIRouter:
                 vid = row["vehicle_id"]
                 plate = vehicles[vid].plate if vid in vehicles else None
                 out.append(_view(row, phone, vid, plate, False, now, latest, open_counts))
+        out = [t for t in out if who.sees(t.vehicle_id)]
         if vehicle_id is not None:
             out = [t for t in out if t.vehicle_id == vehicle_id]
         out.sort(key=lambda t: (t.vehicle_id or "~", t.phone))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from gpsd_server import wire
-from gpsd_server.api.auth import require
+from gpsd_server.api.auth import Principal, require
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.responses import json_response, schema_of
 from gpsd_server.store import vehicles as store
@@ -18,10 +18,10 @@ def router(services: ApiServices) -> APIRouter:
     r = APIRouter(tags=["vehicles"])
     moving_kmh = services.config.rules.moving_kmh
 
-    @r.get("/api/vehicles", dependencies=[Depends(require("viewer"))], responses=schema_of("VehicleList"))
-    async def vehicles() -> Response:
+    @r.get("/api/vehicles", responses=schema_of("VehicleList"))
+    async def vehicles(who: Principal = Depends(require("viewer", company="own"))) -> Response:
         async with services.db.connection() as conn:
-            rows = await store.last_positions(conn)
+            rows = await store.last_positions(conn, scope=who.scope)
         now = datetime.now(UTC)
         body = wire.VehicleList(
             vehicles=[

@@ -75,13 +75,20 @@ class LiveSink(Protocol):
 
 @dataclass(slots=True)
 class Subscription:
-    """A client's narrowing of what it receives; empty means everything."""
+    """A client's narrowing of what it receives; empty means everything.
+
+    ``scope`` is not the client's to choose: it is the account's (a company
+    account's vehicles; None for the city's own accounts), set when the socket
+    opens and carried into every subscription the client sends after."""
 
     bbox: tuple[float, float, float, float] | None = None
     classes: frozenset[str] = frozenset()
     vehicles: frozenset[str] = frozenset()
+    scope: frozenset[str] | None = None
 
     def admits(self, vehicle_id: str, vehicle_class: str, lon: float, lat: float) -> bool:
+        if self.scope is not None and vehicle_id not in self.scope:
+            return False
         if self.vehicles and vehicle_id not in self.vehicles:
             return False
         if self.classes and vehicle_class not in self.classes:
@@ -97,7 +104,8 @@ class SubscriptionError(ValueError):
     """A client's subscribe message is malformed; the text names the field."""
 
 
-def parse_subscription(msg: Any, *, max_vehicles: int = 10000) -> Subscription:
+def parse_subscription(msg: Any, *, max_vehicles: int = 10000, scope: frozenset[str] | None = None) -> Subscription:
+    """A client's subscribe message, within the account's ``scope``."""
     if not isinstance(msg, dict):
         raise SubscriptionError("message must be an object")
     bbox = msg.get("bbox")
@@ -118,7 +126,7 @@ def parse_subscription(msg: Any, *, max_vehicles: int = 10000) -> Subscription:
             raise SubscriptionError(f"{name} must be a list of strings")
     if len(vehicles) > max_vehicles:
         raise SubscriptionError(f"vehicles: at most {max_vehicles}")
-    return Subscription(bbox=bbox, classes=frozenset(classes), vehicles=frozenset(vehicles))
+    return Subscription(bbox=bbox, classes=frozenset(classes), vehicles=frozenset(vehicles), scope=scope)
 
 
 @dataclass(eq=False)
@@ -186,7 +194,10 @@ class Client:
 
 
 def _key(sub: Subscription) -> tuple[object, ...]:
-    return (sub.bbox, sub.classes, sub.vehicles)
+    return (sub.bbox, sub.classes, sub.vehicles, sub.scope)
+
+
+_EVERYTHING = _key(Subscription())
 
 
 class LiveHub:
@@ -338,7 +349,7 @@ class LiveHub:
             key = _key(sub)
             group = groups.get(key)
             if group is None:
-                if key == (None, frozenset(), frozenset()):
+                if key == _EVERYTHING:
                     ids, items = [p.vehicle_id for p in buffered], encoded
                 else:
                     admitted = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -56,10 +56,15 @@ async def list_alerts(
     kind: str | None = None,
     since: datetime | None = None,
     limit: int = 200,
+    scope: Collection[str] | None = None,
 ) -> list[AlertRecord]:
-    """The desk's view, newest first; zone presence records only when asked for by kind."""
+    """The desk's view, newest first; zone presence records only when asked for
+    by kind; with ``scope``, of those vehicles only."""
     where: list[str] = []
     args: list[Any] = []
+    if scope is not None:
+        where.append("vehicle_id = ANY(%s)")
+        args.append(list(scope))
     if state == "active":
         where.append("state <> 'closed'")
     elif state != "all":
@@ -90,37 +95,58 @@ class TransitionRefused(Exception):
         self.state = state
 
 
-async def acknowledge(conn: psycopg.AsyncConnection[Any], alert_id: uuid.UUID, *, by: str, at: datetime) -> AlertRecord:
+async def acknowledge(
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: uuid.UUID,
+    *,
+    by: str,
+    at: datetime,
+    scope: Collection[str] | None = None,
+) -> AlertRecord:
+    """Open -> acked. With ``scope``, an alert of another vehicle is refused as missing."""
     return await _transition(
         conn,
-        f"UPDATE alerts SET state = 'acked', acked_by = %s, acked_at = %s"
-        f" WHERE state = 'open' AND id = %s RETURNING {COLUMNS}",
+        "UPDATE alerts SET state = 'acked', acked_by = %s, acked_at = %s WHERE state = 'open' AND id = %s",
         (by, at, alert_id),
         alert_id,
+        scope,
     )
 
 
 async def close(
-    conn: psycopg.AsyncConnection[Any], alert_id: uuid.UUID, *, by: str, at: datetime, comment: str
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: uuid.UUID,
+    *,
+    by: str,
+    at: datetime,
+    comment: str,
+    scope: Collection[str] | None = None,
 ) -> AlertRecord:
+    """Not closed -> closed. With ``scope``, an alert of another vehicle is refused as missing."""
     return await _transition(
         conn,
-        f"UPDATE alerts SET state = 'closed', closed_by = %s, closed_at = %s, comment = %s"
-        f" WHERE state <> 'closed' AND id = %s RETURNING {COLUMNS}",
+        "UPDATE alerts SET state = 'closed', closed_by = %s, closed_at = %s, comment = %s"
+        " WHERE state <> 'closed' AND id = %s",
         (by, at, comment, alert_id),
         alert_id,
+        scope,
     )
 
 
 async def _transition(
-    conn: psycopg.AsyncConnection[Any], sql: str, args: tuple[Any, ...], alert_id: uuid.UUID
+    conn: psycopg.AsyncConnection[Any],
+    sql: str,
+    args: tuple[Any, ...],
+    alert_id: uuid.UUID,
+    scope: Collection[str] | None,
 ) -> AlertRecord:
+    only, only_args = ("", ()) if scope is None else (" AND vehicle_id = ANY(%s)", (list(scope),))
     async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
-        await cur.execute(sql.encode(), args)
+        await cur.execute(f"{sql}{only} RETURNING {COLUMNS}".encode(), (*args, *only_args))
         row = await cur.fetchone()
     if row is not None:
         return row
-    cur2 = await conn.execute("SELECT state FROM alerts WHERE id = %s", (alert_id,))
+    cur2 = await conn.execute(f"SELECT state FROM alerts WHERE id = %s{only}".encode(), (alert_id, *only_args))
     current = await cur2.fetchone()
     raise TransitionRefused(None if current is None else str(current[0]))
 

@@ -2,12 +2,13 @@
 
 "Violations" are what the violations report counts: alerts of warning or
 critical severity (zone presence records are info and never count), by the
-local day of their fix time. Every function takes an optional company, so a
-company account's dashboard counts its own vehicles only.
+local day of their fix time. Every function takes an optional scope (vehicle
+ids), so a company account's dashboard counts its own vehicles only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -16,18 +17,23 @@ import psycopg
 _VIOLATION = "a.severity IN ('warning', 'critical') AND a.kind <> 'zone'"
 
 
-def _company(alias: str, company: str | None) -> tuple[str, list[Any]]:
-    if company is None:
+def _scope(column: str, scope: Collection[str] | None) -> tuple[str, list[Any]]:
+    if scope is None:
         return "", []
-    return f" AND {alias}.company = %s", [company]
+    return f" AND {column} = ANY(%s)", [list(scope)]
 
 
 async def fleet_now(
-    conn: psycopg.AsyncConnection[Any], now: datetime, *, moving_kmh: float, offline_s: float, company: str | None
+    conn: psycopg.AsyncConnection[Any],
+    now: datetime,
+    *,
+    moving_kmh: float,
+    offline_s: float,
+    scope: Collection[str] | None,
 ) -> list[tuple[str, str, int]]:
     """(class, status, count): status ``moving``, ``stopped``, ``offline`` (no fix
     for ``offline_s``) or ``no_fix`` (registered, never seen)."""
-    where, args = _company("v", company)
+    where, args = _scope("v.id", scope)
     cur = await conn.execute(
         "SELECT class, CASE WHEN last_ts IS NULL THEN 'no_fix'"
         " WHEN extract(epoch FROM %s - last_ts) > %s THEN 'offline'"
@@ -38,9 +44,9 @@ async def fleet_now(
     return [(str(c), str(s), int(n)) for c, s, n in await cur.fetchall()]
 
 
-async def desk_now(conn: psycopg.AsyncConnection[Any], *, company: str | None) -> dict[str, int]:
+async def desk_now(conn: psycopg.AsyncConnection[Any], *, scope: Collection[str] | None) -> dict[str, int]:
     """Alerts on the desk now (open, acked) and vehicles whose violation still lasts."""
-    where, args = _company("v", company)
+    where, args = _scope("a.vehicle_id", scope)
     cur = await conn.execute(
         "SELECT count(*) FILTER (WHERE a.state = 'open'), count(*) FILTER (WHERE a.state = 'acked'),"
         f" count(DISTINCT a.vehicle_id) FILTER (WHERE a.ended_ts IS NULL AND {_VIOLATION})"
@@ -54,10 +60,15 @@ async def desk_now(conn: psycopg.AsyncConnection[Any], *, company: str | None) -
 
 
 async def violations_by(
-    conn: psycopg.AsyncConnection[Any], start: datetime, end: datetime, timezone: str, *, company: str | None
+    conn: psycopg.AsyncConnection[Any],
+    start: datetime,
+    end: datetime,
+    timezone: str,
+    *,
+    scope: Collection[str] | None,
 ) -> list[tuple[str, str, str, str, str | None, str | None, int]]:
     """Violations in [start, end) counted per ``(local day, kind, severity, vehicle_id, plate, company)``."""
-    where, args = _company("v", company)
+    where, args = _scope("a.vehicle_id", scope)
     cur = await conn.execute(
         "SELECT to_char(a.ts AT TIME ZONE %s, 'YYYY-MM-DD'), a.kind, a.severity, a.vehicle_id, v.plate, v.company,"
         " count(*) FROM alerts a LEFT JOIN vehicles v ON v.id = a.vehicle_id"

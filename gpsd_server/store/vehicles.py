@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,14 +36,14 @@ _LAST = (
 
 
 async def last_positions(
-    conn: psycopg.AsyncConnection[Any], vehicle_ids: Sequence[str] | None = None
+    conn: psycopg.AsyncConnection[Any], *, scope: Collection[str] | None = None
 ) -> list[LastPosition]:
-    """Every vehicle's last stored position, or only these vehicles' (a worker
-    that just took them over)."""
-    if vehicle_ids is None:
+    """Every vehicle's last stored position; with ``scope``, of those vehicles
+    only (a company's fleet, or the vehicles a worker just took over)."""
+    if scope is None:
         cur = await conn.execute(f"{_LAST} ORDER BY id")
     else:
-        cur = await conn.execute(f"{_LAST} AND id = ANY(%s) ORDER BY id", (list(vehicle_ids),))
+        cur = await conn.execute(f"{_LAST} AND id = ANY(%s) ORDER BY id", (list(scope),))
     return [LastPosition(*row) for row in await cur.fetchall()]
 
 
@@ -79,3 +79,9 @@ async def vehicles_of_class(conn: psycopg.AsyncConnection[Any], vehicle_class: s
     """Vehicle id -> plate for one class, from the registry table."""
     cur = await conn.execute("SELECT id, plate FROM vehicles WHERE class = %s ORDER BY id", (vehicle_class,))
     return {r[0]: r[1] for r in await cur.fetchall()}
+
+
+async def companies(conn: psycopg.AsyncConnection[Any]) -> set[str]:
+    """The companies of the registered vehicles."""
+    cur = await conn.execute("SELECT DISTINCT company FROM vehicles WHERE company IS NOT NULL")
+    return {str(row[0]) for row in await cur.fetchall()}

@@ -181,3 +181,16 @@ async def test_the_case_report_exports_in_chinese(server: RunningServer) -> None
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][:3] == ("代码", "名称", "次数")
     assert [r[2] for r in rows[1:]] == [row["count"] for row in report["category"]]
+
+
+async def test_a_proposal_for_a_place_far_off_the_city_is_straight_line_not_a_500(server: RunningServer) -> None:
+    """Found by the fuzzer: a point thousands of km away projects to no
+    finite distance on the city's road network; the cars are still offered,
+    by straight line."""
+    await cars_online(server)
+    async with httpx.AsyncClient(base_url=server.http, headers=server.headers()) as http:
+        r = await http.get("/api/cases/proposal", params={"lon": 26.4375746572929, "lat": 0.0, "limit": 3})
+    assert r.status_code == 200, r.text
+    cars = r.json()["vehicles"]
+    assert len(cars) == 3 and {c["method"] for c in cars} == {"straight"}
+    assert all(c["distance_m"] > 9_000_000 and c["route_m"] >= c["distance_m"] for c in cars)

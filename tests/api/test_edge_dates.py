@@ -92,3 +92,15 @@ async def test_by_is_checked_on_reports(server: RunningServer) -> None:
             assert r.status_code == 400 and r.json()["parameter"] == "by", r.text
         r = await http.get("/api/reports/mileage", params={"by": "company", "format": "csv", "day": "2026-01-01"})
         assert r.status_code == 200 and r.text.startswith("\ufeff所属公司,")  # Excel-ready: BOM, Chinese headers
+
+
+async def test_an_epoch_longer_than_the_schema_allows_is_refused(server: RunningServer) -> None:
+    """Found by the fuzzer: the schema allows 15 digits of epoch seconds; a
+    longer one was clamped and answered 200."""
+    async with httpx.AsyncClient(base_url=server.http, headers=server.headers()) as http:
+        for path in ("/api/reports/dispatches", "/api/reports/violations", "/api/alerts"):
+            name = "since" if path == "/api/alerts" else "end"
+            r = await http.get(path, params={name: "129737867682072592384"})
+            assert r.status_code == 400 and r.json()["parameter"] == name, (path, r.text)
+            r = await http.get(path, params={name: "999999999999999"})  # 15 digits: clamped to 9999-12-30
+            assert r.status_code == 200, (path, r.text)

@@ -6,7 +6,8 @@ data) or without one.
 
 What a schema cannot say is configured, per operation and nothing more: a
 time range must be ordered and within ``[history] max_range_days``, and an
-upload must make a city that loads. Schema-valid requests that break those
+upload must make a city that loads, and a company token needs a company of the
+vehicle registry (the other roles none). Schema-valid requests that break those
 are refused 400/413/422, which the positive-data check is told to expect
 for those operations.
 
@@ -46,6 +47,8 @@ CONSTRAINED = [
     r"^/api/reports/(violations|patrol-coverage|dispatches|cases)$",
     # the whole city must load
     r"^/api/geofences/files/\{name\}$", r"^/api/vehicles/registry$", r"^/api/geofences/reload$",
+    # a company token needs a company of the vehicle registry, the other roles none
+    r"^/api/tokens$",
 ]  # fmt: skip
 ACCEPTED = ["2xx", "401", "403", "404", "409", "429"]
 CONFIG = SchemathesisConfig.from_dict(

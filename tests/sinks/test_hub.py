@@ -256,3 +256,24 @@ def test_cases_reach_every_client_that_may_see_cases_whatever_its_bbox() -> None
     hub.publish_cases([case])
     assert [(m["type"], m["number"]) for m in drain(narrow)] == [("case", "20270115-0001")]
     assert drain(company) == []
+
+
+def test_a_scoped_client_gets_only_its_vehicles_whatever_it_subscribes_to() -> None:
+    """A company account's scope: positions, alerts and snapshots of its own
+    vehicles only, also after a subscribe naming others; the frames of
+    unscoped clients are not changed by it."""
+    hub = LiveHub()
+    city, company = hub.add_client(), hub.add_client()
+    assert city is not None and company is not None
+    mine = frozenset({"A"})
+    company.subscription = parse_subscription({}, scope=mine)
+    hub.publish_positions([pos("A", 112.3, 28.5), pos("B", 112.31, 28.5)])
+    hub.publish_alerts([sos("B", 1), sos("A", 2)])
+    assert [m["vehicle_id"] for m in drain(city)] == ["A", "B", "B", "A"]
+    assert [m["vehicle_id"] for m in drain(company)] == ["A", "A"]
+    company.subscription = parse_subscription({"vehicles": ["A", "B"], "bbox": [112, 28, 113, 29]}, scope=mine)
+    assert company.subscription.scope == mine
+    snapshot = json.loads(hub.snapshot(company, 100))
+    assert [v["vehicle_id"] for v in snapshot["vehicles"]] == ["A"]
+    hub.publish_positions([pos("B", 112.32, 28.5, ts=T0 + 1)])
+    assert drain(company) == [] and [m["vehicle_id"] for m in drain(city)] == ["B"]

@@ -39,7 +39,13 @@ const app = {
   selected: null,
   pickHandler: null, // a panel that wants the next map click (dispatch mode)
   canOperate() {
+    // A company account acts on its own vehicles' alerts only where the server allows it ([desk] company_may_ack).
+    if (this.isCompany()) return !!this.user.may_ack;
     return this.user && (this.user.role === "operator" || this.user.role === "admin");
+  },
+  // A company account (企业): the server sends it only its own vehicles; no 12319 cases, no dispatch.
+  isCompany() {
+    return this.user?.role === "company";
   },
   toDisplayLatLng(lon, lat) {
     const [x, y] = this.transform.toDisplay(lon, lat);
@@ -98,8 +104,10 @@ function onUnauthorized() {
 function applyUser(user) {
   app.user = user;
   document.body.dataset.role = user.role;
-  const roleLabel = { viewer: "查看", operator: "值班员", admin: "管理员" }[user.role] || user.role;
-  document.getElementById("user").textContent = `${user.name} · ${roleLabel}`;
+  document.body.classList.toggle("may-ack", !!user.may_ack);
+  const roleLabel = { viewer: "查看", operator: "值班员", admin: "管理员", company: "企业" }[user.role] || user.role;
+  const company = user.company ? ` · ${user.company}（${user.vehicles ?? 0} 辆）` : "";
+  document.getElementById("user").textContent = `${user.name} · ${roleLabel}${company}`;
   document.getElementById("logout").hidden = !!user.noAuth;
 }
 
@@ -512,7 +520,7 @@ async function boot() {
   app.dispatch = new DispatchPanel(app, document.getElementById("tab-dispatch"));
   app.showTab = showTab;
   app.select = (id) => selectVehicle(id, { fly: true });
-  app.cases = new CasePanel(app, document.getElementById("tab-cases"));
+  app.cases = app.isCompany() ? null : new CasePanel(app, document.getElementById("tab-cases"));
   app.terminals = new TerminalBoard();
   app.terminals.start();
   app.replay = new ReplayPanel(app, document.getElementById("tab-replay"), { showTab });
@@ -526,7 +534,7 @@ async function boot() {
     loadGeofences().catch(() => false),
     loadVehicles().catch(() => []),
     app.alerts.load().catch(() => null),
-    app.cases.load().catch(() => null),
+    app.cases?.load().catch(() => null),
   ]);
   app.geofencesLoaded = geoOk;
   app.live.connect();
@@ -552,7 +560,7 @@ async function boot() {
   document.addEventListener("keydown", (ev) => {
     if (ev.key === "Escape") {
       app.dispatch.stopPicking();
-      app.cases.stopPicking();
+      app.cases?.stopPicking();
       closeCard();
     }
   });

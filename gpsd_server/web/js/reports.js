@@ -72,7 +72,8 @@ export class ReportsView {
     this.root.append(
       h("div", { class: "report-bar" },
         h("nav", { class: "report-tabs", id: "report-kinds" },
-          Object.entries(REPORTS).map(([id, r]) =>
+          // A company account has its own vehicles' reports; the 12319 dispatch log is the city's.
+          Object.entries(REPORTS).filter(([id]) => !(this.app.isCompany() && id === "dispatches")).map(([id, r]) =>
             h("button", { dataset: { report: id }, class: id === this.kind ? "active" : "", onclick: () => this.choose(id) }, r.name))),
         h("span", { class: "report-dates" },
           (this.dayBox = h("label", {}, "日期 ", (this.day = h("input", { id: "report-day", type: "date", value: yesterday,
