@@ -449,6 +449,9 @@ class CaseDesk:
     async def run(self) -> None:
         backoff = Backoff(self.settings.sync_s, 30.0)
         while True:
+            if not self.db.ready:  # the schema is not in place yet (migrations run at start)
+                await asyncio.sleep(min(self.settings.sync_s, 0.5))
+                continue
             try:
                 await self.sync()
                 backoff.reset()
