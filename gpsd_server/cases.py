@@ -35,7 +35,6 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -45,6 +44,11 @@ from gpsd_server import wire
 from gpsd_server.backoff import Backoff
 from gpsd_server.cityfolder import CityData
 from gpsd_server.core import cases as core
+from gpsd_server.core.cases import (
+    PRIORITY_LABEL,
+    CaseRefused,
+    Proposal,
+)
 from gpsd_server.core.geo import haversine_m
 from gpsd_server.core.jt808 import downlink as dl
 from gpsd_server.core.places import Location
@@ -59,13 +63,6 @@ from gpsd_server.store.db import DB_ERRORS, Database
 log = logging.getLogger(__name__)
 
 PATROL = "patrol"
-CHANNEL_LABEL = {"hotline": "12319热线", "patrol": "巡查上报", "camera": "视频发现", "info_point": "信息采集点"}
-PRIORITY_LABEL = {"urgent": "紧急", "high": "较急", "normal": "一般"}
-STATE_LABEL = {
-    "accepted": "已受理", "dispatched": "已派遣", "arrived": "已到场", "handled": "已处置",
-    "called_back": "已回访", "closed": "已结案", "cancelled": "已撤销",
-}  # fmt: skip
-STEP_LABEL = {"dispatch": "派遣", "arrive": "到场", "handle": "处置", "callback": "回访"}
 RaiseEvents = Callable[[Sequence[Event], float], Awaitable[None]]
 
 
@@ -78,32 +75,6 @@ class LiveCases(Protocol):
     @property
     def positions(self) -> Mapping[str, LivePosition]: ...
     def publish_cases(self, cases: Sequence[wire.Case]) -> None: ...
-
-
-class CaseRefused(Exception):
-    """What was asked does not fit the case: ``parameter`` names why (``case_id``
-    for a missing case, ``state`` for an action the state does not allow)."""
-
-    def __init__(self, parameter: str, reason: str, status: int = 409) -> None:
-        super().__init__(reason)
-        self.parameter, self.reason, self.status = parameter, reason, status
-
-
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    """A patrol car offered for a case, by ETA."""
-
-    id: str
-    plate: str | None
-    lon: float
-    lat: float
-    age_s: float
-    distance_m: float  # straight line
-    route_m: float  # along the estimate's way
-    eta_min: float
-    method: str  # road | straight
-    busy: tuple[str, ...]  # numbers of the open cases it is on
-    path: tuple[tuple[float, float], ...] = ()
 
 
 def _utc(ts: float) -> datetime:
@@ -145,6 +116,11 @@ def terminal_text(r: store.CaseRecord, settings: CaseSettings, category: str) ->
 
 
 class CaseDesk:
+    @staticmethod
+    def event_view(e: store.EventRecord) -> wire.CaseEvent:
+        """A trail entry as the API and the hub show it."""
+        return event_view(e)
+
     def __init__(
         self,
         *,

@@ -27,16 +27,8 @@ from gpsd_server.api.deps import ApiServices, CaseService
 from gpsd_server.api.params import NO_NUL, BadParameter, format_query, parse_range, parse_time, time_query
 from gpsd_server.api.responses import json_response, text_content
 from gpsd_server.api.terminals import VEHICLE_ID, terminal_phone
-from gpsd_server.cases import (
-    CHANNEL_LABEL,
-    PRIORITY_LABEL,
-    STATE_LABEL,
-    STEP_LABEL,
-    CaseRefused,
-    Proposal,
-    event_view,
-)
 from gpsd_server.core import cases as core
+from gpsd_server.core.cases import CHANNEL_LABEL, PRIORITY_LABEL, STATE_LABEL, STEP_LABEL, CaseRefused, Proposal
 from gpsd_server.settings import CASE_CATEGORY_ID
 from gpsd_server.store import cases as store
 
@@ -170,7 +162,7 @@ def router(services: ApiServices, desk: CaseService) -> APIRouter:
             trail = await store.events(conn, case_id)
             alerts = await store.alerts_of(conn, case_id)
         body = {
-            "case": desk.view(row, now()), "events": [event_view(e) for e in trail],
+            "case": desk.view(row, now()), "events": [desk.event_view(e) for e in trail],
             "audit": {"events": len(trail), "intact": store.intact(trail)}, "alerts": alerts,
             "on_site": desk.book.on_site(case_id),
         }  # fmt: skip

@@ -460,3 +460,40 @@ def audit_digest(
         [case_id, seq, kind, at_us, by, comment, data], sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
     return hashlib.sha256(previous + body.encode()).digest()
+
+
+# -- what operators and the page read (labels, refusals, proposals) ------------------------
+
+CHANNEL_LABEL = {"hotline": "12319热线", "patrol": "巡查上报", "camera": "视频发现", "info_point": "信息采集点"}
+PRIORITY_LABEL = {"urgent": "紧急", "high": "较急", "normal": "一般"}
+STATE_LABEL = {
+    "accepted": "已受理", "dispatched": "已派遣", "arrived": "已到场", "handled": "已处置",
+    "called_back": "已回访", "closed": "已结案", "cancelled": "已撤销",
+}  # fmt: skip
+STEP_LABEL = {"dispatch": "派遣", "arrive": "到场", "handle": "处置", "callback": "回访"}
+
+
+class CaseRefused(Exception):
+    """What was asked does not fit the case: ``parameter`` names why (``case_id``
+    for a missing case, ``state`` for an action the state does not allow)."""
+
+    def __init__(self, parameter: str, reason: str, status: int = 409) -> None:
+        super().__init__(reason)
+        self.parameter, self.reason, self.status = parameter, reason, status
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A patrol car offered for a case, by ETA."""
+
+    id: str
+    plate: str | None
+    lon: float
+    lat: float
+    age_s: float
+    distance_m: float  # straight line
+    route_m: float  # along the estimate's way
+    eta_min: float
+    method: str  # road | straight
+    busy: tuple[str, ...]  # numbers of the open cases it is on
+    path: tuple[tuple[float, float], ...] = ()
