@@ -18,7 +18,7 @@ JSON EMQX's own parser produced (``emqx_observed``).
 
 Run from the worktree root::
 
-    PYTHONPATH=. /work/main/.venv/bin/python tests/conformance/jt808/survey.py [--summary] [--source SLUG]
+    PYTHONPATH=. .venv/bin/python tests/conformance/jt808/survey.py [--summary] [--source SLUG]
 
 Output: one line per vector (``OK`` or the failure stage and reason, then
 mismatches), then a summary grouped by source, outcome and mismatch kind.
