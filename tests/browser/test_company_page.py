@@ -50,6 +50,7 @@ async def test_a_company_sees_only_its_own_vehicles_on_map_desk_and_reports(
     await page.open("company-a")
     assert await page.js("window.gpsd.app.user.company") == a.name
     assert "企业" in await page.page.inner_text("#user") and a.name in await page.page.inner_text("#user")
+    assert not await page.page.is_visible("#company-filter")  # one company: nothing to choose
     # The map: A's two vehicles, from the list and the live snapshot, and no other.
     await page.page.wait_for_function("window.gpsd.vehicleCount() >= 2")
     await asyncio.sleep(1.0)  # live frames that would bring more

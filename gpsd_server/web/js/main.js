@@ -109,6 +109,8 @@ function applyUser(user) {
   const company = user.company ? ` · ${user.company}（${user.vehicles ?? 0} 辆）` : "";
   document.getElementById("user").textContent = `${user.name} · ${roleLabel}${company}`;
   document.getElementById("logout").hidden = !!user.noAuth;
+  // A company account has one company: the company filter would offer nothing.
+  document.getElementById("company-filter").hidden = user.role === "company";
 }
 
 // ---------------------------------------------------------------- live websocket
