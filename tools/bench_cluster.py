@@ -182,17 +182,11 @@ async def publish(messages: list[tuple[str, bytes]], connections: int) -> float:
 
 
 def leases(dsn: str) -> tuple[int, int]:
-    from gpsd_server.store.leases import LEASE_NS, MEMBER_NS
+    """(partitions leased, workers joined) in this database."""
+    from gpsd_server.store.leases import held
 
     with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT count(*) FILTER (WHERE classid = %s), count(*) FILTER (WHERE classid = %s) FROM pg_locks"
-            " WHERE locktype = 'advisory' AND objsubid = 2 AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (LEASE_NS, MEMBER_NS),
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
+        return held(conn)
 
 
 def stored(dsn: str) -> tuple[int, float, float]:

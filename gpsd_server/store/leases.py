@@ -54,3 +54,17 @@ def try_take(conn: psycopg.Connection[Any], partition: int) -> bool:
 
 def give_back(conn: psycopg.Connection[Any], partition: int) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LEASE_NS, partition))
+
+
+_HELD = (
+    "SELECT count(*) FILTER (WHERE classid = %s), count(*) FILTER (WHERE classid = %s) FROM pg_locks"
+    " WHERE locktype = 'advisory' AND objsubid = 2 AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def held(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """(partitions leased, workers joined) in this database, for tests and benchmarks."""
+    row = conn.execute(_HELD, (LEASE_NS, MEMBER_NS)).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import websockets
 
-from gpsd_server.store.leases import LEASE_NS, MEMBER_NS
+from gpsd_server.store.leases import LEASE_NS, held
 from tests.fixtures.services import REPO, free_port
 
 
@@ -124,14 +124,7 @@ def post(url: str, token: str) -> dict[str, Any]:
 def leases(dsn: str) -> tuple[int, int]:
     """(partitions leased, workers joined) in this database."""
     with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT count(*) FILTER (WHERE classid = %s), count(*) FILTER (WHERE classid = %s) FROM pg_locks"
-            " WHERE locktype = 'advisory' AND objsubid = 2 AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (LEASE_NS, MEMBER_NS),
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
+        return held(conn)
 
 
 def lease_holders(dsn: str) -> set[str]:
