@@ -424,10 +424,8 @@ class CaseDesk:
 
     async def run(self) -> None:
         backoff = Backoff(self.settings.sync_s, 30.0)
+        await self.db.wait_ready()
         while True:
-            if not self.db.ready:  # the schema is not in place yet (migrations run at start)
-                await asyncio.sleep(min(self.settings.sync_s, 0.5))
-                continue
             try:
                 await self.sync()
                 backoff.reset()

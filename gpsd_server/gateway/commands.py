@@ -153,10 +153,8 @@ class TerminalCommands:
 
     async def _loop(self) -> None:
         backoff = Backoff(self.settings.command_poll_s, 30.0)
+        await self.db.wait_ready()
         while True:
-            if not self.db.ready:  # the schema is not in place yet (migrations run at start)
-                await asyncio.sleep(min(self.settings.command_poll_s, 0.5))
-                continue
             try:
                 await self.cycle()
                 backoff.reset()

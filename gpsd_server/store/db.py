@@ -52,6 +52,7 @@ class Database:
         self._check_s = settings.health_check_s
         self.available = False  # the probe's last answer
         self.ready = False  # the schema is in place (migrations ran in this process)
+        self._schema_in_place = asyncio.Event()  # set with ready, for tasks that wait for it
         self.problem = "not checked yet"  # why not available/ready, for /healthz
         self.changed = asyncio.Event()  # set on every change of ``available``
         self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -72,6 +73,10 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def wait_ready(self) -> None:
+        """Until the schema is in place (migrations run at start, or once the database answers)."""
+        await self._schema_in_place.wait()
 
     @property
     def usable(self) -> bool:
@@ -144,4 +149,5 @@ class Database:
     def mark_ready(self) -> None:
         """The schema is in place (the start-up just used the database: it is there)."""
         self.ready = True
+        self._schema_in_place.set()
         self._set(True, "ok")
