@@ -45,6 +45,9 @@ class _Collector(Collector):
         yield CounterMetricFamily("gpsd_db_rows_inserted", "New rows in fixes", value=w.rows_inserted)
         yield CounterMetricFamily("gpsd_db_duplicates", "Repeated fixes stored once", value=w.duplicates)
         yield CounterMetricFamily("gpsd_db_write_failures", "Failed write attempts (retried)", value=w.failures)
+        yield CounterMetricFamily(
+            "gpsd_db_write_refused", "Batches the database refused (not an outage): spooled", value=w.refused
+        )
         yield GaugeMetricFamily("gpsd_db_last_batch_seconds", "Duration of the last batch write", value=w.last_batch_s)
         yield GaugeMetricFamily(
             "gpsd_db_available", "0 while the writer spools (database away)", value=int(wr.database_available)

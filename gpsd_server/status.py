@@ -141,6 +141,7 @@ class Status:
             "db_rows_inserted": w.rows_inserted,
             "db_duplicates": w.duplicates,
             "db_write_failures": w.failures,
+            "db_write_refused": w.refused,
             "ws_clients": self.hub.client_count,
             "timescaledb": self.timescaledb,
             "http_connections": self.http.open_connections if self.http else 0,

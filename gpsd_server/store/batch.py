@@ -255,7 +255,9 @@ def rebuild_hours(conn: psycopg.Connection[Any], start: datetime, end: datetime,
 
 
 # Each alert the desk shows gets a short number per local day of raising,
-# e.g. 20261201-0042, handed out in the transaction that inserts it.
+# e.g. 20261201-0042, handed out in the transaction that inserts it. At least
+# four digits: lpad alone would cut the 10,000th alert of a day to "1000" (a
+# duplicate of the 1,000th; the unique index then failed every later write).
 _NUMBER_ALERTS = """
 WITH todo AS (
     SELECT id, (raised_at AT TIME ZONE %(tz)s)::date AS day,
@@ -268,8 +270,9 @@ WITH todo AS (
     ON CONFLICT (day) DO UPDATE SET last = c.last + excluded.last
     RETURNING day, last
 )
-UPDATE alerts a SET number = to_char(t.day, 'YYYYMMDD') || '-' || lpad((b.last - p.count + t.n)::text, 4, '0')
-FROM todo t JOIN per_day p USING (day) JOIN bumped b USING (day)
+UPDATE alerts a SET number = to_char(t.day, 'YYYYMMDD') || '-' || lpad(s.n, greatest(4, length(s.n)), '0')
+FROM todo t JOIN per_day p USING (day) JOIN bumped b USING (day),
+     LATERAL (SELECT (b.last - p.count + t.n)::text AS n) s
 WHERE a.id = t.id
 """
 # Stored fixes whose flags changed after the fact (a suspect jump that was a real move).

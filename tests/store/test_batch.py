@@ -98,3 +98,27 @@ def test_end_without_a_stored_start_records_the_interval(conn: psycopg.Connectio
     write_batch(conn, [], [end])
     got = alerts(conn)
     assert [(ts - T0, None if e is None else e - T0) for ts, e, _ in got] == [(0.0, 60.0)]
+
+
+def test_numbers_go_past_9999_alerts_a_day(conn: psycopg.Connection[Any]) -> None:
+    """The 10,000th alert of a day is -10000, not -1000 again (a unique violation
+    that used to stop the writer, and with it the server, for the rest of the day)."""
+    first = [AlertRow(str(uuid.uuid4()), Event("sos", "instant", "V1", T0, 112.3, 28.5, "sos", "critical"), T0)]
+    write_batch(conn, [], first)
+    (number,) = conn.execute("SELECT number FROM alerts").fetchone() or ("",)
+    day = number.split("-")[0]
+    conn.execute("UPDATE alert_counters SET last = 998 WHERE day = to_date(%s, 'YYYYMMDD')", (day,))
+    conn.commit()
+    for k in range(3):  # 999, then 1000
+        e = Event("sos", "instant", f"V{k + 2}", T0 + k, 112.3, 28.5, "sos", "critical")
+        write_batch(conn, [], [AlertRow(str(uuid.uuid4()), e, T0 + k)])
+    conn.execute("UPDATE alert_counters SET last = 9998 WHERE day = to_date(%s, 'YYYYMMDD')", (day,))
+    conn.commit()
+    batch = [
+        AlertRow(str(uuid.uuid4()), Event("sos", "instant", f"W{k}", T0 + 10 + k, 112.3, 28.5, "sos", "critical"), T0)
+        for k in range(3)
+    ]
+    write_batch(conn, [], batch)  # 9999, 10000, 10001 in one transaction
+    numbers = [n for (n,) in conn.execute("SELECT number FROM alerts ORDER BY ts").fetchall()]
+    conn.commit()
+    assert [n.split("-")[1] for n in numbers] == ["0001", "0999", "1000", "1001", "9999", "10000", "10001"]

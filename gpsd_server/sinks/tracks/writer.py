@@ -67,6 +67,7 @@ class WriterStats:
     rows_inserted: int = 0  # new rows in fixes
     batches: int = 0
     failures: int = 0  # failed database attempts (each one spooled or retried)
+    refused: int = 0  # batches the database refused (an error that is not an outage): spooled
     alerts_written: int = 0
     last_batch_s: float = 0.0
     outages: int = 0  # times the writer switched to the spool
@@ -363,7 +364,14 @@ class TrackWriter:
 
     def _write_with_retry(self, batch: _Batch) -> bool:
         """One attempt, and one more on a fresh connection (a database that
-        restarted leaves a dead one behind); False switches to the spool."""
+        restarted leaves a dead one behind); False switches to the spool.
+
+        A batch the database refuses (a constraint, a value it cannot take: a
+        bug on our side, not an outage) is spooled too, with the error logged:
+        the fixes stay durable and acknowledged, the server keeps serving, and
+        the spool is replayed once the cause is mended. Stopping the writer
+        instead would stop the server, and a restart would fail on the same
+        batch again."""
         error = ""
         for _ in (1, 2):
             try:
@@ -373,6 +381,13 @@ class TrackWriter:
                 self._drop_connection()
                 error = _first_line(exc)
                 continue
+            except psycopg.Error as exc:
+                self.stats.failures += 1
+                self.stats.refused += 1
+                self._drop_connection()
+                error = f"the database refused the batch: {_first_line(exc)}"
+                log.error("track writer: %s (%d rows spooled; replayed once it is mended)", error, len(batch.fixes))
+                break
             self._policy.written()
             return True
         self._database_down(error)

@@ -135,3 +135,44 @@ async def test_a_session_that_held_leases_is_never_replaced(tmp_path: Path, data
     await w.put(fixes(5, 10))
     with pytest.raises(ClusterError):
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_batch_the_database_refuses_is_spooled_and_the_writer_goes_on(tmp_path: Path, database: str) -> None:
+    """Found by the benchmark: a unique violation in one batch ended the writer
+    and with it the server (and the same batch failed again after a restart).
+    A refused batch is spooled (durable, acknowledged), counted and logged, and
+    written once the cause is gone."""
+    import psycopg
+
+    from gpsd_server.store.schema import migrate
+
+    async with await psycopg.AsyncConnection.connect(database) as c:
+        await migrate(c)
+    vehicle = f"V-REFUSED-{time.time_ns()}"
+    refuse = (
+        "CREATE OR REPLACE FUNCTION refuse_fix() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.vehicle_id = '{vehicle}' THEN RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$;"
+        "CREATE TRIGGER refuse_fix BEFORE INSERT ON fixes FOR EACH ROW EXECUTE FUNCTION refuse_fix()"
+    )
+    settings = DatabaseSettings(dsn=database, flush_interval_ms=10, retry_min_s=0.2, retry_max_s=0.5)
+    w = TrackWriter(settings, spool_path=tmp_path / "w.spool")
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(refuse)
+        task = asyncio.create_task(w.run())
+        try:
+            batch = [Fix(vehicle, 1.7e9 + i, 112.3, 28.5, received_at=1.7e9) for i in range(5)]
+            await asyncio.wait_for(await w.put(batch), 10)  # durable: in the spool
+            assert w.stats.refused >= 1 and w.stats.rows_spooled == 5 and not task.done()
+            count = "SELECT count(*) FROM fixes WHERE vehicle_id = %s"
+            assert admin.execute(count, (vehicle,)).fetchone() == (0,)
+            admin.execute("DROP TRIGGER refuse_fix ON fixes")
+            for _ in range(100):
+                if admin.execute(count, (vehicle,)).fetchone() == (5,):
+                    break
+                await asyncio.sleep(0.1)
+            assert admin.execute(count, (vehicle,)).fetchone() == (5,)
+            assert not task.done()
+        finally:
+            admin.execute("DROP TRIGGER IF EXISTS refuse_fix ON fixes")
+            await w.close()
+            await asyncio.wait_for(task, 10)
