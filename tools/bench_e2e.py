@@ -87,6 +87,7 @@ sys.path.insert(0, str(REPO))
 
 from tools import bench_mqtt  # noqa: E402
 from tools.procs import PrivateServices, ServerProcess  # noqa: E402
+from gpsd_server.settings import DatabaseSettings  # noqa: E402
 
 LON0, LAT0 = 112.35, 28.57
 SOS = 1
@@ -393,8 +394,14 @@ class Server:
         )
 
     def stats(self) -> dict[str, Any]:
+        """``/api/stats``; once more on a fresh connection when the kept-alive one
+        was closed by the server (it closes idle connections when it resumes
+        after the SIGSTOP, racing the next poll)."""
         assert self.http is not None
-        return dict(self.http.get("/api/stats").json())
+        try:
+            return dict(self.http.get("/api/stats").json())
+        except httpx.TransportError:
+            return dict(self.http.get("/api/stats").json())
 
     def stop(self) -> None:
         if self.http is not None:
@@ -672,14 +679,20 @@ def drain_case(
             os.kill(server.pid, signal.SIGCONT)
         raw = profile / f"{name.split()[0]}.txt" if profile else None
         deadline = time.monotonic() + 900
+        progress = (-1, time.monotonic())
         with profiled(server.pid, raw):
             while True:
                 s = server.stats()
                 done = s["db_rows_copied"] - base["db_rows_copied"]
                 if done >= fixes and s["db_queue_rows"] == 0 and s["messages_received"] >= len(messages):
                     break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{name}: drain did not finish: {done:,} of {fixes:,} rows")
+                if time.monotonic() > deadline or time.monotonic() - progress[1] > 60:
+                    raise SystemExit(
+                        f"{name}: drain did not finish: {done:,} of {fixes:,} rows, "
+                        f"{s['messages_received']:,} of {len(messages):,} messages"
+                    )
+                if (done, s["messages_received"]) != progress[0]:
+                    progress = ((done, s["messages_received"]), time.monotonic())
                 time.sleep(0.2)
         cpu = meter.read() - cpu0
         time.sleep(0.5)  # let the last frames reach the clients
@@ -931,6 +944,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=20, help="duration of the latency case")
     ap.add_argument("--latency-vehicles", type=int, default=2000)
     ap.add_argument("--latency-clients", type=int, default=100)
+    ap.add_argument("--flush-ms", type=int, default=DatabaseSettings().flush_interval_ms,
+                    help="[database] flush_interval_ms of the server (default: its default)")
     ap.add_argument("--cases", default="ceilings,single,batched,latency")
     ap.add_argument("--profile", type=Path, help="record each drain with py-spy into this folder")
     ap.add_argument("--seed", type=int, default=1)
@@ -960,7 +975,7 @@ def main() -> None:
         env = {
             "GPSD_INGEST__MAX_AGE_DAYS": "3650",
             "GPSD_LOG_LEVEL": "WARNING",
-            "GPSD_DATABASE__FLUSH_INTERVAL_MS": "5",
+            "GPSD_DATABASE__FLUSH_INTERVAL_MS": str(args.flush_ms),
             "GPSD_DATABASE__BATCH_MAX_ROWS": str(args.batch_max_rows),
             "GPSD_INGEST__STATS_LOG_INTERVAL_S": "60",
         }
@@ -1010,6 +1025,10 @@ def main() -> None:
                 svc, make_server, rate=args.rate, seconds=args.seconds, vehicles=args.latency_vehicles,
                 clients=args.latency_clients, profile=args.profile,
             )  # fmt: skip
+    except BaseException:
+        for path in sorted(root.glob("server-*/server.log")):
+            log(f"{path.parent.name} log, last lines:\n" + "\n".join(path.read_text().splitlines()[-40:]))
+        raise
     finally:
         svc.destroy()
         shutil.rmtree(root, ignore_errors=True)

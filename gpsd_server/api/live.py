@@ -62,9 +62,8 @@ def router(services: ApiServices) -> APIRouter:
                         return
                     positions = data is client.pending_frame
                     await ws.send_text(data)
-                    # After a frame of positions, what the hub conflated meanwhile follows at once.
-                    while positions and (data := client.next_frame()) is not None:
-                        await ws.send_text(data)
+                    if positions:  # what the hub conflated meanwhile follows, after any alert
+                        client.frame_sent()
 
             send_task = asyncio.create_task(sender(), name="ws-sender")
             try:

@@ -151,24 +151,52 @@ class Client:
     _held: str | None = None  # taken from the queue by outgoing(), to be sent next
 
     async def outgoing(self) -> str | None:
-        """The next frame to send, None once dropped: the pending frame of
-        positions (after sending it, call :meth:`next_frame`), or the next
-        control message; while more than half of the queue waits (a burst),
-        every control message queued before the frame, batched into one."""
-        data = self._held if self._held is not None else await self.queue.get()
-        self._held = None
-        if not data or data is self.pending_frame:
-            return data or None
+        """The next frame to send, None once dropped.
+
+        Control messages (alerts first of all) go before a frame of positions
+        queued ahead of them: the frame waits in ``_held`` while they go, so
+        an alert never waits behind tens of KB of positions on a busy socket
+        (positions say where vehicles are now; one frame later changes
+        nothing). After sending the frame of positions, call
+        :meth:`frame_sent`. While more than half of the queue waits (a burst),
+        the control messages queued go out batched into one frame."""
+        held = self._held
+        if held is not None and held is not self.pending_frame:
+            self._held = None  # a control message (or the drop) held back by the last batch
+            data = held
+        elif held is not None:  # the frame of positions: after every control message queued
+            if self.queue.empty():
+                self._held = None
+                return held
+            data = self.queue.get_nowait()
+        else:
+            data = await self.queue.get()
+            if data and data is self.pending_frame:
+                if self.queue.empty():
+                    return data
+                self._held, data = data, self.queue.get_nowait()
+        if not data:
+            return None
         if self.queue.qsize() <= self.queue.maxsize // 2:
             return data
         batch = [data]
         while not self.queue.empty():
             following = self.queue.get_nowait()
-            if not following or following is self.pending_frame:
-                self._held = following
+            if not following:
+                self._held = following  # dropped: nothing after it matters
                 break
+            if following is self.pending_frame:
+                self._held = following  # the frame goes after the batch
+                continue
             batch.append(following)
         return wire.batch_frame(batch)
+
+    def frame_sent(self) -> None:
+        """The sender sent the pending frame of positions: what the hub conflated
+        meanwhile becomes the next one, sent after the control messages queued."""
+        frame = self.next_frame()
+        if frame is not None and self.dropped is None:
+            self._held = frame
 
     def drop(self, why: str) -> None:
         """Forget what is queued and wake the sender to close with the reason."""
