@@ -12,6 +12,7 @@ raised. Pure bookkeeping: the pipeline passes ``now``.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -25,9 +26,18 @@ from gpsd_server.store.batch import AlertRow
 ALERT_NAMESPACE = uuid.UUID("6f1c3a52-8d0e-4b7a-9c1e-808a1e7d0001")
 
 
+_NAMESPACE = ALERT_NAMESPACE.bytes
+_VARIANT = "89ab89ab89ab89ab"  # hex digit -> the RFC 4122 variant digit with its low two bits
+
+
 def alert_id_of(e: Event) -> str:
-    """The id of the alert an event starts (the same for the same fix, wherever processed)."""
-    return str(uuid.uuid5(ALERT_NAMESPACE, f"{e.vehicle_id}\x1f{e.key}\x1f{e.ts!r}"))
+    """The id of the alert an event starts (the same for the same fix, wherever processed).
+
+    ``str(uuid.uuid5(ALERT_NAMESPACE, name))``, formatted from the SHA-1 digest
+    directly: the same text at a third of the cost (an alert per few fixes in
+    a dense city; ``tests/test_ledger.py`` checks it equals ``uuid.uuid5``)."""
+    x = hashlib.sha1(_NAMESPACE + f"{e.vehicle_id}\x1f{e.key}\x1f{e.ts!r}".encode()).hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[int(x[16], 16)]}{x[17:20]}-{x[20:32]}"
 
 
 class AlertLedger:
