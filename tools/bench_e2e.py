@@ -85,9 +85,9 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from gpsd_server.settings import DatabaseSettings  # noqa: E402
 from tools import bench_mqtt  # noqa: E402
 from tools.procs import PrivateServices, ServerProcess  # noqa: E402
-from gpsd_server.settings import DatabaseSettings  # noqa: E402
 
 LON0, LAT0 = 112.35, 28.57
 SOS = 1
@@ -944,8 +944,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=20, help="duration of the latency case")
     ap.add_argument("--latency-vehicles", type=int, default=2000)
     ap.add_argument("--latency-clients", type=int, default=100)
-    ap.add_argument("--flush-ms", type=int, default=DatabaseSettings().flush_interval_ms,
-                    help="[database] flush_interval_ms of the server (default: its default)")
+    ap.add_argument(
+        "--flush-ms",
+        type=int,
+        default=DatabaseSettings().flush_interval_ms,
+        help="[database] flush_interval_ms of the server (default: its default)",
+    )
     ap.add_argument("--cases", default="ceilings,single,batched,latency")
     ap.add_argument("--profile", type=Path, help="record each drain with py-spy into this folder")
     ap.add_argument("--seed", type=int, default=1)
