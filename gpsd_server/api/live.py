@@ -1,7 +1,9 @@
 """``/ws/live``: a snapshot of the last positions on connect, then frames of
 positions (one per flush interval, see :mod:`gpsd_server.sinks.hub`) and
 alerts as they happen; a client may narrow what it gets with
-``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``.
+``{"type": "subscribe", "bbox": [...], "classes": [...], "vehicles": [...]}``,
+and choose with ``?positions=rows`` the lean form of the frames of positions
+and with ``?zones=false`` to go without zone records (the page does both).
 
 One sender task per socket sends what the hub queued for it, in order; while
 it waits on a slow socket, the hub conflates the client's positions."""
@@ -21,6 +23,10 @@ from gpsd_server.api.deps import ApiServices
 from gpsd_server.sinks.hub import Subscription, SubscriptionError, parse_subscription
 
 WS_MAX_MESSAGE = 256 * 1024  # room for a subscription to 10,000 vehicles
+# Query parameters: ``positions=objects|rows`` (the form of the frames of
+# positions) and ``zones=true|false`` (zone presence records or not).
+_FORMS = ("objects", "rows")
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def _error(text: str) -> bytes:
@@ -38,11 +44,18 @@ def router(services: ApiServices) -> APIRouter:
         who = await websocket_principal(ws, "viewer", company="own")
         if who is None:
             return
+        form = ws.query_params.get("positions", "objects")
+        zones = ws.query_params.get("zones", "true")
         await ws.accept()
+        if form not in _FORMS or zones not in _FLAGS:
+            bad = "positions must be objects or rows" if form not in _FORMS else "zones must be true or false"
+            await ws.close(code=1008, reason=bad)
+            return
         client = hub.add_client()
         if client is None:
             await ws.close(code=1013, reason="too many clients")
             return
+        client.rows, client.zones = form == "rows", _FLAGS[zones]
         # A company account: its own vehicles' positions and alerts, no 12319 cases.
         client.subscription = Subscription(scope=who.scope)
         client.cases = who.scope is None

@@ -24,6 +24,11 @@ one batch frame too (a batch may hold batches), so a burst costs a frame per
 client, not a frame per message. A client is dropped (and told why) only when
 that queue overflows.
 
+A client may ask for the lean form of the frames of positions
+(:class:`gpsd_server.wire.PositionRows`, a third of the bytes; the page does)
+and to go without zone records (the page does not show them); each form is
+encoded once per flush, and only when a client wants it.
+
 The hub is fed through ``publish_positions`` / ``publish_alerts`` only (the
 :class:`LiveSink` interface), so an API node can be fed from a broker instead
 of the ingest loop, and it keeps every vehicle's last position for the
@@ -142,6 +147,8 @@ class Client:
 
     queue: asyncio.Queue[str]
     subscription: Subscription = field(default_factory=Subscription)
+    rows: bool = False  # positions as wire.PositionRows (the lean form) instead of wire.Positions
+    zones: bool = True  # receives zone presence records
     dropped: str | None = None  # why the hub gave up on this client
     cases: bool = True  # receives 12319 case messages (accounts that may see cases)
     pending_frame: str | None = None
@@ -214,7 +221,8 @@ class Client:
         if not self.conflated:
             self.pending_frame = None
             return None
-        frame = wire.positions_frame(list(self.conflated.values())).decode()
+        items = list(self.conflated.values())
+        frame = (wire.rows_frame(items) if self.rows else wire.positions_frame(items)).decode()
         self.conflated = {}
         self.pending_frame = frame
         self.frames += 1
@@ -335,9 +343,9 @@ class LiveHub:
             self._flush_zones(zones)
 
     def _flush_zones(self, zones: list[wire.Alert]) -> None:
-        self._offer_batch(zones, always=True)
+        self._offer_batch(zones, always=True, zones=True)
 
-    def _offer_batch(self, alerts: list[wire.Alert], *, always: bool = False) -> None:
+    def _offer_batch(self, alerts: list[wire.Alert], *, always: bool = False, zones: bool = False) -> None:
         """Alerts of one cycle (or a flush's zone records) to every client that
         admits them: one by one while they fill at most half of the room left
         in its queue, else (and always for zone records) as one batch frame
@@ -348,6 +356,8 @@ class LiveHub:
         admitted_by: dict[tuple[object, ...], list[str]] = {}
         frames: dict[tuple[object, ...], str] = {}
         for client in list(self._clients):
+            if zones and not client.zones:
+                continue
             sub = client.subscription
             key = _key(sub)
             admitted = admitted_by.get(key)
@@ -368,29 +378,31 @@ class LiveHub:
 
     def _flush_positions(self, buffered: list[LivePosition]) -> None:
         moving = self._moving_kmh
-        encode = wire.encode
-        encoded = [encode(p.message(moving)) for p in buffered]
-        self.positions_encoded += len(encoded)
+        encoded: dict[bool, list[bytes]] = {}  # per form (rows or not), each position encoded once
         groups: dict[tuple[object, ...], tuple[list[str], list[bytes], str | None]] = {}
         for client in list(self._clients):
             sub = client.subscription
-            key = _key(sub)
+            form = client.rows
+            key = (*_key(sub), form)
             group = groups.get(key)
             if group is None:
-                if key == _EVERYTHING:
-                    ids, items = [p.vehicle_id for p in buffered], encoded
+                items = encoded.get(form)
+                if items is None:
+                    items = encoded[form] = self._encode(buffered, form, moving)
+                if key[:-1] == _EVERYTHING:
+                    ids = [p.vehicle_id for p in buffered]
                 else:
                     admitted = [
                         i for i, p in enumerate(buffered) if sub.admits(p.vehicle_id, p.vehicle_class, p.lon, p.lat)
                     ]
-                    ids, items = [buffered[i].vehicle_id for i in admitted], [encoded[i] for i in admitted]
+                    ids, items = [buffered[i].vehicle_id for i in admitted], [items[i] for i in admitted]
                 group = groups[key] = (ids, items, None)
             ids, items, frame = group
             if not items:
                 continue
             if client.pending_frame is None:
                 if frame is None:
-                    frame = wire.positions_frame(items).decode()
+                    frame = (wire.rows_frame(items) if form else wire.positions_frame(items)).decode()
                     groups[key] = (ids, items, frame)
                     self.frames_built += 1
                 client.pending_frame = frame
@@ -404,6 +416,14 @@ class LiveHub:
                 client.conflated_positions += replaced
                 self.positions_conflated += replaced
 
+    def _encode(self, buffered: list[LivePosition], rows: bool, moving: float) -> list[bytes]:
+        self.positions_encoded += len(buffered)
+        if rows:
+            row = wire.position_row
+            return [row(p.vehicle_id, p.ts, p.lon, p.lat, p.speed_kmh, p.heading, p.vehicle_class) for p in buffered]
+        encode = wire.encode
+        return [encode(p.message(moving)) for p in buffered]
+
     # -- alerts: at once, never conflated ----------------------------------------
 
     def publish_alerts(self, alerts: Iterable[wire.Alert]) -> None:
@@ -412,8 +432,13 @@ class LiveHub:
         if not self._clients:
             return  # nobody to tell: the messages are not even encoded
         now: list[wire.Alert] = []
+        zones = self._zones if any(c.zones for c in self._clients) else None  # else nobody reads them
         for alert in alerts:
-            (self._zones if isinstance(alert, wire.ZoneRecord) else now).append(alert)
+            if isinstance(alert, wire.ZoneRecord):
+                if zones is not None:
+                    zones.append(alert)
+            else:
+                now.append(alert)
         if now:
             self._offer_batch(now)
         if self._zones:

@@ -122,3 +122,31 @@ async def test_websocket_needs_a_token(server: RunningServer) -> None:
         except (websockets.InvalidStatus, websockets.ConnectionClosed):
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+async def test_the_lean_form_of_positions_and_no_zone_records(server: RunningServer) -> None:
+    """``?positions=rows&zones=false``, as the page connects: positions as rows,
+    alerts as always; a bad value closes the socket naming the parameter."""
+    now = time.time()
+    a = f"{server.prefix}-rows"
+    async with websockets.connect(server.ws_url() + "&positions=rows&zones=false") as ws:
+        snap = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert snap["type"] == "snapshot"
+        fix = {"ts": now - 30, "lon": 112.31, "lat": 28.51, "speed_kmh": 42.46, "heading": 90.4}
+        await publish([(f"{server.prefix}/{a}/fix", json.dumps(fix).encode())])
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert frame["type"] != "zone"
+            if frame["type"] == "rows":
+                break
+        assert frame["fields"] == ["vehicle_id", "ts", "lon", "lat", "speed", "heading", "class"]
+        rows = [dict(zip(frame["fields"], r, strict=True)) for r in frame["rows"]]
+        assert {"vehicle_id": a, "ts": fix["ts"], "lon": 112.31, "lat": 28.51, "speed": 42.5, "heading": 90.0,
+                "class": "other"} in rows  # fmt: skip
+    for query, parameter in (("&positions=csv", "positions"), ("&zones=maybe", "zones")):
+        async with websockets.connect(server.ws_url() + query) as ws:
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+                raise AssertionError("not closed")
+            except websockets.ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 1008 and parameter in closed.rcvd.reason

@@ -303,3 +303,45 @@ async def test_an_alert_goes_before_the_frame_of_positions_queued_ahead_of_it() 
     assert client.pending_frame is None and client.queue.empty()
     hub.publish_alerts([sos("C", 2)])
     assert json.loads(await client.outgoing() or "")["id"] == "C-2"
+
+
+def test_the_lean_form_carries_the_same_positions_in_a_third_of_the_bytes() -> None:
+    hub = LiveHub()
+    lean, full = hub.add_client(), hub.add_client()
+    assert lean is not None and full is not None
+    lean.rows = True
+    batch = [pos(f"V{i:04d}", 112.3 + i * 1e-4, 28.5, ts=T0 + i, speed=31.26) for i in range(200)]
+    hub.publish_positions(batch)
+    [rows_text], [objects_text] = raw(lean), raw(full)
+    rows, objects = json.loads(rows_text), json.loads(objects_text)
+    assert rows["type"] == "rows" and rows["fields"] == list(wire.ROW_FIELDS)
+    as_objects = [dict(zip(rows["fields"], r, strict=True)) for r in rows["rows"]]
+    for r, o in zip(as_objects, objects["positions"], strict=True):
+        assert (r["vehicle_id"], r["lon"], r["lat"], r["speed"], r["heading"], r["class"]) == (
+            o["vehicle_id"], o["lon"], o["lat"], o["speed"], o["heading"], o["class"],
+        )  # fmt: skip
+        assert wire.utc(r["ts"]) == wire.utc(T0 + int(r["vehicle_id"][1:]))
+    assert len(rows_text.encode()) * 2.5 < len(objects_text.encode())
+    # A lagging lean client is conflated in its own form.
+    lean.pending_frame = "busy"
+    hub.publish_positions([pos("V0001", 112.5, 28.5, ts=T0 + 500)])
+    assert json.loads(lean.next_frame() or "")["rows"][0][:2] == ["V0001", T0 + 500]
+
+
+async def test_a_client_without_zone_records_still_gets_every_alert() -> None:
+    hub = LiveHub(flush_ms=10_000)
+    quiet, everything = hub.add_client(), hub.add_client()
+    assert quiet is not None and everything is not None
+    quiet.zones = False
+    zone = wire.ZoneRecord(
+        id="z", kind="zone", key="zone:G1", severity="info", vehicle_id="A", ts=wire.utc(T0), raised_at=wire.utc(T0),
+        lon=112.3, lat=28.5, phase="start", zone_id="G1",
+    )  # fmt: skip
+    hub.publish_alerts([zone, sos("A", 0)])
+    hub.flush()
+    assert [m["type"] for m in drain(quiet)] == ["alert"]
+    assert [m["type"] for m in drain(everything)] == ["alert", "zone"]
+    hub.remove_client(everything)
+    hub.publish_alerts([zone])  # nobody reads zone records: not even kept for the flush
+    hub.flush()
+    assert drain(quiet) == []
