@@ -422,6 +422,10 @@ SOS_START = re.compile(
 )
 POSITION = b'"type":"position"'
 POSITIONS_FRAME = b'{"type":"positions"'
+ROWS_FRAME = b'{"type":"rows"'
+# How the websocket clients connect: as the page does (lean rows, no zone
+# records) or with every position as an object and the zone records.
+WS_FORMS = {"page": "&positions=rows&zones=false", "objects": ""}
 
 
 class RawReader:
@@ -444,9 +448,14 @@ class RawReader:
 
     def _message(self, payload: memoryview, now: float) -> None:
         if self.on_sos is None:  # a drain: count positions
-            self.positions += bytes(payload).count(POSITION)
+            data = bytes(payload)
+            if data.startswith(ROWS_FRAME):
+                self.positions += data.count(b"],[") + 1  # rows are separated by "],["; nothing else is
+            else:
+                self.positions += data.count(POSITION)
             return
-        if bytes(payload[:20]).startswith(POSITIONS_FRAME):  # the latency case reads alerts only
+        head = bytes(payload[:20])
+        if head.startswith(POSITIONS_FRAME) or head.startswith(ROWS_FRAME):  # the latency case reads alerts only
             return
         data = bytes(payload)
         if b'"kind":"sos"' in data:
@@ -655,14 +664,14 @@ class Drain:
 
 def drain_case(
     name: str, svc: PrivateServices, make_server: Callable[[], Server], messages: list[tuple[str, bytes]],
-    fixes: int, *, ws_clients: int, profile: Path | None,
+    fixes: int, *, ws_clients: int, profile: Path | None, ws_form: str,
 ) -> Drain:  # fmt: skip
     server = make_server()
     server.start()
     meter = Meter(svc)
     try:
         base = server.stats()
-        counters = [RawReader(server.proc.ws_url()) for _ in range(ws_clients)]
+        counters = [RawReader(server.proc.ws_url() + WS_FORMS[ws_form]) for _ in range(ws_clients)]
         ready, stop_reading = threading.Event(), threading.Event()
         reading = threading.Thread(target=run_readers, args=(counters, ready, stop_reading), daemon=True)
         reading.start()
@@ -736,6 +745,7 @@ def latency_case(
     vehicles: int,
     clients: int,
     profile: Path | None = None,
+    ws_form: str = "page",
 ) -> Latency:
     """The publisher in a thread with its own event loop, the websocket readers
     in a process of their own (in one process their GIL contention was most
@@ -783,7 +793,9 @@ def latency_case(
     ctx = multiprocessing.get_context("fork")  # before the publisher thread starts
     read_stop, all_ready, results = ctx.Event(), ctx.Event(), ctx.Queue()
     reading = ctx.Process(
-        target=reader_process, args=([server.proc.ws_url()] * clients, all_ready, read_stop, results), daemon=True
+        target=reader_process,
+        args=([server.proc.ws_url() + WS_FORMS[ws_form]] * clients, all_ready, read_stop, results),
+        daemon=True,
     )
     publishing = threading.Thread(target=asyncio.run, args=(publisher(),), daemon=True)
     try:
@@ -865,7 +877,8 @@ def report(args: argparse.Namespace, drains: list[Drain], lat: Latency | None, c
     print(f"\n## End-to-end benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}")
     print(f"load average before: {load[0]}; after: {load[1]}")
     print(f"{args.vehicles:,} vehicles, {args.zones:,} zones, {args.routes} routes; "
-          f"batch_max_rows {args.batch_max_rows:,}; {args.ws_clients} websocket client(s) during drains\n")  # fmt: skip
+          f"batch_max_rows {args.batch_max_rows:,}; flush_interval_ms {args.flush_ms}; {args.ws_clients} websocket "
+          f"client(s) during drains; websocket clients connect as: {args.ws_form}\n")  # fmt: skip
     print(
         "| case | messages | fixes | msg/s ¹ | fixes/s ¹ | server µs/fix: loop + writer + other = total | "
         "of which GC | PostgreSQL µs/fix | broker µs/fix | harness µs/fix | ws positions/client | peak RSS |"
@@ -950,6 +963,12 @@ def main() -> None:
         default=DatabaseSettings().flush_interval_ms,
         help="[database] flush_interval_ms of the server (default: its default)",
     )
+    ap.add_argument(
+        "--ws-form",
+        choices=sorted(WS_FORMS),
+        default="page",
+        help="how the websocket clients connect: as the page (lean rows, no zone records) or objects",
+    )
     ap.add_argument("--cases", default="ceilings,single,batched,latency")
     ap.add_argument("--profile", type=Path, help="record each drain with py-spy into this folder")
     ap.add_argument("--seed", type=int, default=1)
@@ -1008,7 +1027,7 @@ def main() -> None:
                 single.append((f"V{v:05d}/fix", b"{broken" if i % 100 == 99 else body))
             drains.append(
                 drain_case("single-fix", svc, make_server, single, args.fixes - args.fixes // 100,
-                           ws_clients=args.ws_clients, profile=args.profile)
+                           ws_clients=args.ws_clients, profile=args.profile, ws_form=args.ws_form)
             )  # fmt: skip
         if "batched" in cases:
             batched = []
@@ -1021,13 +1040,13 @@ def main() -> None:
                     batched.append((f"V{v:05d}/fix", json.dumps(items).encode()))
             drains.append(
                 drain_case(f"batched x{args.batch}", svc, make_server, batched, args.vehicles * per_vehicle,
-                           ws_clients=args.ws_clients, profile=args.profile)
+                           ws_clients=args.ws_clients, profile=args.profile, ws_form=args.ws_form)
             )  # fmt: skip
         if "latency" in cases:
             log(f"latency: {args.rate} fixes/s for {args.seconds} s, {args.latency_clients} websocket clients")
             lat = latency_case_or_none(
                 svc, make_server, rate=args.rate, seconds=args.seconds, vehicles=args.latency_vehicles,
-                clients=args.latency_clients, profile=args.profile,
+                clients=args.latency_clients, profile=args.profile, ws_form=args.ws_form,
             )  # fmt: skip
     except BaseException:
         for path in sorted(root.glob("server-*/server.log")):
