@@ -121,4 +121,5 @@ def test_numbers_go_past_9999_alerts_a_day(conn: psycopg.Connection[Any]) -> Non
     write_batch(conn, [], batch)  # 9999, 10000, 10001 in one transaction
     numbers = [n for (n,) in conn.execute("SELECT number FROM alerts ORDER BY ts").fetchall()]
     conn.commit()
-    assert [n.split("-")[1] for n in numbers] == ["0001", "0999", "1000", "1001", "9999", "10000", "10001"]
+    # (the first one's depends on what other tests numbered that day)
+    assert [n.split("-")[1] for n in numbers[1:]] == ["0999", "1000", "1001", "9999", "10000", "10001"]
