@@ -974,6 +974,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     cases = set(args.cases.split(","))
+    # A TERM (a timeout, a kill) still stops the private broker, database and servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load0 = Path("/proc/loadavg").read_text().strip()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
