@@ -22,9 +22,11 @@
 #                               (the server's [cluster] amqp_url reads the same variable)
 #   GPSD_AMQP_MQTT_PORT         RabbitMQ's MQTT port, terminals [18942]
 #   (GPSD_CLUSTER_PORT and GPSD_CLUSTER_MQTT_PORT: older names of the two above)
-#   GPSD_CLUSTER_EPMD_PORT      Erlang port mapper, private [15611]
-#   GPSD_CLUSTER_DIST_PORT      Erlang distribution port of the node [15612]
-#   GPSD_CLUSTER_CTL_PORTS      CLI distribution port range [15613-15620]
+#   GPSD_CLUSTER_EPMD_PORT      Erlang port mapper, private [AMQP port + 1: 15611]
+#   GPSD_CLUSTER_DIST_PORT      Erlang distribution port of the node [AMQP port + 2: 15612]
+#   GPSD_CLUSTER_CTL_PORTS      CLI distribution port range [AMQP port + 3 .. + 10: 15613-15620]
+#   (moving GPSD_AMQP_PORT moves the Erlang ports with it: two state folders
+#   side by side need only their own AMQP and MQTT ports)
 #   GPSD_CLUSTER_ERL_ARGS       extra Erlang VM flags [+sbwt none +sbwtdcpu none +sbwtdio none:
 #                               no scheduler busy-waiting, which on a shared 2-core host
 #                               takes CPU from the workers and PostgreSQL]
@@ -38,9 +40,9 @@ STATE="${GPSD_STATE:-$REPO/.state}"
 BASE="$STATE/cluster"
 AMQP_PORT="${GPSD_AMQP_PORT:-${GPSD_CLUSTER_PORT:-15610}}"
 MQTT_PORT="${GPSD_AMQP_MQTT_PORT:-${GPSD_CLUSTER_MQTT_PORT:-18942}}"
-EPMD_PORT="${GPSD_CLUSTER_EPMD_PORT:-15611}"
-DIST_PORT="${GPSD_CLUSTER_DIST_PORT:-15612}"
-CTL_PORTS="${GPSD_CLUSTER_CTL_PORTS:-15613-15620}"
+EPMD_PORT="${GPSD_CLUSTER_EPMD_PORT:-$((AMQP_PORT + 1))}"
+DIST_PORT="${GPSD_CLUSTER_DIST_PORT:-$((AMQP_PORT + 2))}"
+CTL_PORTS="${GPSD_CLUSTER_CTL_PORTS:-$((AMQP_PORT + 3))-$((AMQP_PORT + 10))}"
 WANT_NATS="${GPSD_CLUSTER_NATS:-0}"
 NATS_PORT="${GPSD_CLUSTER_NATS_PORT:-15630}"
 NATS_MQTT_PORT="${GPSD_CLUSTER_NATS_MQTT_PORT:-18943}"
