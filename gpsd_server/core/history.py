@@ -234,21 +234,47 @@ def zone_visits(
 
     Time inside counts each step whose both ends are inside, up to ``gap_s``,
     so a long reception gap is not taken as time spent inside.
+
+    All tracks are tested at once, zone by zone: the points inside a zone's
+    bounding box (a numpy mask) against the zone itself (``intersects_xy``,
+    so a point on the boundary is inside). Patrol coverage asks this of 60
+    cars' day (518,400 fixes) and 58 grids: one spatial-index query per car
+    and a Python loop per grid visited took 0.5-1.1 s of the report.
     """
     visits = [Visit() for _ in zones]
-    if not zones:
+    kept = [t for t in tracks if len(t[1])]
+    if not zones or not kept:
         return visits
-    tree = shapely.STRtree(list(zones))
-    for vehicle_id, ts, lon, lat in tracks:
-        if not len(ts):
+    ts = np.concatenate([np.asarray(t[1], dtype=np.float64) for t in kept])
+    lon = np.concatenate([np.asarray(t[2], dtype=np.float64) for t in kept])
+    lat = np.concatenate([np.asarray(t[3], dtype=np.float64) for t in kept])
+    sizes = np.fromiter((len(t[1]) for t in kept), dtype=np.intp, count=len(kept))
+    starts = np.concatenate(([0], np.cumsum(sizes)))
+    owner = np.repeat(np.arange(len(kept)), sizes)  # which track each point is of
+    dt = np.diff(ts)
+    step_ok = (dt <= gap_s) & (owner[1:] == owner[:-1])  # a step within one track, not across a gap
+    step_dt = np.where(step_ok, dt, 0.0)
+    shapes = np.asarray(zones, dtype=object)
+    bounds = shapely.bounds(shapes)
+    # Prepared copies (preparing the city's own would change shared objects
+    # another thread may be using): a point test then costs a fraction.
+    shapes = shapely.from_wkb(shapely.to_wkb(shapes))
+    shapely.prepare(shapes)
+    for z, zone in enumerate(shapes.tolist()):
+        x0, y0, x1, y1 = bounds[z]
+        candidates = np.flatnonzero((lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1))
+        if not len(candidates):
             continue
-        point_idx, zone_idx = tree.query(shapely.points(lon, lat), predicate="intersects")
-        for z in np.unique(zone_idx).tolist():
-            inside = np.zeros(len(ts), dtype=bool)
-            inside[point_idx[zone_idx == z]] = True
-            dt = np.diff(ts)
-            both = inside[1:] & inside[:-1] & (dt <= gap_s)
-            visits[z].add(vehicle_id, ts[inside], float(dt[both].sum()))
+        hits = candidates[shapely.intersects_xy(zone, lon[candidates], lat[candidates])]
+        if not len(hits):
+            continue
+        inside = np.zeros(len(ts), dtype=bool)
+        inside[hits] = True
+        both = inside[1:] & inside[:-1]
+        seconds = np.where(both, step_dt, 0.0)
+        for k in np.unique(owner[hits]).tolist():
+            a, b = int(starts[k]), int(starts[k + 1])
+            visits[z].add(kept[k][0], ts[a:b][inside[a:b]], float(seconds[a : b - 1].sum()))
     return visits
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shapely.geometry import box
+from shapely.geometry import Point, Polygon, box
 
 from gpsd_server.core.history import (
     find_stops,
@@ -89,3 +89,46 @@ def test_zone_visits_count_time_inside_per_vehicle() -> None:
     visits = zone_visits(zones, [("a", ts, lon, lat), ("b", ts[:2], lon[:2], lat[:2])], gap_s=300)
     assert (visits[0].first_ts, visits[0].last_ts, visits[0].inside_s) == (0, 1000, 30)
     assert visits[0].vehicles == {"a", "b"} and visits[1].fixes == 0
+
+
+def _visits_one_track_at_a_time(
+    zones: list[Polygon], tracks: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], gap_s: float
+) -> list[tuple[float | None, float | None, float, int, set[str]]]:
+    """The plain reading of the rule (the implementation before it was vectorised):
+    per track, the points in each zone, the steps with both ends inside."""
+    out = []
+    for zone in zones:
+        first = last = None
+        inside_s, fixes, vehicles = 0.0, 0, set()
+        for vehicle_id, ts, lon, lat in tracks:
+            inside = np.array([zone.intersects(Point(x, y)) for x, y in zip(lon, lat, strict=True)], dtype=bool)
+            if not inside.any():
+                continue
+            dt = np.diff(ts)
+            inside_s += float(dt[inside[1:] & inside[:-1] & (dt <= gap_s)].sum())
+            t = ts[inside]
+            first = float(t.min()) if first is None else min(first, float(t.min()))
+            last = float(t.max()) if last is None else max(last, float(t.max()))
+            fixes += len(t)
+            vehicles.add(vehicle_id)
+        out.append((first, last, inside_s, fixes, vehicles))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_zone_visits_equal_the_plain_reading_on_random_tracks(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    zones: list[Polygon] = [box(0, 0, 1, 1), box(0.5, 0.5, 2, 2), Polygon([(3, 0), (4, 2), (2, 2)])]
+    zones += [box(x, y, x + w, y + w) for x, y, w in rng.uniform(0, 3, (4, 3))]
+    tracks = []
+    for v in range(int(rng.integers(0, 6))):
+        n = int(rng.integers(0, 40))
+        ts = np.cumsum(rng.choice([5.0, 10.0, 400.0], n, p=[0.5, 0.4, 0.1]))
+        lon = np.round(rng.uniform(-0.5, 4.5, n) * 2) / 2  # on a half-unit grid: many points on boundaries
+        lat = np.round(rng.uniform(-0.5, 2.5, n) * 2) / 2
+        tracks.append((f"v{v}", ts, lon, lat))
+    got = zone_visits(zones, tracks, gap_s=300)
+    want = _visits_one_track_at_a_time(zones, tracks, 300)
+    for g, (first, last, inside_s, fixes, vehicles) in zip(got, want, strict=True):
+        assert (g.first_ts, g.last_ts, g.fixes, g.vehicles) == (first, last, fixes, vehicles)
+        assert g.inside_s == pytest.approx(inside_s)
