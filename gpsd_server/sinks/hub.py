@@ -156,6 +156,7 @@ class Client:
     frames: int = 0  # frames of positions handed to this client
     conflated_positions: int = 0  # positions replaced by a newer one of the same vehicle
     _held: str | None = None  # taken from the queue by outgoing(), to be sent next
+    _urgent: int = 0  # critical alerts at the head of the queue (queued ahead of the rest, in order)
 
     async def outgoing(self) -> str | None:
         """The next frame to send, None once dropped.
@@ -175,20 +176,21 @@ class Client:
             if self.queue.empty():
                 self._held = None
                 return held
-            data = self.queue.get_nowait()
+            data = self._take()
         else:
             data = await self.queue.get()
+            self._urgent = max(0, self._urgent - 1)
             if data and data is self.pending_frame:
                 if self.queue.empty():
                     return data
-                self._held, data = data, self.queue.get_nowait()
+                self._held, data = data, self._take()
         if not data:
             return None
-        if self.queue.qsize() <= self.queue.maxsize // 2:
+        if self.queue.qsize() <= self.queue.maxsize // 2 or len(data) >= FRAME_MAX_CHARS:
             return data
-        batch = [data]
-        while not self.queue.empty():
-            following = self.queue.get_nowait()
+        batch, size = [data], len(data)
+        while not self.queue.empty() and size < FRAME_MAX_CHARS:
+            following = self._take()
             if not following:
                 self._held = following  # dropped: nothing after it matters
                 break
@@ -196,7 +198,26 @@ class Client:
                 self._held = following  # the frame goes after the batch
                 continue
             batch.append(following)
+            size += len(following)
         return wire.batch_frame(batch)
+
+    def _take(self) -> str:
+        self._urgent = max(0, self._urgent - 1)
+        return self.queue.get_nowait()
+
+    def put_first(self, items: list[str]) -> None:
+        """Queue ``items`` (critical alerts) after the critical ones still queued and
+        before everything else; raises ``asyncio.QueueFull`` when they do not fit."""
+        queue = self.queue
+        waiting = [queue.get_nowait() for _ in range(queue.qsize())]
+        lead, rest = waiting[: self._urgent], waiting[self._urgent :]
+        if len(waiting) + len(items) > queue.maxsize:
+            for data in waiting:
+                queue.put_nowait(data)
+            raise asyncio.QueueFull
+        for data in (*lead, *items, *rest):
+            queue.put_nowait(data)
+        self._urgent += len(items)
 
     def frame_sent(self) -> None:
         """The sender sent the pending frame of positions: what the hub conflated
@@ -211,6 +232,7 @@ class Client:
         self.pending_frame = None
         self.conflated = {}
         self._held = None
+        self._urgent = 0
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait("")
@@ -227,6 +249,25 @@ class Client:
         self.pending_frame = frame
         self.frames += 1
         return frame
+
+
+# A frame of messages stops growing past this (characters): a critical alert
+# waits at most for the frame on the wire, not for a burst of thousands.
+FRAME_MAX_CHARS = 64 * 1024
+
+
+def _chunks(encoded: list[str]) -> list[str]:
+    """Batch frames of at most ~``FRAME_MAX_CHARS`` each (a message larger alone is its own)."""
+    frames: list[str] = []
+    start, size = 0, 0
+    for i, data in enumerate(encoded):
+        if i > start and size + len(data) > FRAME_MAX_CHARS:
+            frames.append(wire.batch_frame(encoded[start:i]))
+            start, size = i, 0
+        size += len(data)
+    if start < len(encoded):
+        frames.append(wire.batch_frame(encoded[start:]))
+    return frames
 
 
 def _key(sub: Subscription) -> tuple[object, ...]:
@@ -299,6 +340,17 @@ class LiveHub:
         self.messages_sent += 1
         return True
 
+    def _offer_first(self, client: Client, items: list[str]) -> bool:
+        """Queue ``items`` (critical alerts, in order) before everything else the
+        client has waiting: other alerts, zone records, replies, its frame of positions."""
+        try:
+            client.put_first(items)
+        except asyncio.QueueFull:
+            self._drop(client, "too slow: send queue full")
+            return False
+        self.messages_sent += len(items)
+        return True
+
     def _drop(self, client: Client, why: str) -> None:
         self.clients_dropped += 1
         self._clients.discard(client)
@@ -347,14 +399,31 @@ class LiveHub:
 
     def _offer_batch(self, alerts: list[wire.Alert], *, always: bool = False, zones: bool = False) -> None:
         """Alerts of one cycle (or a flush's zone records) to every client that
-        admits them: one by one while they fill at most half of the room left
-        in its queue, else (and always for zone records) as one batch frame
-        per filter taking one place: a dense city raises thousands in a burst,
-        more than a client's queue holds however fast it reads."""
+        admits them, critical ones ahead of whatever the client has waiting.
+        One by one while they fill at most half of the room left in its
+        queue, else (and always for zone records) as batch frames of up to
+        ``FRAME_MAX_CHARS`` per filter, each taking one place: a dense city
+        raises thousands in a burst, more than a client's queue holds however
+        fast it reads, and a critical alert raised meanwhile must not wait
+        behind megabytes of them."""
         encoded = [(wire.encode(a).decode(), a.vehicle_id, a.vehicle_class or "other", a.lon or 0.0, a.lat or 0.0)
                    for a in alerts]  # fmt: skip
+        if always:
+            self._offer_lane(encoded, always=True, zones=zones, first=False)
+            return
+        critical = [a.severity == "critical" for a in alerts]
+        if any(critical):
+            self._offer_lane([e for e, c in zip(encoded, critical, strict=True) if c], always=False, zones=zones,
+                             first=True)  # fmt: skip
+            encoded = [e for e, c in zip(encoded, critical, strict=True) if not c]
+        if encoded:
+            self._offer_lane(encoded, always=False, zones=zones, first=False)
+
+    def _offer_lane(
+        self, encoded: list[tuple[str, str, str, float, float]], *, always: bool, zones: bool, first: bool
+    ) -> None:
         admitted_by: dict[tuple[object, ...], list[str]] = {}
-        frames: dict[tuple[object, ...], str] = {}
+        frames: dict[tuple[object, ...], list[str]] = {}
         for client in list(self._clients):
             if zones and not client.zones:
                 continue
@@ -368,13 +437,15 @@ class LiveHub:
                 continue
             room = client.queue.maxsize - client.queue.qsize() - 1
             if not always and len(admitted) <= room // 2:
-                for data in admitted:
-                    self._offer(client, data)
+                items = admitted
+            else:
+                items = frames.get(key) or frames.setdefault(key, _chunks(admitted))
+            if first:
+                self._offer_first(client, items)
                 continue
-            frame = frames.get(key)
-            if frame is None:
-                frame = frames[key] = wire.batch_frame(admitted)
-            self._offer(client, frame)
+            for data in items:
+                if not self._offer(client, data):
+                    break
 
     def _flush_positions(self, buffered: list[LivePosition]) -> None:
         moving = self._moving_kmh

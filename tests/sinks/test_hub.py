@@ -9,7 +9,14 @@ import json
 import pytest
 
 from gpsd_server import wire
-from gpsd_server.sinks.hub import Client, LiveHub, LivePosition, SubscriptionError, parse_subscription
+from gpsd_server.sinks.hub import (
+    FRAME_MAX_CHARS,
+    Client,
+    LiveHub,
+    LivePosition,
+    SubscriptionError,
+    parse_subscription,
+)
 
 T0 = 1_800_000_000.0
 
@@ -193,13 +200,18 @@ async def test_a_flush_of_zone_records_takes_one_place_in_the_queue() -> None:
     assert batch["type"] == "batch" and [m["id"] for m in batch["messages"]] == [f"z{i}" for i in range(100)]
 
 
-def test_a_cycle_of_alerts_takes_one_place_in_the_queue_and_none_is_lost() -> None:
+def test_a_cycle_of_alerts_takes_a_few_places_in_the_queue_and_none_is_lost() -> None:
+    """500 alerts of one cycle in a queue of 10: batch frames of at most
+    FRAME_MAX_CHARS (a critical alert raised next waits for one, not for all)."""
     hub = LiveHub(send_queue=10)
     client = hub.add_client()
     assert client is not None
     hub.publish_alerts([sos(f"V{i}", i) for i in range(500)])
-    assert hub.clients_dropped == 0 and client.queue.qsize() == 1
-    assert [m["id"] for m in drain(client)[0]["messages"]] == [f"V{i}-{i}" for i in range(500)]
+    frames = raw(client)
+    assert hub.clients_dropped == 0 and 1 < len(frames) <= 5
+    assert all(len(f) <= FRAME_MAX_CHARS + 2000 for f in frames)
+    ids = [m["id"] for f in frames for m in json.loads(f)["messages"]]
+    assert ids == [f"V{i}-{i}" for i in range(500)]
 
 
 def test_an_older_position_does_not_replace_the_last_one_and_the_snapshot_has_every_vehicle() -> None:
@@ -269,7 +281,10 @@ def test_a_scoped_client_gets_only_its_vehicles_whatever_it_subscribes_to() -> N
     company.subscription = parse_subscription({}, scope=mine)
     hub.publish_positions([pos("A", 112.3, 28.5), pos("B", 112.31, 28.5)])
     hub.publish_alerts([sos("B", 1), sos("A", 2)])
-    assert [m["vehicle_id"] for m in drain(city)] == ["A", "B", "B", "A"]
+    # (critical alerts go before the frame of positions queued ahead of them)
+    assert [(m["type"], m["vehicle_id"]) for m in drain(city)] == [
+        ("alert", "B"), ("alert", "A"), ("position", "A"), ("position", "B"),
+    ]  # fmt: skip
     assert [m["vehicle_id"] for m in drain(company)] == ["A", "A"]
     company.subscription = parse_subscription({"vehicles": ["A", "B"], "bbox": [112, 28, 113, 29]}, scope=mine)
     assert company.subscription.scope == mine
@@ -345,3 +360,26 @@ async def test_a_client_without_zone_records_still_gets_every_alert() -> None:
     hub.publish_alerts([zone])  # nobody reads zone records: not even kept for the flush
     hub.flush()
     assert drain(quiet) == []
+
+
+def warning(vid: str, n: int) -> wire.Alert:
+    return wire.Alert(
+        id=f"{vid}-{n}", kind="overspeed", key="overspeed", severity="warning", vehicle_id=vid,
+        vehicle_class="muck_truck", ts=wire.utc(T0 + n), raised_at=wire.utc(T0 + n), lon=112.3, lat=28.5,
+        phase="start",
+    )  # fmt: skip
+
+
+def test_a_critical_alert_goes_before_a_burst_of_others_and_critical_ones_keep_their_order() -> None:
+    """Found by the latency benchmark after a restart: thousands of alert ends
+    queued for each client, an SOS raised meanwhile waited seconds behind them."""
+    hub = LiveHub(send_queue=2000)
+    client = hub.add_client()
+    assert client is not None
+    hub.publish_alerts([warning(f"W{i}", i) for i in range(3000)])  # a burst: batch frames
+    hub.publish_alerts([sos("A", 0)])
+    hub.publish_alerts([warning("X", 1), sos("B", 1), sos("C", 2)])
+    got = drain(client)
+    flat = [m for msg in got for m in (msg["messages"] if msg["type"] == "batch" else [msg])]  # type: ignore[attr-defined]
+    assert [m["id"] for m in flat[:3]] == ["A-0", "B-1", "C-2"]
+    assert [m["id"] for m in flat[3:]] == [f"W{i}-{i}" for i in range(3000)] + ["X-1"]
