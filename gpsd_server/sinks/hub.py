@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -134,6 +135,14 @@ def parse_subscription(msg: Any, *, max_vehicles: int = 10000, scope: frozenset[
     return Subscription(bbox=bbox, classes=frozenset(classes), vehicles=frozenset(vehicles), scope=scope)
 
 
+# Queued to wake a sender waiting on an empty queue when a critical alert
+# arrives in its own lane (skipped by the sender; compared by identity).
+WAKE = "\x00wake"
+# A frame of messages stops growing past this (characters): a critical alert
+# waits at most for the frame on the wire, not for a burst of thousands.
+FRAME_MAX_CHARS = 64 * 1024
+
+
 @dataclass(eq=False)
 class Client:
     """One websocket client: what the hub has for it and its sender has not sent yet.
@@ -156,41 +165,48 @@ class Client:
     frames: int = 0  # frames of positions handed to this client
     conflated_positions: int = 0  # positions replaced by a newer one of the same vehicle
     _held: str | None = None  # taken from the queue by outgoing(), to be sent next
-    _urgent: int = 0  # critical alerts at the head of the queue (queued ahead of the rest, in order)
+    urgent: deque[str] = field(default_factory=deque)  # critical alerts: sent before everything queued
 
     async def outgoing(self) -> str | None:
         """The next frame to send, None once dropped.
 
-        Control messages (alerts first of all) go before a frame of positions
-        queued ahead of them: the frame waits in ``_held`` while they go, so
-        an alert never waits behind tens of KB of positions on a busy socket
-        (positions say where vehicles are now; one frame later changes
-        nothing). After sending the frame of positions, call
-        :meth:`frame_sent`. While more than half of the queue waits (a burst),
-        the control messages queued go out batched into one frame."""
-        held = self._held
-        if held is not None and held is not self.pending_frame:
-            self._held = None  # a control message (or the drop) held back by the last batch
-            data = held
-        elif held is not None:  # the frame of positions: after every control message queued
-            if self.queue.empty():
-                self._held = None
-                return held
-            data = self._take()
-        else:
-            data = await self.queue.get()
-            self._urgent = max(0, self._urgent - 1)
-            if data and data is self.pending_frame:
+        Critical alerts (``urgent``) go before anything else. Other control
+        messages go before a frame of positions queued ahead of them: the
+        frame waits in ``_held`` while they go, so an alert never waits behind
+        tens of KB of positions on a busy socket (positions say where vehicles
+        are now; one frame later changes nothing). After sending the frame of
+        positions, call :meth:`frame_sent`. While more than half of the queue
+        waits (a burst), the control messages queued go out batched into
+        frames of up to ``FRAME_MAX_CHARS``."""
+        while True:
+            if self.urgent:
+                return self.urgent.popleft()
+            held = self._held
+            if held is not None and held is not self.pending_frame:
+                self._held = None  # the drop, held back by the last batch
+                data = held
+            elif held is not None:  # the frame of positions: after every control message queued
                 if self.queue.empty():
-                    return data
-                self._held, data = data, self._take()
+                    self._held = None
+                    return held
+                data = self.queue.get_nowait()
+            else:
+                data = await self.queue.get()
+                if data and data is self.pending_frame:
+                    if self.queue.empty():
+                        return data
+                    self._held, data = data, self.queue.get_nowait()
+            if data is not WAKE:
+                break
         if not data:
             return None
         if self.queue.qsize() <= self.queue.maxsize // 2 or len(data) >= FRAME_MAX_CHARS:
             return data
         batch, size = [data], len(data)
         while not self.queue.empty() and size < FRAME_MAX_CHARS:
-            following = self._take()
+            following = self.queue.get_nowait()
+            if following is WAKE:
+                continue
             if not following:
                 self._held = following  # dropped: nothing after it matters
                 break
@@ -201,23 +217,15 @@ class Client:
             size += len(following)
         return wire.batch_frame(batch)
 
-    def _take(self) -> str:
-        self._urgent = max(0, self._urgent - 1)
-        return self.queue.get_nowait()
-
-    def put_first(self, items: list[str]) -> None:
-        """Queue ``items`` (critical alerts) after the critical ones still queued and
-        before everything else; raises ``asyncio.QueueFull`` when they do not fit."""
-        queue = self.queue
-        waiting = [queue.get_nowait() for _ in range(queue.qsize())]
-        lead, rest = waiting[: self._urgent], waiting[self._urgent :]
-        if len(waiting) + len(items) > queue.maxsize:
-            for data in waiting:
-                queue.put_nowait(data)
-            raise asyncio.QueueFull
-        for data in (*lead, *items, *rest):
-            queue.put_nowait(data)
-        self._urgent += len(items)
+    def put_urgent(self, items: list[str], limit: int) -> bool:
+        """Critical alerts, sent before everything queued (in their order); False
+        when more than ``limit`` would wait."""
+        if len(self.urgent) + len(items) > limit:
+            return False
+        self.urgent.extend(items)
+        if self.queue.empty():  # the sender may be waiting on the queue: wake it
+            self.queue.put_nowait(WAKE)
+        return True
 
     def frame_sent(self) -> None:
         """The sender sent the pending frame of positions: what the hub conflated
@@ -232,7 +240,7 @@ class Client:
         self.pending_frame = None
         self.conflated = {}
         self._held = None
-        self._urgent = 0
+        self.urgent.clear()
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait("")
@@ -249,11 +257,6 @@ class Client:
         self.pending_frame = frame
         self.frames += 1
         return frame
-
-
-# A frame of messages stops growing past this (characters): a critical alert
-# waits at most for the frame on the wire, not for a burst of thousands.
-FRAME_MAX_CHARS = 64 * 1024
 
 
 def _chunks(encoded: list[str]) -> list[str]:
@@ -343,9 +346,7 @@ class LiveHub:
     def _offer_first(self, client: Client, items: list[str]) -> bool:
         """Queue ``items`` (critical alerts, in order) before everything else the
         client has waiting: other alerts, zone records, replies, its frame of positions."""
-        try:
-            client.put_first(items)
-        except asyncio.QueueFull:
+        if not client.put_urgent(items, self._send_queue):
             self._drop(client, "too slow: send queue full")
             return False
         self.messages_sent += len(items)

@@ -11,6 +11,7 @@ import pytest
 from gpsd_server import wire
 from gpsd_server.sinks.hub import (
     FRAME_MAX_CHARS,
+    WAKE,
     Client,
     LiveHub,
     LivePosition,
@@ -30,9 +31,12 @@ def pos(
 def drain(client: Client) -> list[dict[str, object]]:
     """What the client's sender would send now, in order, frames flattened to
     their positions (as the page reads them)."""
-    out: list[dict[str, object]] = []
+    out: list[dict[str, object]] = [json.loads(data) for data in client.urgent]
+    client.urgent.clear()
     while not client.queue.empty():
         data: str | None = client.queue.get_nowait()
+        if data is WAKE:
+            continue
         if data is not client.pending_frame:
             out.append(json.loads(data))
             continue
@@ -47,9 +51,11 @@ def flatten(msg: dict[str, object]) -> list[dict[str, object]]:
 
 
 def raw(client: Client) -> list[str]:
-    out = []
+    out = list(client.urgent)
+    client.urgent.clear()
     while not client.queue.empty():
-        out.append(client.queue.get_nowait())
+        if (data := client.queue.get_nowait()) is not WAKE:
+            out.append(data)
     return out
 
 
@@ -153,18 +159,24 @@ async def test_a_backlog_past_half_the_queue_goes_out_as_one_batch_frame() -> No
     hub = LiveHub(send_queue=6, flush_ms=10_000)  # no flush during the test
     client = hub.add_client()
     assert client is not None
-    hub.publish_alerts([sos("A", 0)])
-    hub.publish_alerts([sos("A", 1)])
+    hub.publish_alerts([warning("A", 0)])
+    hub.publish_alerts([warning("A", 1)])
     assert json.loads(await client.outgoing() or "")["id"] == "A-0"  # a short backlog: one by one
     assert json.loads(await client.outgoing() or "")["id"] == "A-1"
-    hub.publish_alerts([sos("A", 1), sos("B", 2)])
-    hub.publish_alerts([sos("C", 3)])
-    hub.publish_alerts([sos("D", 4)])
+    hub.publish_alerts([warning("A", 1), warning("B", 2)])
+    hub.publish_alerts([warning("C", 3)])
+    hub.publish_alerts([warning("D", 4)])
     hub.reply(client, b'{"type":"error","error":"x"}')
     batch = json.loads(await client.outgoing() or "")
     assert batch["type"] == "batch"
     assert [m.get("id", m["type"]) for m in batch["messages"]] == ["A-1", "B-2", "C-3", "D-4", "error"]
     assert client.queue.empty()
+    # A critical alert is not batched with them: it goes first, on its own.
+    hub.publish_alerts([warning("E", 5), warning("F", 6), warning("G", 7), warning("H", 8)])
+    hub.publish_alerts([sos("S", 9)])
+    assert json.loads(await client.outgoing() or "")["id"] == "S-9"
+    batch = json.loads(await client.outgoing() or "")
+    assert [m["id"] for m in batch["messages"]] == ["E-5", "F-6", "G-7", "H-8"]
 
 
 async def test_zone_records_wait_for_the_flush_and_alerts_do_not() -> None:
