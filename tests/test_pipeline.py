@@ -16,7 +16,7 @@ from gpsd_server.ledger import AlertLedger
 from gpsd_server.model import Fix, FixFlag
 from gpsd_server.pipeline import Incoming, Pipeline
 from gpsd_server.settings import IngestSettings
-from gpsd_server.sinks.hub import LiveHub
+from gpsd_server.sinks.hub import WAKE, Client, LiveHub
 from gpsd_server.store.batch import AlertRow, FlagCorrection
 from tests.fixtures import city as test_city
 
@@ -40,6 +40,15 @@ class Recording:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
+
+
+def sent_to(client: Client) -> list[dict[str, object]]:
+    """What the hub queued for a client: its critical alerts' lane first, then its queue."""
+    out = [json.loads(data) for data in client.urgent]
+    while not client.queue.empty():
+        if (data := client.queue.get_nowait()) is not WAKE:
+            out.append(json.loads(data))
+    return out
 
 
 def pipeline() -> tuple[Pipeline, Recording, LiveHub, list[tuple[str, bytes]]]:
@@ -82,7 +91,7 @@ async def test_good_fixes_are_stored_and_published_bad_items_rejected_and_dead_l
     assert p.fixes_accepted == 1 and dict(p.rejects.total) == {"ts_invalid": 1, "not_json": 1, "unknown_topic": 1}
     assert [t for t, _ in dead] == ["dead/ts_invalid", "dead/not_json", "dead/unknown_topic"]
     assert json.loads(dead[0][1])["index"] == 1
-    sent = [json.loads(client.queue.get_nowait()) for _ in range(client.queue.qsize())]
+    sent = sent_to(client)
     [position] = [m for m in sent if m["type"] == "position"]
     assert position["plate"] == test_city.VEHICLES["vehicles"][0]["plate"]
     assert {m["type"] for m in sent} == {"position", "zone"}  # entering the grid is a zone record, not an alert
@@ -106,7 +115,7 @@ async def test_an_alert_and_its_end_share_one_id_and_reach_the_hub() -> None:
     await p.handle([Incoming("fleet/MT-001/fix", payload(items))])
     sos = [a for a in sink.alerts if a.event.kind == "sos"]
     assert [a.event.phase for a in sos] == ["start", "end"] and sos[0].id == sos[1].id
-    sent = [json.loads(client.queue.get_nowait()) for _ in range(client.queue.qsize())]
+    sent = sent_to(client)
     assert [(m["type"], m.get("phase")) for m in sent if m.get("kind") == "sos"] == [
         ("alert", "start"),
         ("alert", "end"),
