@@ -14,7 +14,10 @@ import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from gpsd_server import __version__, config
 from gpsd_server.errors import ConfigError, DataError
@@ -88,7 +91,7 @@ def _serve(args: argparse.Namespace, roles: tuple[str, ...]) -> int:
         await Server(cfg, roles=roles).run(stop)
 
     try:
-        asyncio.run(main())
+        run_bounded(main(), cleanup_s=cfg.database.shutdown_timeout_s + cfg.http.shutdown_timeout_s + 10)
     except StartupError as exc:
         print(f"gpsd-server: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -100,6 +103,33 @@ def _serve(args: argparse.Namespace, roles: tuple[str, ...]) -> int:
         print(f"gpsd-server: stopped: {lost.exceptions[0]}", file=sys.stderr)
         return 3
     return 0
+
+
+CLEANUP_EXIT = 70  # the process gave up waiting for its tasks to end (EX_SOFTWARE)
+
+
+def run_bounded(main: Coroutine[Any, Any, None], *, cleanup_s: float) -> None:
+    """``asyncio.run(main)``, except that once ``main`` has returned or raised,
+    the cancelling of the tasks still running may take at most ``cleanup_s``:
+    then the process exits with ``CLEANUP_EXIT``. A task that ignores its
+    cancellation (seen once after the writer failed, not reproduced) must not
+    leave a server hanging half-stopped where a supervisor would restart it."""
+
+    def give_up() -> None:
+        print(f"gpsd-server: tasks still running {cleanup_s:g} s after stopping; exiting", file=sys.stderr, flush=True)
+        os._exit(CLEANUP_EXIT)
+
+    runner = asyncio.Runner()
+    try:
+        runner.run(main)
+    finally:
+        timer = threading.Timer(cleanup_s, give_up)
+        timer.daemon = True
+        timer.start()
+        try:
+            runner.close()
+        finally:
+            timer.cancel()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
