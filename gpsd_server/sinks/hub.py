@@ -251,12 +251,16 @@ class Client:
         if not self.conflated:
             self.pending_frame = None
             return None
-        items = list(self.conflated.values())
-        frame = (wire.rows_frame(items) if self.rows else wire.positions_frame(items)).decode()
+        frame = _positions_frame(list(self.conflated.values()), self.rows)
         self.conflated = {}
         self.pending_frame = frame
         self.frames += 1
         return frame
+
+
+def _positions_frame(items: list[bytes], rows: bool) -> str:
+    """One frame of positions encoded once each, in the client's form."""
+    return (wire.rows_frame(items) if rows else wire.positions_frame(items)).decode()
 
 
 def _chunks(encoded: list[str]) -> list[str]:
@@ -396,9 +400,9 @@ class LiveHub:
             self._flush_zones(zones)
 
     def _flush_zones(self, zones: list[wire.Alert]) -> None:
-        self._offer_batch(zones, always=True, zones=True)
+        self._offer_batch(zones, zones=True)
 
-    def _offer_batch(self, alerts: list[wire.Alert], *, always: bool = False, zones: bool = False) -> None:
+    def _offer_batch(self, alerts: list[wire.Alert], *, zones: bool = False) -> None:
         """Alerts of one cycle (or a flush's zone records) to every client that
         admits them, critical ones ahead of whatever the client has waiting.
         One by one while they fill at most half of the room left in its
@@ -409,20 +413,18 @@ class LiveHub:
         behind megabytes of them."""
         encoded = [(wire.encode(a).decode(), a.vehicle_id, a.vehicle_class or "other", a.lon or 0.0, a.lat or 0.0)
                    for a in alerts]  # fmt: skip
-        if always:
-            self._offer_lane(encoded, always=True, zones=zones, first=False)
+        if zones:
+            self._offer_lane(encoded, zones=True, first=False)
             return
         critical = [a.severity == "critical" for a in alerts]
         if any(critical):
-            self._offer_lane([e for e, c in zip(encoded, critical, strict=True) if c], always=False, zones=zones,
-                             first=True)  # fmt: skip
+            self._offer_lane([e for e, c in zip(encoded, critical, strict=True) if c], zones=False, first=True)
             encoded = [e for e, c in zip(encoded, critical, strict=True) if not c]
         if encoded:
-            self._offer_lane(encoded, always=False, zones=zones, first=False)
+            self._offer_lane(encoded, zones=False, first=False)
 
-    def _offer_lane(
-        self, encoded: list[tuple[str, str, str, float, float]], *, always: bool, zones: bool, first: bool
-    ) -> None:
+    def _offer_lane(self, encoded: list[tuple[str, str, str, float, float]], *, zones: bool, first: bool) -> None:
+        """``zones``: zone records (always batched, only to clients that take them)."""
         admitted_by: dict[tuple[object, ...], list[str]] = {}
         frames: dict[tuple[object, ...], list[str]] = {}
         for client in list(self._clients):
@@ -437,7 +439,7 @@ class LiveHub:
             if not admitted:
                 continue
             room = client.queue.maxsize - client.queue.qsize() - 1
-            if not always and len(admitted) <= room // 2:
+            if not zones and len(admitted) <= room // 2:
                 items = admitted
             else:
                 items = frames.get(key) or frames.setdefault(key, _chunks(admitted))
@@ -474,7 +476,7 @@ class LiveHub:
                 continue
             if client.pending_frame is None:
                 if frame is None:
-                    frame = (wire.rows_frame(items) if form else wire.positions_frame(items)).decode()
+                    frame = _positions_frame(items, form)
                     groups[key] = (ids, items, frame)
                     self.frames_built += 1
                 client.pending_frame = frame
