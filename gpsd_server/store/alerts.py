@@ -11,6 +11,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import class_row
 
+from gpsd_server.store.db import scope_clause
+
 COLUMNS = (
     "id, vehicle_id, kind, key, severity, zone_id, route_id, ts, raised_at, lon, lat, ended_ts, ended_at,"
     " details, state, acked_by, acked_at, closed_by, closed_at, comment, end_lon, end_lat, place, number"
@@ -140,7 +142,7 @@ async def _transition(
     alert_id: uuid.UUID,
     scope: Collection[str] | None,
 ) -> AlertRecord:
-    only, only_args = ("", ()) if scope is None else (" AND vehicle_id = ANY(%s)", (list(scope),))
+    only, only_args = scope_clause("vehicle_id", scope)
     async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
         await cur.execute(f"{sql}{only} RETURNING {COLUMNS}".encode(), (*args, *only_args))
         row = await cur.fetchone()

@@ -14,13 +14,9 @@ from typing import Any
 
 import psycopg
 
+from gpsd_server.store.db import scope_clause
+
 _VIOLATION = "a.severity IN ('warning', 'critical') AND a.kind <> 'zone'"
-
-
-def _scope(column: str, scope: Collection[str] | None) -> tuple[str, list[Any]]:
-    if scope is None:
-        return "", []
-    return f" AND {column} = ANY(%s)", [list(scope)]
 
 
 async def fleet_now(
@@ -33,7 +29,7 @@ async def fleet_now(
 ) -> list[tuple[str, str, int]]:
     """(class, status, count): status ``moving``, ``stopped``, ``offline`` (no fix
     for ``offline_s``) or ``no_fix`` (registered, never seen)."""
-    where, args = _scope("v.id", scope)
+    where, args = scope_clause("v.id", scope)
     cur = await conn.execute(
         "SELECT class, CASE WHEN last_ts IS NULL THEN 'no_fix'"
         " WHEN extract(epoch FROM %s - last_ts) > %s THEN 'offline'"
@@ -46,7 +42,7 @@ async def fleet_now(
 
 async def desk_now(conn: psycopg.AsyncConnection[Any], *, scope: Collection[str] | None) -> dict[str, int]:
     """Alerts on the desk now (open, acked) and vehicles whose violation still lasts."""
-    where, args = _scope("a.vehicle_id", scope)
+    where, args = scope_clause("a.vehicle_id", scope)
     cur = await conn.execute(
         "SELECT count(*) FILTER (WHERE a.state = 'open'), count(*) FILTER (WHERE a.state = 'acked'),"
         f" count(DISTINCT a.vehicle_id) FILTER (WHERE a.ended_ts IS NULL AND {_VIOLATION})"
@@ -68,7 +64,7 @@ async def violations_by(
     scope: Collection[str] | None,
 ) -> list[tuple[str, str, str, str, str | None, str | None, int]]:
     """Violations in [start, end) counted per ``(local day, kind, severity, vehicle_id, plate, company)``."""
-    where, args = _scope("a.vehicle_id", scope)
+    where, args = scope_clause("a.vehicle_id", scope)
     cur = await conn.execute(
         "SELECT to_char(a.ts AT TIME ZONE %s, 'YYYY-MM-DD'), a.kind, a.severity, a.vehicle_id, v.plate, v.company,"
         " count(*) FROM alerts a LEFT JOIN vehicles v ON v.id = a.vehicle_id"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -151,3 +151,11 @@ class Database:
         self.ready = True
         self._schema_in_place.set()
         self._set(True, "ok")
+
+
+def scope_clause(column: str, scope: Collection[str] | None) -> tuple[str, list[Any]]:
+    """``" AND column = ANY(%s)"`` and its argument narrowing a query to a
+    company account's vehicles (``scope``); nothing for the city's accounts."""
+    if scope is None:
+        return "", []
+    return f" AND {column} = ANY(%s)", [list(scope)]
