@@ -188,6 +188,10 @@ async def fetch_tracks(
 # -- reports -------------------------------------------------------------------------------
 
 
+# (vehicle, plate, class, company, km, driving s, max km/h, fixes): one vehicle's day
+MileageRow = tuple[str, str | None, str | None, str | None, float, float, float, int]
+
+
 def _scope(column: str, scope: Collection[str] | None) -> str:
     """The condition narrowing a query to ``scope`` (bound as ``%(scope)s``), or nothing."""
     return "" if scope is None else f" AND {column} = ANY(%(scope)s)"
@@ -201,7 +205,7 @@ async def daily_mileage(
     moving_kmh: float,
     gap_s: float,
     scope: Collection[str] | None = None,
-) -> list[tuple[str, str | None, str | None, str | None, float, float, float, int]]:
+) -> list[MileageRow]:
     """(vehicle, plate, class, company, km, driving s, max km/h, fixes) for every
     registered vehicle with fixes in [start, end) (the writer registers every
     vehicle it stores). Computed in the database with the same step formula as
@@ -241,7 +245,7 @@ async def daily_mileage_from_hours(
     moving_kmh: float,
     gap_s: float,
     scope: Collection[str] | None = None,
-) -> list[tuple[str, str | None, str | None, str | None, float, float, float, int]] | None:
+) -> list[MileageRow] | None:
     """The rows of :func:`daily_mileage` from the hourly summary the writer keeps
     (``fix_hours``): about 24 rows per vehicle-day instead of 8,640 fixes.
     Consecutive hours are bridged with the step from one hour's last fix to the
