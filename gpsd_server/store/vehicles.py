@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from gpsd_server.core.city import Vehicle
+from gpsd_server.store.db import scope_clause
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +41,8 @@ async def last_positions(
 ) -> list[LastPosition]:
     """Every vehicle's last stored position; with ``scope``, of those vehicles
     only (a company's fleet, or the vehicles a worker just took over)."""
-    if scope is None:
-        cur = await conn.execute(f"{_LAST} ORDER BY id")
-    else:
-        cur = await conn.execute(f"{_LAST} AND id = ANY(%s) ORDER BY id", (list(scope),))
+    only, args = scope_clause("id", scope)
+    cur = await conn.execute(f"{_LAST}{only} ORDER BY id".encode(), args)
     return [LastPosition(*row) for row in await cur.fetchall()]
 
 
