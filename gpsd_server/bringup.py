@@ -297,7 +297,8 @@ class DatabaseStart:
                     self.settled.set()
                 # Retry as soon as the probe sees it back, at the latest after the backoff.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._available(), backoff.next())
+                    async with asyncio.timeout(backoff.next()):
+                        await self._available()
         self.done.set()
         self.settled.set()
 

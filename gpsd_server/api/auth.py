@@ -194,7 +194,8 @@ class TokenStore:
         """``check`` every ``check_s`` (at once after ``forget``), until cancelled."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._check_s)
+                async with asyncio.timeout(self._check_s):
+                    await self._wake.wait()
             self._wake.clear()
             with contextlib.suppress(psycopg.Error, *DB_ERRORS):  # away: known tokens keep working
                 await self.check()

@@ -66,7 +66,8 @@ def router(services: ApiServices) -> APIRouter:
                 while True:
                     try:
                         # Cancelling the wait is safe: the hub's queue keeps what it holds.
-                        data = await asyncio.wait_for(client.outgoing(), heartbeat_s)
+                        async with asyncio.timeout(heartbeat_s):
+                            data = await client.outgoing()
                     except TimeoutError:  # quiet: say the server is alive (the page's stall banner)
                         await ws.send_text(wire.encode(wire.Heartbeat(ts=wire.utc(time.time()))).decode())
                         continue

@@ -194,7 +194,8 @@ class Player:
                 last_clock = wall
             timeout = self.settings.replay_clock_s if wait is None else min(wait, self.settings.replay_clock_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.changed.wait()
             if self.seek_to is not None:
                 return False
 
@@ -312,7 +313,8 @@ async def session(services: ApiServices, ws: WebSocket) -> None:
 
 async def _play(services: ApiServices, ws: WebSocket, who: Principal) -> None:
     with contextlib.suppress(WebSocketDisconnect, TimeoutError):
-        player = await asyncio.wait_for(_start(services, ws, who), START_TIMEOUT_S)
+        async with asyncio.timeout(START_TIMEOUT_S):
+            player = await _start(services, ws, who)
         req = player.req
         info = wire.ReplayInfo(
             start=req.start, end=req.end, speed=req.speed, vehicles=list(req.vehicles),

@@ -148,7 +148,8 @@ class RabbitPartitionSource:
             if amqp is not None and not amqp.is_closed and not (self._lost and self._lost.done()):
                 # Shutdown: give every partition back, its deliveries processed and acknowledged.
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.release_all(), 30)
+                    async with asyncio.timeout(30):
+                        await self.release_all()
             if amqp is not None:
                 with contextlib.suppress(Exception):
                     await amqp.close()

@@ -116,9 +116,11 @@ class Database:
         """One check; returns the connection to keep for the next (None: reconnect)."""
         try:
             if conn is None or conn.closed:
-                conn = await asyncio.wait_for(self.direct(), self._connect_timeout + 1)
+                async with asyncio.timeout(self._connect_timeout + 1):
+                    conn = await self.direct()
                 await conn.set_autocommit(True)
-            await asyncio.wait_for(conn.execute("SELECT 1"), max(1.0, self._check_s * 2))
+            async with asyncio.timeout(max(1.0, self._check_s * 2)):
+                await conn.execute("SELECT 1")
         except (TimeoutError, psycopg.Error, OSError) as exc:
             if conn is not None:
                 with contextlib.suppress(psycopg.Error, OSError):
