@@ -114,6 +114,7 @@ class Database:
 
     async def probe(self, conn: psycopg.AsyncConnection[Any] | None) -> psycopg.AsyncConnection[Any] | None:
         """One check; returns the connection to keep for the next (None: reconnect)."""
+        given = conn
         try:
             if conn is None or conn.closed:
                 async with asyncio.timeout(self._connect_timeout + 1):
@@ -127,6 +128,11 @@ class Database:
                     await conn.close()
             self._set(False, f"unavailable: {first_line(exc) if not isinstance(exc, TimeoutError) else 'timed out'}")
             return None
+        except BaseException:  # cancelled: a connection opened here is not handed back, close it
+            if conn is not None and conn is not given:
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await conn.close()
+            raise
         was_down = not self.available
         self._set(True, "ok" if self.ready else "migrating")
         if was_down:
