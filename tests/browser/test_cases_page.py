@@ -83,6 +83,15 @@ async def test_file_dispatch_and_close_a_case_from_the_page(page: Page) -> None:
     first = await page.page.locator("#case-proposal .car").first.get_attribute("data-vehicle-id")
     assert first == "PC-001"
     assert "路网" in (await page.page.locator("#case-proposal .car").first.text_content() or "")
+    # The case's own live update re-renders the card (under load it arrived after the
+    # proposal and wiped it: CI waited 30 s for PC-001): the proposal stays.
+    await page.js(
+        "() => { document.getElementById('case-proposal').dataset.old = '1';"
+        " const p = window.gpsd.app.cases, id = Number(document.getElementById('case-detail').dataset.caseId);"
+        " p.upsert({...p.cases.get(id), updated_at: new Date(Date.now() + 1000).toISOString()}); }"
+    )
+    await page.page.locator("#case-proposal:not([data-old])").wait_for(state="attached")
+    assert await page.page.locator("#case-proposal .car[data-vehicle-id='PC-001']").count() == 1
     await page.page.click("#case-dispatch")
     await page.page.locator("#case-detail[data-state=dispatched]").wait_for()
     await page.page.locator("#case-timeline .ev[data-kind=dispatched]").wait_for()

@@ -446,6 +446,11 @@ export class CasePanel {
       : "";
     this.detailBox.dataset.caseId = c.id;
     this.detailBox.dataset.state = c.state;
+    // A refresh of the same case (its own live update, often just after it was
+    // filed) keeps the proposal on screen, with the operator's choice in it.
+    const kept = this.proposalFor === `${c.id}:${c.state}` && c.actions.includes("dispatch") && this.proposalBox
+      ? [...this.proposalBox.childNodes] : null;
+    if (!kept) this.proposalFor = null;
     this.detailBox.replaceChildren(
       h("div", { class: "row" },
         h("button", { class: "small", onclick: () => this.show("list") }, "← 列表"),
@@ -482,7 +487,8 @@ export class CasePanel {
           eventText(e) ? h("div", { class: "c" }, eventText(e)) : ""))),
     );
     if (!data.audit.intact) this.detailBox.classList.add("tampered");
-    if (propose && canOp && c.actions.includes("dispatch")) this.propose(c);
+    if (kept) this.proposalBox.replaceChildren(...kept);
+    else if (propose && canOp && c.actions.includes("dispatch")) this.propose(c);
   }
 
   drawFocus(c, { fly }) {
@@ -517,14 +523,17 @@ export class CasePanel {
   }
 
   async propose(c) {
+    const key = `${c.id}:${c.state}`;
+    this.proposalFor = key;
     this.proposalBox.replaceChildren(h("div", { class: "muted" }, "正在计算最近车辆…"));
     let res;
     try {
       res = await api.get(`/api/cases/${c.id}/proposal?limit=5`);
     } catch (e) {
-      this.proposalBox.replaceChildren(h("div", { class: "error" }, `查询失败: ${e.message}`));
+      if (this.proposalFor === key) this.proposalBox.replaceChildren(h("div", { class: "error" }, `查询失败: ${e.message}`));
       return;
     }
+    if (this.proposalFor !== key) return; // another case, or this one moved on meanwhile
     const cars = res.vehicles || [];
     if (this.routes) this.routes.forEach((r) => r.remove());
     this.routes = [];
@@ -559,6 +568,7 @@ export class CasePanel {
     const comment = document.getElementById("case-dispatch-comment")?.value.trim() || "";
     try {
       const c = await api.post(`/api/cases/${id}/dispatch`, { vehicle_id: vehicleId, comment });
+      this.proposalFor = null; // sent: the proposal is done with
       this.upsert(c);
       await this.openDetail(id, { refresh: true });
       this.drawFocus(c, { fly: false });
