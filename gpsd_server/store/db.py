@@ -140,6 +140,15 @@ class Database:
             # not one failed request at a time.
             with contextlib.suppress(psycopg.Error, OSError, PoolTimeout):
                 await self.pool.check()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # psycopg_pool's check() counts a cancellation that lands in a
+                # connection's check as a broken connection and goes on: raise it
+                # again, or the probe runs on and the shutdown waits for it.
+                if conn is not given:
+                    with contextlib.suppress(psycopg.Error, OSError):
+                        await conn.close()
+                raise asyncio.CancelledError
         return conn
 
     async def probe_forever(self) -> None:

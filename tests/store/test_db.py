@@ -29,7 +29,7 @@ async def test_the_probe_ends_on_every_cancellation(database: str) -> None:
         probe = asyncio.create_task(db.probe_forever())
         await asyncio.sleep(0.01 + rng.random() * 0.003)
         probe.cancel()
-        _, running = await asyncio.wait([probe], timeout=1.0)
+        _, running = await asyncio.wait([probe], timeout=5.0)  # a lost one never ends
         if running:
             lost += 1
             while not probe.done():  # end it, so its connection closes
@@ -37,3 +37,47 @@ async def test_the_probe_ends_on_every_cancellation(database: str) -> None:
                 await asyncio.wait([probe], timeout=0.1)
     await db.close()
     assert lost == 0, f"{lost} of {TRIALS} cancellations lost: the probe ran on"
+
+
+async def test_a_cancellation_during_the_pool_check_ends_the_probe(database: str) -> None:
+    """After an outage the probe checks the pool's connections, and
+    psycopg_pool's ``check()`` takes a cancellation that lands in a
+    connection's check for a broken connection and returns normally: the probe
+    must notice and end. Each trial cancels one probe of the pool-checking kind
+    at a spread-out moment; a cancellation that ``cancel()`` accepted but after
+    which the probe returned normally is lost."""
+    db = Database(DatabaseSettings(dsn=database, health_check_s=0.001))
+    await db.open()
+    async with db.pool.connection(), db.pool.connection():  # two idle connections in the pool: a longer check
+        pass
+    conn = await db.direct()
+    await conn.set_autocommit(True)
+    rng = random.Random(809)
+    loop = asyncio.get_running_loop()
+    lost = landed = 0
+    for _ in range(TRIALS):
+        if conn.closed:
+            conn = await db.direct()
+            await conn.set_autocommit(True)
+        db.available = False  # as after an outage: the next probe checks the pool
+        probe = asyncio.create_task(db.probe(conn))
+        fired = asyncio.Event()
+        accepted: list[bool] = []
+
+        def cancel(task: asyncio.Task[object] = probe, out: list[bool] = accepted, done: asyncio.Event = fired) -> None:
+            out.append(task.cancel())
+            done.set()
+
+        loop.call_later(rng.random() * 0.004, cancel)
+        try:
+            await probe
+            ended = False
+        except asyncio.CancelledError:
+            ended = True
+        await fired.wait()
+        landed += accepted[0]
+        lost += accepted[0] and not ended
+    await conn.close()
+    await db.close()
+    assert landed > TRIALS // 4, f"only {landed} cancellations landed while the probe ran: the test tests nothing"
+    assert lost == 0, f"{lost} of {landed} cancellations lost: the probe returned as if not cancelled"
