@@ -47,13 +47,13 @@ def drive(vehicle: str, start: datetime, n: int, *, step_s: float = 10.0, flags:
     return out
 
 
-async def reports(database: str, vehicle: str) -> tuple[Any, Any]:
+async def reports(database: str, vehicle: str, day: datetime = DAY) -> tuple[Any, Any]:
     """(from the summary, from the scan) for the vehicle's day."""
     async with await psycopg.AsyncConnection.connect(database) as a:
         await a.execute("INSERT INTO vehicles (id) VALUES (%s) ON CONFLICT DO NOTHING", (vehicle,))
-        t1 = DAY + timedelta(days=1)
-        fast = await history.daily_mileage_from_hours(a, DAY, t1, moving_kmh=RULE.moving_kmh, gap_s=RULE.gap_s)
-        scan = await history.daily_mileage(a, DAY, t1, moving_kmh=RULE.moving_kmh, gap_s=RULE.gap_s)
+        t1 = day + timedelta(days=1)
+        fast = await history.daily_mileage_from_hours(a, day, t1, moving_kmh=RULE.moving_kmh, gap_s=RULE.gap_s)
+        scan = await history.daily_mileage(a, day, t1, moving_kmh=RULE.moving_kmh, gap_s=RULE.gap_s)
     assert fast is not None
     return [r for r in fast if r[0] == vehicle], [r for r in scan if r[0] == vehicle]
 
@@ -107,6 +107,27 @@ async def test_fixes_out_of_order_recompute_their_hour(
     write(conn, earlier[::2])
     fast, scan = await reports(database, vehicle)
     assert_same(fast, scan)
+
+
+async def test_a_recompute_reads_a_chunk_made_after_its_statement_was_prepared(
+    conn: psycopg.Connection[Any], database: str, vehicle: str
+) -> None:
+    """The writer's statements are prepared once per session; the hour
+    recomputed from ``fixes`` must still see a chunk created since (the plan
+    is invalidated, not frozen with the chunks of the time)."""
+    write(conn, drive(vehicle, DAY + timedelta(hours=3), 20))  # prepares the statements
+    far = datetime(2019, 3, 7, tzinfo=UTC)  # a chunk no test writes: created by the next batch
+    chunks = conn.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'fixes'")
+    before = chunks.fetchone()
+    fixes = drive(vehicle, far + timedelta(hours=6), 200)
+    write(conn, fixes[100:])
+    write(conn, fixes[:100])  # earlier fixes of the same hours: recomputed from the new chunk
+    after = conn.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'fixes'")
+    assert (after.fetchone() or (0,))[0] > (before or (0,))[0]
+    conn.commit()
+    fast, scan = await reports(database, vehicle, far)
+    assert_same(fast, scan)
+    assert fast[0][7] == 200
 
 
 async def test_unusable_fixes_are_left_out(conn: psycopg.Connection[Any], database: str, vehicle: str) -> None:
