@@ -177,7 +177,14 @@ class Client:
         are now; one frame later changes nothing). After sending the frame of
         positions, call :meth:`frame_sent`. While more than half of the queue
         waits (a burst), the control messages queued go out batched into
-        frames of up to ``FRAME_MAX_CHARS``."""
+        frames of up to ``FRAME_MAX_CHARS``.
+
+        Always yields to the loop once first: neither ``get()`` on a queue
+        that holds something nor a send into a socket with room in its buffer
+        does, so a sender with a backlog would empty it in one go while ingest
+        and every other client waited (measured: a 1.2 s stall and alert p99
+        1.2-1.5 s at 2,000 fixes/s with 100 clients behind a burst of ends)."""
+        await asyncio.sleep(0)
         while True:
             if self.urgent:
                 return self.urgent.popleft()

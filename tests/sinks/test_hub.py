@@ -395,3 +395,32 @@ def test_a_critical_alert_goes_before_a_burst_of_others_and_critical_ones_keep_t
     flat = [m for msg in got for m in (msg["messages"] if msg["type"] == "batch" else [msg])]  # type: ignore[attr-defined]
     assert [m["id"] for m in flat[:3]] == ["A-0", "B-1", "C-2"]
     assert [m["id"] for m in flat[3:]] == [f"W{i}-{i}" for i in range(3000)] + ["X-1"]
+
+
+async def test_a_sender_with_a_backlog_takes_turns_with_the_loop() -> None:
+    """Each ``outgoing()`` lets the rest of the loop run, even with the next
+    message ready: a sender with a backlog must not hold ingest and the other
+    clients until it has sent it all."""
+    hub = LiveHub(send_queue=1000, flush_ms=10_000)
+    client = hub.add_client()
+    assert client is not None
+    hub.publish_alerts([warning(f"V{i}", i) for i in range(100)])  # a backlog, well under half the queue
+    hub.publish_alerts([sos("S", 100)])
+    turns = 0
+
+    async def elsewhere() -> None:  # the rest of the loop: ingest, other clients
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(elsewhere())
+    await asyncio.sleep(0)
+    between = []
+    for _ in range(101):
+        before = turns
+        assert await client.outgoing()
+        between.append(turns - before)
+    other.cancel()
+    assert client.queue.empty() and not client.urgent
+    assert min(between) >= 1, f"{between.count(0)} of 101 messages taken without a loop turn"
