@@ -269,12 +269,15 @@ def rebuild_hours(conn: psycopg.Connection[Any], start: datetime, end: datetime,
 # e.g. 20261201-0042, handed out in the transaction that inserts it. At least
 # four digits: lpad alone would cut the 10,000th alert of a day to "1000" (a
 # duplicate of the 1,000th; the unique index then failed every later write).
-_NUMBER_ALERTS = """
-WITH todo AS (
-    SELECT id, (raised_at AT TIME ZONE %(tz)s)::date AS day,
-           row_number() OVER (PARTITION BY (raised_at AT TIME ZONE %(tz)s)::date ORDER BY raised_at, ts, id) AS n
-    FROM alerts WHERE number IS NULL AND kind <> 'zone'
-), per_day AS (
+#
+# A batch numbers the alerts it staged, each found by its primary key
+# (``id = ANY(ARRAY(...))``): not "every alert without a number", whose index
+# holds a dead entry for each alert numbered since the last vacuum, and not a
+# join the planner picks, which hashed the whole of ``alerts`` to number ten
+# (40-140 ms per batch once the drains of bench_e2e had stored 300,000 alerts,
+# most of PostgreSQL's time in the live case that followed; measured).
+_NUMBERING = """
+, per_day AS (
     SELECT day, max(n) AS count FROM todo GROUP BY day
 ), bumped AS (
     INSERT INTO alert_counters AS c (day, last) SELECT day, count FROM per_day
@@ -284,8 +287,40 @@ WITH todo AS (
 UPDATE alerts a SET number = to_char(t.day, 'YYYYMMDD') || '-' || lpad(s.n, greatest(4, length(s.n)), '0')
 FROM todo t JOIN per_day p USING (day) JOIN bumped b USING (day),
      LATERAL (SELECT (b.last - p.count + t.n)::text AS n) s
-WHERE a.id = t.id
+WHERE a.id = ANY(ARRAY(SELECT id FROM todo)) AND a.id = t.id
 """
+_NUMBER_ALERTS = (
+    """
+WITH staged AS MATERIALIZED (  -- by primary key alone: the filter below must not pick alerts_unnumbered
+    SELECT id, raised_at, ts, number, kind FROM alerts
+    WHERE id = ANY(ARRAY(SELECT DISTINCT id::uuid FROM alerts_stage WHERE kind <> 'zone'))
+), todo AS MATERIALIZED (
+    SELECT id, (raised_at AT TIME ZONE %(tz)s)::date AS day,
+           row_number() OVER (PARTITION BY (raised_at AT TIME ZONE %(tz)s)::date ORDER BY raised_at, ts, id) AS n
+    FROM staged WHERE number IS NULL AND kind <> 'zone'
+)"""
+    + _NUMBERING
+)
+# Alerts stored without a number (before migration 011, or by a writer older
+# than 2026-12-03): numbered once per writer session, by their own index.
+_NUMBER_LEFT_OVER = (
+    """
+WITH todo AS MATERIALIZED (
+    SELECT id, (raised_at AT TIME ZONE %(tz)s)::date AS day,
+           row_number() OVER (PARTITION BY (raised_at AT TIME ZONE %(tz)s)::date ORDER BY raised_at, ts, id) AS n
+    FROM alerts WHERE number IS NULL AND kind <> 'zone'
+)"""
+    + _NUMBERING
+)
+
+
+def number_left_over_alerts(conn: psycopg.Connection[Any], timezone: str) -> int:
+    """Number the alerts stored without one; returns how many. Commits."""
+    with conn.transaction():
+        cur = conn.execute(_NUMBER_LEFT_OVER, {"tz": timezone})
+    return max(cur.rowcount, 0)
+
+
 # Stored fixes whose flags changed after the fact (a suspect jump that was a real move).
 _CORRECT_FLAGS = """
 UPDATE fixes f SET flags = c.flags

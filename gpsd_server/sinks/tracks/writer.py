@@ -49,6 +49,7 @@ from gpsd_server.store.batch import (
     AlertRow,
     FlagCorrection,
     MileageRule,
+    number_left_over_alerts,
     open_writer_connection,
     write_batch,
 )
@@ -445,6 +446,8 @@ class TrackWriter:
             self._conn = open_writer_connection(
                 s.dsn, connect_timeout_s=s.connect_timeout_s, statement_timeout_s=s.write_timeout_s
             )
+            # A batch numbers only its own alerts: any stored without a number get theirs here.
+            number_left_over_alerts(self._conn, self._timezone)
         return self._conn
 
     def _drop_connection(self) -> None:
