@@ -978,6 +978,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     load0 = Path("/proc/loadavg").read_text().strip()
     if args.profile:
+        if not (shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists()):
+            ap.error("--profile needs py-spy (not a project dependency): .venv/bin/pip install py-spy")
         args.profile.mkdir(parents=True, exist_ok=True)
 
     root = Path(tempfile.mkdtemp(prefix="gpsd-bench-"))
