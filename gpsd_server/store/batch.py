@@ -291,29 +291,29 @@ FROM todo t JOIN per_day p USING (day) JOIN bumped b USING (day),
      LATERAL (SELECT (b.last - p.count + t.n)::text AS n) s
 WHERE a.id = t.id
 """
+
+
+def _todo(source: str) -> str:
+    """The CTE of the alerts in ``source`` still without a number, numbered 1.. per local day."""
+    return f"""todo AS MATERIALIZED (
+    SELECT id, (raised_at AT TIME ZONE %(tz)s)::date AS day,
+           row_number() OVER (PARTITION BY (raised_at AT TIME ZONE %(tz)s)::date ORDER BY raised_at, ts, id) AS n
+    FROM {source} WHERE number IS NULL AND kind <> 'zone'
+)"""
+
+
 _NUMBER_ALERTS = (
     """
-WITH staged AS MATERIALIZED (  -- by primary key alone: the filter below must not pick alerts_unnumbered
+WITH staged AS MATERIALIZED (  -- by primary key alone: the filter in todo must not pick alerts_unnumbered
     SELECT id, raised_at, ts, number, kind FROM alerts
     WHERE id = ANY(ARRAY(SELECT DISTINCT id::uuid FROM alerts_stage WHERE kind <> 'zone'))
-), todo AS MATERIALIZED (
-    SELECT id, (raised_at AT TIME ZONE %(tz)s)::date AS day,
-           row_number() OVER (PARTITION BY (raised_at AT TIME ZONE %(tz)s)::date ORDER BY raised_at, ts, id) AS n
-    FROM staged WHERE number IS NULL AND kind <> 'zone'
-)"""
+), """
+    + _todo("staged")
     + _NUMBERING
 )
-# Alerts stored without a number (before migration 011, or by a writer older
-# than 2026-12-03): numbered once per writer session, by their own index.
-_NUMBER_LEFT_OVER = (
-    """
-WITH todo AS MATERIALIZED (
-    SELECT id, (raised_at AT TIME ZONE %(tz)s)::date AS day,
-           row_number() OVER (PARTITION BY (raised_at AT TIME ZONE %(tz)s)::date ORDER BY raised_at, ts, id) AS n
-    FROM alerts WHERE number IS NULL AND kind <> 'zone'
-)"""
-    + _NUMBERING
-)
+# Alerts stored without a number (before migration 011 none were numbered):
+# numbered once per writer session, by their own index.
+_NUMBER_LEFT_OVER = "\nWITH " + _todo("alerts") + _NUMBERING
 
 
 def number_left_over_alerts(conn: psycopg.Connection[Any], timezone: str) -> int:

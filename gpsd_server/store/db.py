@@ -116,39 +116,38 @@ class Database:
         """One check; returns the connection to keep for the next (None: reconnect)."""
         given = conn
         try:
-            if conn is None or conn.closed:
-                async with asyncio.timeout(self._connect_timeout + 1):
-                    conn = await self.direct()
-                await conn.set_autocommit(True)
-            async with asyncio.timeout(max(1.0, self._check_s * 2)):
-                await conn.execute("SELECT 1")
-        except (TimeoutError, psycopg.Error, OSError) as exc:
-            if conn is not None:
-                with contextlib.suppress(psycopg.Error, OSError):
-                    await conn.close()
-            self._set(False, f"unavailable: {first_line(exc) if not isinstance(exc, TimeoutError) else 'timed out'}")
-            return None
+            try:
+                if conn is None or conn.closed:
+                    async with asyncio.timeout(self._connect_timeout + 1):
+                        conn = await self.direct()
+                    await conn.set_autocommit(True)
+                async with asyncio.timeout(max(1.0, self._check_s * 2)):
+                    await conn.execute("SELECT 1")
+            except (TimeoutError, psycopg.Error, OSError) as exc:
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error, OSError):
+                        await conn.close()
+                why = "timed out" if isinstance(exc, TimeoutError) else first_line(exc)
+                self._set(False, f"unavailable: {why}")
+                return None
+            was_down = not self.available
+            self._set(True, "ok" if self.ready else "migrating")
+            if was_down:
+                # Connections the pool held across the outage are dead: drop them now,
+                # not one failed request at a time.
+                with contextlib.suppress(psycopg.Error, OSError, PoolTimeout):
+                    await self.pool.check()
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # psycopg_pool's check() counts a cancellation that lands in a
+                    # connection's check as a broken connection and goes on: raise it
+                    # again, or the probe runs on and the shutdown waits for it.
+                    raise asyncio.CancelledError
         except BaseException:  # cancelled: a connection opened here is not handed back, close it
             if conn is not None and conn is not given:
                 with contextlib.suppress(psycopg.Error, OSError):
                     await conn.close()
             raise
-        was_down = not self.available
-        self._set(True, "ok" if self.ready else "migrating")
-        if was_down:
-            # Connections the pool held across the outage are dead: drop them now,
-            # not one failed request at a time.
-            with contextlib.suppress(psycopg.Error, OSError, PoolTimeout):
-                await self.pool.check()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # psycopg_pool's check() counts a cancellation that lands in a
-                # connection's check as a broken connection and goes on: raise it
-                # again, or the probe runs on and the shutdown waits for it.
-                if conn is not given:
-                    with contextlib.suppress(psycopg.Error, OSError):
-                        await conn.close()
-                raise asyncio.CancelledError
         return conn
 
     async def probe_forever(self) -> None:
