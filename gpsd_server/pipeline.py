@@ -18,6 +18,7 @@ from typing import Protocol
 from gpsd_server import alerts, wire
 from gpsd_server.core.decode import Decoder
 from gpsd_server.core.engine import Engine
+from gpsd_server.core.rules import presence
 from gpsd_server.directory import VehicleDirectory
 from gpsd_server.errors import DecodeError
 from gpsd_server.ledger import AlertLedger
@@ -169,8 +170,11 @@ class Pipeline:
                     f.vehicle_id, f.ts, f.lon, f.lat, f.speed_kmh, f.heading, info.vehicle_class, info.plate, f.alarm
                 )
             )
-        self._hub.publish_positions(live)
-        self._hub.publish_alerts(alerts.from_raised(a, directory) for a in rows)
+        hub = self._hub
+        hub.publish_positions(live)
+        if rows:
+            zones = hub.reads_zone_records
+            hub.publish_alerts(alerts.from_raised(a, directory) for a in rows if zones or a.event.kind != presence.KIND)
         if dead and self.dead_letter is not None:
             for topic, payload in dead:
                 await self.dead_letter(topic, payload)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 
 import msgspec
 
@@ -95,6 +95,37 @@ async def test_good_fixes_are_stored_and_published_bad_items_rejected_and_dead_l
     [position] = [m for m in sent if m["type"] == "position"]
     assert position["plate"] == test_city.VEHICLES["vehicles"][0]["plate"]
     assert {m["type"] for m in sent} == {"position", "zone"}  # entering the grid is a zone record, not an alert
+
+
+async def test_zone_records_are_stored_but_not_built_when_no_client_reads_them() -> None:
+    """The page connects with ``zones=false``: a dense city's zone records are
+    stored and counted, and no message is made for them; an alert still is."""
+    p, sink, hub, _ = pipeline()
+    published: list[object] = []
+    original = hub.publish_alerts
+
+    def publish(alerts: Iterable[object]) -> None:
+        items = list(alerts)
+        published.extend(items)
+        original(items)  # type: ignore[arg-type]
+
+    hub.publish_alerts = publish  # type: ignore[method-assign]
+    page = hub.add_client()
+    assert page is not None
+    page.zones = False
+    lon, lat = test_city.lonlat(300, 0)
+    items = [{"ts": NOW - 30, "lon": lon, "lat": lat, "alarm": 1}, {"ts": NOW - 20, "lon": lon, "lat": lat}]
+    await p.handle([Incoming("fleet/MT-001/fix", payload(items))])
+    assert {a.event.kind for a in sink.alerts} == {"zone", "sos"}  # the grid entered is stored
+    assert [(type(a).__name__, a.kind) for a in published] == [("Alert", "sos"), ("Alert", "sos")]  # type: ignore[attr-defined]
+    assert {m["type"] for m in sent_to(page)} == {"positions", "alert"}
+
+    desk = hub.add_client()  # a client that reads them: the next zone record is built and sent
+    assert desk is not None
+    await p.handle([Incoming("fleet/PT-001/fix", payload([{"ts": NOW - 10, "lon": lon, "lat": lat}]))])
+    hub.flush()
+    assert [(type(a).__name__, a.vehicle_id) for a in published[2:]] == [("ZoneRecord", "PT-001")]  # type: ignore[attr-defined]
+    assert [m["zone_id"] for m in sent_to(desk) if m["type"] == "zone"] == ["G1"]
 
 
 async def test_a_late_fix_is_stored_flagged_and_not_published_live() -> None:

@@ -90,6 +90,10 @@ class BrokerHub:
     def publish_alerts(self, alerts: Iterable[wire.Alert]) -> None:
         self._alerts.extend(alerts)
 
+    @property
+    def reads_zone_records(self) -> bool:
+        return True  # the API nodes' clients may: they choose, not the worker
+
     def take(self) -> HubFrame | None:
         if not self._positions and not self._alerts:
             return None
