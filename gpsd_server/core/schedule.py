@@ -69,7 +69,10 @@ class Schedule:
     windows: tuple[Window, ...]
 
     def active(self, t: LocalTime) -> bool:
-        return any(w.contains(t) for w in self.windows)
+        for w in self.windows:
+            if w.contains(t):
+                return True
+        return False
 
 
 def parse_schedule(value: Any) -> Schedule:

@@ -145,9 +145,11 @@ class FixContext:
         """The vehicle's permits valid on the fix's local date (worked out once per fix)."""
         if self._permits is None:
             permits = self.vehicle.permits
-            if any(p.valid_from is not None or p.valid_to is not None for p in permits):
-                day = self.local().day  # dates to check: the clock arithmetic only then
-                permits = tuple(p for p in permits if p.valid_on(day))
+            for p in permits:
+                if p.valid_from is not None or p.valid_to is not None:
+                    day = self.local().day  # dates to check: the clock arithmetic only then
+                    permits = tuple(p for p in permits if p.valid_on(day))
+                    break
             self._permits = permits
         return self._permits
 
@@ -157,7 +159,11 @@ class FixContext:
 
     def near_kind(self, kinds: frozenset[str]) -> bool:
         zones = self.zones
-        return any(zones[z].kind in kinds for z in self.near if z in zones)
+        for z in self.near:
+            zone = zones.get(z)
+            if zone is not None and zone.kind in kinds:
+                return True
+        return False
 
     def loaded(self) -> bool | None:
         sensors = self.fix.sensors

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpsd_server.core.city import Vehicle
+from gpsd_server.core.city import Permit, Vehicle
 from gpsd_server.core.rules.base import NO_EVENTS, Episode, Events, FixContext, OpenAlert, RestoreContext, Rule
 
 KEY = "curfew"
@@ -36,7 +36,7 @@ class Curfew(Rule[CurfewState]):
         episode = state.episode
         if not permits and not episode.active:
             return NO_EVENTS
-        allowed = not permits or any(p.hours is None or p.hours.active(ctx.local()) for p in permits)
+        allowed = not permits or _allowed(permits, ctx)
         on = ctx.moving and not allowed
         off = allowed or not ctx.moving
         settings = ctx.settings
@@ -51,6 +51,13 @@ class Curfew(Rule[CurfewState]):
 
     def restore(self, state: CurfewState, alert: OpenAlert, ctx: RestoreContext) -> None:
         state.episode.resume(alert.ts)
+
+
+def _allowed(permits: tuple[Permit, ...], ctx: FixContext) -> bool:
+    for p in permits:
+        if p.hours is None or p.hours.active(ctx.local()):
+            return True
+    return False
 
 
 RULE = Curfew()

@@ -53,8 +53,17 @@ UNCHANGED = Presence()
 
 def idle(state: PresenceState, near: tuple[str, ...], inside: tuple[str, ...]) -> bool:
     """Nothing pending, every strict hit already confirmed, every confirmed zone still near."""
+    # Loops, not all() over generators: asked twice per fix, a generator each costs more than the test.
+    if state.pending:
+        return False
     confirmed = state.inside
-    return not state.pending and all(z in confirmed for z in inside) and all(z in near for z in confirmed)
+    for z in inside:
+        if z not in confirmed:
+            return False
+    for z in confirmed:
+        if z not in near:
+            return False
+    return True
 
 
 def step(

@@ -62,8 +62,12 @@ class ForbiddenZone(Rule[ForbiddenState]):
     def at_rest(self, state: ForbiddenState, ctx: FixContext) -> float | None:
         # A confirmed prohibited zone consults its schedule on every fix.
         zones = ctx.zones
-        if state.open or any(z in zones and zones[z].kind == "prohibited" for z in ctx.confirmed):
+        if state.open:
             return None
+        for z in ctx.confirmed:
+            zone = zones.get(z)
+            if zone is not None and zone.kind == "prohibited":
+                return None
         return NO_CONSTRAINT
 
     def restore(self, state: ForbiddenState, alert: OpenAlert, ctx: RestoreContext) -> None:
