@@ -9,6 +9,7 @@ threshold: ``[rules] moving_kmh``, applied by :func:`status`.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -34,8 +35,25 @@ def status(speed_kmh: float | None, moving_kmh: float) -> MovingStatus:
     return "moving" if (speed_kmh or 0.0) >= moving_kmh else "stopped"
 
 
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
+_floor = math.floor
+
+
+def _to(value: float, scale: float) -> float:
+    """``value`` to the nearest multiple of 1/``scale``, halves up.
+
+    ``round(value, 7)`` finds the decimal exactly and costs three times as much
+    (0.6 µs; a live position rounds four numbers, for every position sent).
+    The two differ by one unit in the last place in about one value in a
+    million (1 cm at 7 decimals of a degree), and on exact halves, which
+    ``round`` sends to the even neighbour. NaN and infinities stay as they are."""
+    try:
+        return _floor(value * scale + 0.5) / scale
+    except (ValueError, OverflowError):
+        return value
+
+
+def _round(value: float | None, scale: float) -> float | None:
+    return None if value is None else _to(value, scale)
 
 
 class Message(msgspec.Struct, tag_field="type", kw_only=True):
@@ -72,10 +90,10 @@ class Position(Message, tag="position", kw_only=True):
             plate=plate,
             vehicle_class=vehicle_class,
             ts=utc(ts),
-            lon=round(lon, 7),
-            lat=round(lat, 7),
-            speed=_round(speed_kmh, 1),
-            heading=None if heading is None else float(round(heading)),
+            lon=_to(lon, 1e7),
+            lat=_to(lat, 1e7),
+            speed=_round(speed_kmh, 10.0),
+            heading=_round(heading, 1.0),
             status=status(speed_kmh, moving_kmh),
         )
 
@@ -117,8 +135,7 @@ def position_row(
 ) -> bytes:
     """One row of :class:`PositionRows`, rounded as :class:`Position` rounds."""
     return encode(
-        (vehicle_id, ts, round(lon, 7), round(lat, 7), _round(speed_kmh, 1),
-         None if heading is None else float(round(heading)), cls)
+        (vehicle_id, ts, _to(lon, 1e7), _to(lat, 1e7), _round(speed_kmh, 10.0), _round(heading, 1.0), cls)
     )  # fmt: skip
 
 
