@@ -27,4 +27,9 @@ def test_a_row_and_a_position_round_alike_and_keep_what_is_missing() -> None:
     row = msgspec.json.decode(wire.position_row("V", 1.0, 112.93123455, 28.5, 36.05, 70.5, "muck_truck"))
     pos = wire.Position.of("V", 1.0, 112.93123455, 28.5, 36.05, 70.5, plate=None, vehicle_class="x", moving_kmh=5)
     assert row[2:6] == [pos.lon, pos.lat, pos.speed, pos.heading] == [112.9312346, 28.5, 36.1, 71.0]
-    assert msgspec.json.decode(wire.position_row("V", 1.0, math.nan, 28.5, None, None, "x"))[2:6] == [None, 28.5, None, None]
+    assert msgspec.json.decode(wire.position_row("V", 1.0, math.nan, 28.5, None, None, "x"))[2:6] == [
+        None,
+        28.5,
+        None,
+        None,
+    ]

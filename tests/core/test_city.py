@@ -152,6 +152,30 @@ def test_equal_from_and_to_is_a_whole_day() -> None:
     assert not schedule.active(local_time(at("2024-03-07 08:00"), TZ))
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"from": "00:00", "to": "00:00"},
+        {"from": "08:00", "to": "08:00"},
+        {"from": "00:00", "to": "24:00"},
+        {"days": [1, 2, 3, 4, 5, 6], "from": "00:00", "to": "00:00"},
+        {"from": "00:00", "to": "23:59"},
+        {"from": "21:00", "to": "06:00"},
+        [{"from": "00:00", "to": "12:00"}, {"from": "12:00", "to": "24:00"}],  # whole, but only as a pair
+        [{"days": [3], "from": "08:00", "to": "08:00"}, {"from": "00:00", "to": "00:00"}],
+    ],
+)
+def test_a_schedule_is_always_active_exactly_when_every_minute_of_the_week_is(spec: Any) -> None:
+    """``Schedule.always`` lets the rules skip the local clock: it must never be
+    claimed for a schedule with a gap (it may miss a whole day made of parts)."""
+    schedule = parse_schedule(spec)
+    week = datetime(2024, 3, 4, tzinfo=TZ).timestamp()  # a Monday, no DST in Asia/Shanghai
+    every = all(schedule.active(local_time(week + 60 * m, TZ)) for m in range(7 * 24 * 60))
+    pair = isinstance(spec, list) and len(spec) == 2 and spec[0].get("to") == "12:00"
+    assert schedule.always == (every and not pair)
+    assert every or not schedule.always
+
+
 # -- strictness: a misspelt key never switches a check off silently ---------------
 
 

@@ -55,7 +55,8 @@ class Curfew(Rule[CurfewState]):
 
 def _allowed(permits: tuple[Permit, ...], ctx: FixContext) -> bool:
     for p in permits:
-        if p.hours is None or p.hours.active(ctx.local()):
+        hours = p.hours
+        if hours is None or hours.always or hours.active(ctx.local()):
             return True
     return False
 

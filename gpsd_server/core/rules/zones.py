@@ -34,7 +34,7 @@ class ForbiddenZone(Rule[ForbiddenState]):
         now_in = set()
         for zid in prohibited:
             schedule = zones[zid].schedule
-            if schedule is None or schedule.active(ctx.local()):
+            if schedule is None or schedule.always or schedule.active(ctx.local()):
                 now_in.add(zid)
         events: list[Event] = []
         ts = ctx.fix.ts
