@@ -330,10 +330,11 @@ class Engine:
             self._geometry = self.build_geometry(self.city, self._projection)
         for j, s in enumerate(own):
             s.j = j
-        lon = np.fromiter((s.fix.lon for s in own), dtype=np.float64, count=len(own))
-        lat = np.fromiter((s.fix.lat for s in own), dtype=np.float64, count=len(own))
+        # Projected once, by the filter (the same projection as the geometry's).
+        x = np.fromiter((s.x for s in own), dtype=np.float64, count=len(own))
+        y = np.fromiter((s.y for s in own), dtype=np.float64, count=len(own))
         codes = np.fromiter((_CLASS_CODE[s.vs.vehicle.vehicle_class] for s in own), np.intp, len(own))
-        return self._geometry.locate(lon, lat, codes, [s.vs.route_index for s in own])
+        return self._geometry.locate_xy(x, y, codes, [s.vs.route_index for s in own])
 
     def _run(self, vs: VehicleState, step: _Step, located: Located | None, *, live: bool = True) -> list[Event]:
         if step.gap_filter is not None and live:

@@ -26,6 +26,7 @@ NO_ROUTES: Mapping[str, float] = MappingProxyType({})  # shared by every fix wit
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+ObjArray = npt.NDArray[np.object_]
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -117,11 +118,12 @@ class ZoneIndex:
             len(zones), len(VEHICLE_CLASSES)
         )
 
-    def hits(self, x: FloatArray, y: FloatArray, class_code: IntArray) -> ZoneHits:
+    def hits(self, x: FloatArray, y: FloatArray, class_code: IntArray, points: ObjArray | None = None) -> ZoneHits:
+        """``points``: the same positions as shapely points, when the caller has them."""
         if not self.zones or len(x) == 0:
             empty = np.zeros(0, dtype=np.intp)
             return ZoneHits(empty, empty, np.zeros(0, dtype=bool))
-        fix, zone = self._tree.query(shapely.points(x, y), predicate="intersects")
+        fix, zone = self._tree.query(shapely.points(x, y) if points is None else points, predicate="intersects")
         keep = self.applies[zone, class_code[fix]]
         fix, zone = fix[keep], zone[keep]
         inside = shapely.contains_xy(self.shapes[zone], x[fix], y[fix])
@@ -137,11 +139,12 @@ class Corridors:
         self.lines = np.array([projection.geometry(r.geometry) for r in routes], dtype=object)
         shapely.prepare(self.lines)
 
-    def distances(self, route: IntArray, x: FloatArray, y: FloatArray) -> FloatArray:
-        """Distance in metres from point (x[i], y[i]) to route[i], element-wise."""
+    def distances(self, route: IntArray, x: FloatArray, y: FloatArray, points: ObjArray | None = None) -> FloatArray:
+        """Distance in metres from point (x[i], y[i]) (or ``points[i]``) to route[i], element-wise."""
         if len(route) == 0:
             return np.zeros(0, dtype=np.float64)
-        return np.asarray(shapely.distance(self.lines[route], shapely.points(x, y)), dtype=np.float64)
+        points = shapely.points(x, y) if points is None else points
+        return np.asarray(shapely.distance(self.lines[route], points), dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +171,15 @@ class CityGeometry:
         self, lon: FloatArray, lat: FloatArray, class_code: IntArray, routes: Sequence[Sequence[int]]
     ) -> Located:
         """Zones and route distances for every fix; ``routes[i]`` are route indices for fix i."""
-        n = len(lon)
         x, y = self.projection.to_xy(lon, lat)
-        hits = self.zone_index.hits(x, y, class_code)
+        return self.locate_xy(x, y, class_code, routes)
+
+    def locate_xy(self, x: FloatArray, y: FloatArray, class_code: IntArray, routes: Sequence[Sequence[int]]) -> Located:
+        """:meth:`locate` for positions already projected (the engine's filter
+        projects them): one projection and one array of points per batch."""
+        n = len(x)
+        points = shapely.points(x, y)
+        hits = self.zone_index.hits(x, y, class_code, points)
         order = np.argsort(hits.fix, kind="stable")
         ids = self.zone_index.ids[hits.zone[order]].tolist()
         strict = hits.inside[order].tolist()
@@ -192,17 +201,17 @@ class CityGeometry:
             near.append(shared.setdefault(zs, zs))
             ins = tuple(z for z, s in zip(zs, strict[a:b], strict=True) if s)
             inside.append(shared.setdefault(ins, ins))
-        return Located(x.tolist(), y.tolist(), near, inside, self._route_distances(x, y, routes))
+        return Located(x.tolist(), y.tolist(), near, inside, self._route_distances(x, y, routes, points))
 
     def _route_distances(
-        self, x: FloatArray, y: FloatArray, routes: Sequence[Sequence[int]]
+        self, x: FloatArray, y: FloatArray, routes: Sequence[Sequence[int]], points: ObjArray
     ) -> list[Mapping[str, float]]:
         counts = np.fromiter((len(r) for r in routes), dtype=np.intp, count=len(routes))
         if not counts.sum():
             return [NO_ROUTES] * len(routes)
         fix = np.repeat(np.arange(len(routes)), counts)
         route = np.fromiter((r for rs in routes for r in rs), dtype=np.intp, count=int(counts.sum()))
-        dist = self.corridors.distances(route, x[fix], y[fix]).tolist()
+        dist = self.corridors.distances(route, x[fix], y[fix], points[fix]).tolist()
         route_ids = [r.id for r in self.corridors.routes]
         found: dict[int, dict[str, float]] = {}
         for f, r, d in zip(fix.tolist(), route.tolist(), dist, strict=True):
