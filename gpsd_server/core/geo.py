@@ -136,6 +136,7 @@ class Corridors:
     def __init__(self, routes: Sequence[Route], projection: Projection) -> None:
         self.routes = tuple(routes)
         self.index = {r.id: i for i, r in enumerate(routes)}
+        self.ids = [r.id for r in routes]
         self.lines = np.array([projection.geometry(r.geometry) for r in routes], dtype=object)
         shapely.prepare(self.lines)
 
@@ -181,9 +182,12 @@ class CityGeometry:
         points = shapely.points(x, y)
         hits = self.zone_index.hits(x, y, class_code, points)
         order = np.argsort(hits.fix, kind="stable")
-        ids = self.zone_index.ids[hits.zone[order]].tolist()
-        strict = hits.inside[order].tolist()
-        bounds = np.searchsorted(hits.fix[order], np.arange(n + 1)).tolist()
+        fix, zone, strict = hits.fix[order], self.zone_index.ids[hits.zone[order]], hits.inside[order]
+        ids = zone.tolist()
+        bounds = np.searchsorted(fix, np.arange(n + 1)).tolist()
+        # The strict hits, in the same order, sliced per fix as the near ones are.
+        strict_ids = zone[strict].tolist()
+        strict_bounds = np.searchsorted(fix[strict], np.arange(n + 1)).tolist()
         near: list[tuple[str, ...]] = []
         inside: list[tuple[str, ...]] = []
         # The vehicle state keeps the last fix's zones: one shared tuple per
@@ -199,7 +203,7 @@ class CityGeometry:
                 continue
             zs = tuple(ids[a:b])
             near.append(shared.setdefault(zs, zs))
-            ins = tuple(z for z, s in zip(zs, strict[a:b], strict=True) if s)
+            ins = tuple(strict_ids[strict_bounds[i] : strict_bounds[i + 1]])
             inside.append(shared.setdefault(ins, ins))
         return Located(x.tolist(), y.tolist(), near, inside, self._route_distances(x, y, routes, points))
 
@@ -212,8 +216,11 @@ class CityGeometry:
         fix = np.repeat(np.arange(len(routes)), counts)
         route = np.fromiter((r for rs in routes for r in rs), dtype=np.intp, count=int(counts.sum()))
         dist = self.corridors.distances(route, x[fix], y[fix], points[fix]).tolist()
-        route_ids = [r.id for r in self.corridors.routes]
-        found: dict[int, dict[str, float]] = {}
-        for f, r, d in zip(fix.tolist(), route.tolist(), dist, strict=True):
-            found.setdefault(f, {})[route_ids[r]] = d
-        return [found.get(i, NO_ROUTES) for i in range(len(routes))]
+        route_ids = self.corridors.ids
+        names = [route_ids[r] for r in route.tolist()]
+        out: list[Mapping[str, float]] = [NO_ROUTES] * len(routes)
+        a = 0
+        for i, c in zip(np.flatnonzero(counts).tolist(), counts[counts > 0].tolist(), strict=True):
+            out[i] = {names[a]: dist[a]} if c == 1 else dict(zip(names[a : a + c], dist[a : a + c], strict=True))
+            a += c
+        return out
