@@ -259,10 +259,12 @@ class Engine:
         late: dict[str, list[int]] = {}
         # Within one batch, sort each vehicle's fixes by time so a batch that
         # arrives shuffled behaves like the same fixes arriving one by one.
-        for i in sorted(range(len(fixes)), key=lambda i: (fixes[i].vehicle_id, fixes[i].ts)):
+        keys = [(f.vehicle_id, f.ts) for f in fixes]
+        known = self._vehicles
+        for i in sorted(range(len(fixes)), key=keys.__getitem__):
             fix = fixes[i]
-            vs = self._state(fix.vehicle_id)
-            at[(fix.vehicle_id, fix.ts)] = i
+            vs = known.get(fix.vehicle_id) or self._state(fix.vehicle_id)
+            at[keys[i]] = i
             if fix.flags & _LATE or (vs.last_ts is not None and fix.ts < vs.last_ts):
                 out[i] = replace(fix, flags=fix.flags | _LATE)
                 late.setdefault(fix.vehicle_id, []).append(i)
