@@ -385,7 +385,7 @@ class Engine:
                 vs.rest = self._at_rest(vs, ctx)
         if live and (seen.entered or seen.exited):
             self._update_members(fix.vehicle_id, seen.entered, seen.exited)
-        return self._close_stale(vs, fix, events)
+        return self._close_stale(vs, fix, events) if vs.stale else events
 
     def _run_free(self, vs: VehicleState, step: _Step, *, live: bool) -> list[Event]:
         """A fix without a usable position: a sign of life, and the alarm rules
@@ -405,7 +405,7 @@ class Engine:
                     for e in produced:
                         e.details["position"] = "last_known" if vs.where is not None else "unknown"
                 events.extend(produced)
-        return self._close_stale(vs, fix, events)
+        return self._close_stale(vs, fix, events) if vs.stale else events
 
     def _open_gap(self, vs: VehicleState, step: _Step) -> None:
         assert step.gap_filter is not None
