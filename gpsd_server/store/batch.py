@@ -367,18 +367,22 @@ def _coord(v: float) -> float | None:
     return v if v == v else None  # NaN: no known position
 
 
-def alert_insert_params(a: AlertRow) -> tuple[Any, ...]:
+def alert_insert_params(a: AlertRow, raised: datetime | None = None) -> tuple[Any, ...]:
+    """``raised``: ``a.raised_at`` as a datetime, when the caller has it (a batch shares one)."""
     e = a.event
-    ended = utc(e.ts) if e.phase == "instant" else None
-    start_ts = e.ts
+    ts = utc(e.ts)
+    raised = utc(a.raised_at) if raised is None else raised
+    ended = ts if e.phase == "instant" else None
+    start = ts
     end_lon = end_lat = None
     if e.phase == "end":  # an end whose start we never saw: record the whole interval
-        start_ts = float(e.details.get("started_at", e.ts))
-        ended = utc(e.ts)
+        started = e.details.get("started_at")
+        start = ts if started is None else utc(float(started))
+        ended = ts
         end_lon, end_lat = _coord(e.lon), _coord(e.lat)
     return (
-        a.id, e.vehicle_id, e.kind, e.key, e.severity, e.zone_id, e.route_id, utc(start_ts),
-        utc(a.raised_at), _coord(e.lon), _coord(e.lat), ended, utc(a.raised_at) if ended else None, e.details,
+        a.id, e.vehicle_id, e.kind, e.key, e.severity, e.zone_id, e.route_id, start,
+        raised, _coord(e.lon), _coord(e.lat), ended, raised if ended else None, e.details,
         a.place, end_lon, end_lat,
     )  # fmt: skip
 
@@ -548,7 +552,10 @@ def alert_stage_rows(alerts: Sequence[AlertRow]) -> tuple[list[tuple[Any, ...]],
     open_starts: dict[tuple[str, str], int] = {}  # (vehicle, key) -> index in rows of a start not yet ended
     rounds: list[list[int]] = []
     rows: list[tuple[Any, ...]] = []
+    raised_ts, raised = None, None
     for seq, a in enumerate(alerts):
+        if a.raised_at != raised_ts:  # the alerts of one cycle share their time
+            raised_ts, raised = a.raised_at, utc(a.raised_at)
         e = a.event
         k = (e.vehicle_id, e.key)
         n = seen.get(k, 0)
@@ -562,10 +569,10 @@ def alert_stage_rows(alerts: Sequence[AlertRow]) -> tuple[list[tuple[Any, ...]],
             open_starts[k] = len(rows)
         elif is_end and (i := open_starts.pop(k, None)) is not None and rows[i][4] == a.id:
             start = list(rows[i])
-            start[4 + _ENDED_TS], start[4 + _ENDED_AT] = utc(e.ts), utc(a.raised_at)
+            start[4 + _ENDED_TS], start[4 + _ENDED_AT] = utc(e.ts), raised
             start[4 + _END_LON], start[4 + _END_LAT] = _coord(e.lon), _coord(e.lat)
             start[4 + _DETAILS] = {**e.details, **start[4 + _DETAILS]}  # the start's figures stay
             rows[i] = tuple(start)
             merged = True
-        rows.append((seq, n, is_end, merged, *alert_insert_params(a)))
+        rows.append((seq, n, is_end, merged, *alert_insert_params(a, raised)))
     return rows, rounds
