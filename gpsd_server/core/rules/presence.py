@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from gpsd_server.core.city import Zone
 from gpsd_server.core.rules.base import NO_EVENTS, Events, OpenAlert, make_event
@@ -39,9 +39,9 @@ class PresenceState:
         return (PresenceState, (dict(self.inside), dict(self.pending)))
 
 
-@dataclass(frozen=True, slots=True)
-class Presence:
-    """What this fix changed: zones entered and exited, and their events."""
+class Presence(NamedTuple):
+    """What this fix changed: zones entered and exited, and their events (a
+    named tuple: made at every fix near a boundary, a frozen dataclass cost 0.8 µs)."""
 
     entered: tuple[str, ...] = ()
     exited: tuple[str, ...] = ()
