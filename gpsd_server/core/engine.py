@@ -198,7 +198,9 @@ class Engine:
         """Swap in a new City (and its geometry, if built elsewhere, e.g. off the
         event loop); vehicle states and the projection carry over."""
         if geometry is not None:
-            self._projection = geometry.projection
+            old, self._projection = self._projection, geometry.projection
+            if old is not None and old.epsg != geometry.projection.epsg:
+                self._reproject(old, geometry.projection)
         elif self._projection is None:
             centre = city_centre(city)
             if centre is not None:
@@ -211,6 +213,31 @@ class Engine:
         self._geometry = geometry
         for vehicle_id, vs in self._vehicles.items():
             self._configure(vs, self._vehicle(vehicle_id))
+
+    def _reproject(self, old: Projection, new: Projection) -> None:
+        """Carry every vehicle's projected positions over to a new projection.
+
+        It changes when a city's geometry arrives after fixes were projected
+        near the fleet (a first load that failed or was empty): UTM zones 6°
+        apart put the same point hundreds of kilometres apart, so a filter
+        anchor or a held suspect left in the old one would make the next fix a
+        jump, or locate a released suspect in the wrong zones. Kept blind-area
+        gaps are dropped (their late fixes are then judged by the filter only)."""
+        for vs in self._vehicles.values():
+            for f in (vs.filter, vs.late_filter):
+                if f is None:
+                    continue
+                if f.anchor is not None:
+                    x, y = _moved(old, new, f.anchor.x, f.anchor.y)
+                    f.anchor = replace(f.anchor, x=x, y=y)
+                for s in f.suspects:
+                    s.x, s.y = self._to_xy(s.fix.lon, s.fix.lat)
+            if not math.isnan(vs.last_x):
+                vs.last_x, vs.last_y = _moved(old, new, vs.last_x, vs.last_y)
+            if vs.where is not None:
+                x, y = self._to_xy(vs.where.lon, vs.where.lat)
+                vs.where = replace(vs.where, x=x, y=y)
+            vs.gaps = ()
 
     def build_geometry(self, city: City, projection: Projection | None = None) -> CityGeometry:
         """The projected city (slow for big cities: the driver calls it in a thread)."""
@@ -579,3 +606,9 @@ class Engine:
             self._projection = Projection.near(lon, lat)
         x, y = self._projection.to_xy(np.array([lon]), np.array([lat]))
         return float(x[0]), float(y[0])
+
+
+def _moved(old: Projection, new: Projection, x: float, y: float) -> tuple[float, float]:
+    lon, lat = old.to_lonlat(np.array([x]), np.array([y]))
+    nx, ny = new.to_xy(lon, lat)
+    return float(nx[0]), float(ny[0])

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gpsd_server.core.engine import Engine, Rest
+from gpsd_server.core.geo import Projection
 from gpsd_server.model import Fix, FixFlag
 from tests.fixtures import city as rules_city
 from tests.fixtures.city import NIGHT, TZ, Track, engine, run
@@ -170,3 +171,33 @@ def test_a_forgotten_vehicle_is_judged_afresh_and_leaves_its_zones() -> None:
     engine.forget(["V1", "never-seen"])
     assert not engine.knows("V1")
     assert [e for e in engine.tick(1000.0 + 86400) if e.key == offline.KEY] == []
+
+
+def test_a_new_projection_carries_anchors_and_held_suspects_over() -> None:
+    """The city's geometry arrives after fixes were projected near the fleet in
+    another UTM zone (a first load that failed): the vehicle's filter anchor and
+    a suspect held across the swap are moved to the new projection, so the next
+    fix is no jump and the released suspect lands in the zone it is in."""
+    city = rules_city.test_city()
+
+    def fixes() -> list[Fix]:
+        track = Track("MT-001", NIGHT, np.random.default_rng(5), sigma_m=0.0, speed_sigma=0.0)
+        out = list(track.drive((0, 0), (1000, 0), 100))  # along the route
+        out.append(track.fix(2500, 1500, 30.0))  # 2.1 km in 10 s: held as a suspect ...
+        track.t += 10
+        out += list(track.drive((2510, 1500), (2800, 1500), 100))  # ... then confirmed: a real move, into P1
+        return out
+
+    track = fixes()
+    split = 11  # the swap comes right after the suspect
+    reference = Engine(city=city, tz=TZ, epsg=32649)
+    want = [e for f in (track[:split], track[split:]) for e in reference.process(f, f[-1].ts).events]
+    swapped = Engine(city=city, tz=TZ, epsg=32650)  # the fleet's projection, 6 degrees off
+    got = swapped.process(track[:split], track[split - 1].ts).events
+    assert swapped.projection is not None and swapped.projection.epsg == 32650
+    swapped.reload(city, swapped.build_geometry(city, Projection(32649)))
+    result = swapped.process(track[split:], track[-1].ts)
+    got += result.events
+    assert [(e.kind, e.phase, e.key, e.ts) for e in got] == [(e.kind, e.phase, e.key, e.ts) for e in want]
+    assert ("forbidden_zone", "start") in {(e.kind, e.phase) for e in got}
+    assert not any(f.flags & FixFlag.JUMP for f in result.fixes)
