@@ -152,3 +152,34 @@ async def test_fixes_loaded_around_the_writer_are_summarised_by_rebuild(
     assert rebuild_hours(conn, DAY, DAY + timedelta(days=1), RULE) > 0
     fast, scan = await reports(database, vehicle)
     assert_same(fast, scan)
+
+
+async def test_flag_corrections_recompute_their_hours_through_the_index(own_database: str) -> None:
+    """Corrected fixes (a suspect jump released as a real move) recompute only
+    their vehicle-hours, read by the (vehicle_id, ts) index: joined plainly,
+    the planner scanned and hashed the whole chunk (3 M rows: 0.55-0.75 s per
+    correction batch, the writer's transaction held meanwhile)."""
+    from gpsd_server.store.batch import DEFAULT_MILEAGE, FlagCorrection, rehour_sql, utc
+
+    async with await psycopg.AsyncConnection.connect(own_database) as ac:
+        await migrate(ac)
+    t0 = DAY.timestamp()
+    with psycopg.connect(own_database, autocommit=True) as c:
+        c.execute(  # 400 vehicles x 1,000 fixes in one chunk
+            "INSERT INTO fixes (vehicle_id, ts, received_at, lon, lat, speed_kmh, flags, source)"
+            " SELECT 'C' || v, to_timestamp(%s + k * 10), to_timestamp(%s + k * 10), 112.9 + k * 1e-5, 28.2, 30, 0,"
+            " 'native' FROM generate_series(1, 400) v, generate_series(0, 999) k",
+            (t0, t0),
+        )
+        c.execute("ANALYZE fixes")
+        corrections = [FlagCorrection(f"C{v}", t0 + 5000.0 + k * 10, 0) for v in range(1, 21) for k in range(5)]
+        params = {"v": [x.vehicle_id for x in corrections], "t": [utc(x.ts) for x in corrections]}
+        c.autocommit = False
+        (plan,) = c.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + rehour_sql(DEFAULT_MILEAGE), params
+        ).fetchone() or (None,)
+        hours = c.execute("SELECT count(*), sum(fixes) FROM fix_hours WHERE vehicle_id LIKE 'C%%'").fetchone()
+        c.rollback()
+    assert hours == (20, 20 * 360)  # the 20 corrected vehicle-hours, each whole
+    top = plan[0]["Plan"]
+    assert top["Shared Hit Blocks"] + top.get("Shared Read Blocks", 0) < 1500, "the recompute read the whole chunk"
