@@ -73,7 +73,7 @@ class Window:
 @dataclass(frozen=True, slots=True)
 class Schedule:
     windows: tuple[Window, ...]
-    # Active at any time: the rules skip the local clock (1.2 µs per fix) for it.
+    # Active at any time: FixContext.in_hours skips the local clock (1.2 µs per fix) for it.
     always: bool = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Generic, TypeVar
 
 from gpsd_server.core.city import Permit, Vehicle, Zone
-from gpsd_server.core.schedule import LocalTime, local_time
+from gpsd_server.core.schedule import LocalTime, Schedule, local_time
 from gpsd_server.model import Event, Fix, Phase, Severity
 from gpsd_server.settings import RuleSettings
 
@@ -140,6 +140,11 @@ class FixContext:
         if self._local is None:
             self._local = local_time(self.fix.ts, self.tz)
         return self._local
+
+    def in_hours(self, schedule: Schedule | None) -> bool:
+        """The fix falls in ``schedule`` (None: any time); the local clock is
+        read only for a schedule that is not active at every minute."""
+        return schedule is None or schedule.always or schedule.active(self.local())
 
     def permits(self) -> tuple[Permit, ...]:
         """The vehicle's permits valid on the fix's local date (worked out once per fix)."""

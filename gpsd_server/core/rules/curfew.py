@@ -55,8 +55,7 @@ class Curfew(Rule[CurfewState]):
 
 def _allowed(permits: tuple[Permit, ...], ctx: FixContext) -> bool:
     for p in permits:
-        hours = p.hours
-        if hours is None or hours.always or hours.active(ctx.local()):
+        if ctx.in_hours(p.hours):
             return True
     return False
 

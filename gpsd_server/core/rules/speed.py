@@ -37,7 +37,7 @@ def speed_limit(ctx: FixContext) -> tuple[float, str | None]:
         zone_limit = zone.speed_limit_kmh
         if zone_limit is None or zone_limit >= limit:
             continue
-        if zone.schedule is None or zone.schedule.always or zone.schedule.active(ctx.local()):
+        if ctx.in_hours(zone.schedule):
             limit, source = zone_limit, zid
     return limit, source
 

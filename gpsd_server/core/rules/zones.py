@@ -33,8 +33,7 @@ class ForbiddenZone(Rule[ForbiddenState]):
             return NO_EVENTS
         now_in = set()
         for zid in prohibited:
-            schedule = zones[zid].schedule
-            if schedule is None or schedule.always or schedule.active(ctx.local()):
+            if ctx.in_hours(zones[zid].schedule):
                 now_in.add(zid)
         events: list[Event] = []
         ts = ctx.fix.ts
