@@ -285,7 +285,7 @@ def time_geometry_stage(engine: Engine, batches: list[list[Fix]]) -> float:
     once per batch); the per-vehicle inputs are gathered before the clock."""
     city = engine.city
     geometry = engine.build_geometry(city)
-    index = geometry.corridors.index
+    corridors = geometry.corridors
     code = {c: i for i, c in enumerate(VEHICLE_CLASSES)}
     inputs = []
     for batch in batches:
@@ -293,7 +293,7 @@ def time_geometry_stage(engine: Engine, batches: list[list[Fix]]) -> float:
         inputs.append((
             np.array([f.lon for f in batch]), np.array([f.lat for f in batch]),
             np.array([code[v.vehicle_class] for v in vehicles], dtype=np.intp),
-            [tuple(sorted({index[r] for p in v.permits for r in p.routes if r in index})) for v in vehicles],
+            [corridors.permitted(v.permits) for v in vehicles],
         ))  # fmt: skip
     started = time.perf_counter()
     for lon, lat, codes, routes in inputs:

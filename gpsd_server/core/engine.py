@@ -267,8 +267,8 @@ class Engine:
             slots.append(rule.new_state() if state is None else state)
         vs.plan, vs.slots = plan, tuple(slots)
         vs.rest = None  # zone kinds and limits may have changed
-        index = self._geometry.corridors.index if self._geometry is not None else {}
-        vs.route_index = tuple(sorted({index[r] for p in vehicle.permits for r in p.routes if r in index}))
+        geometry = self._geometry
+        vs.route_index = geometry.corridors.permitted(vehicle.permits) if geometry is not None else ()
 
     def _state(self, vehicle_id: str) -> VehicleState:
         vs = self._vehicles.get(vehicle_id)

@@ -9,7 +9,7 @@ one ``contains_xy``, and every (fix, route) distance with one
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -19,7 +19,7 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 
-from gpsd_server.core.city import City, Route, Zone
+from gpsd_server.core.city import City, Permit, Route, Zone
 from gpsd_server.model import VEHICLE_CLASSES
 
 NO_ROUTES: Mapping[str, float] = MappingProxyType({})  # shared by every fix without permitted routes
@@ -118,12 +118,12 @@ class ZoneIndex:
             len(zones), len(VEHICLE_CLASSES)
         )
 
-    def hits(self, x: FloatArray, y: FloatArray, class_code: IntArray, points: ObjArray | None = None) -> ZoneHits:
-        """``points``: the same positions as shapely points, when the caller has them."""
+    def hits(self, x: FloatArray, y: FloatArray, class_code: IntArray, points: ObjArray) -> ZoneHits:
+        """``points``: the same positions as shapely points (made once per batch)."""
         if not self.zones or len(x) == 0:
             empty = np.zeros(0, dtype=np.intp)
             return ZoneHits(empty, empty, np.zeros(0, dtype=bool))
-        fix, zone = self._tree.query(shapely.points(x, y) if points is None else points, predicate="intersects")
+        fix, zone = self._tree.query(points, predicate="intersects")
         keep = self.applies[zone, class_code[fix]]
         fix, zone = fix[keep], zone[keep]
         inside = shapely.contains_xy(self.shapes[zone], x[fix], y[fix])
@@ -140,11 +140,15 @@ class Corridors:
         self.lines = np.array([projection.geometry(r.geometry) for r in routes], dtype=object)
         shapely.prepare(self.lines)
 
-    def distances(self, route: IntArray, x: FloatArray, y: FloatArray, points: ObjArray | None = None) -> FloatArray:
-        """Distance in metres from point (x[i], y[i]) (or ``points[i]``) to route[i], element-wise."""
+    def permitted(self, permits: Iterable[Permit]) -> tuple[int, ...]:
+        """The indices of the routes the permits allow (routes the city lacks left out), sorted."""
+        index = self.index
+        return tuple(sorted({index[r] for p in permits for r in p.routes if r in index}))
+
+    def distances(self, route: IntArray, points: ObjArray) -> FloatArray:
+        """Distance in metres from ``points[i]`` to route[i], element-wise."""
         if len(route) == 0:
             return np.zeros(0, dtype=np.float64)
-        points = shapely.points(x, y) if points is None else points
         return np.asarray(shapely.distance(self.lines[route], points), dtype=np.float64)
 
 
@@ -205,17 +209,15 @@ class CityGeometry:
             near.append(shared.setdefault(zs, zs))
             ins = tuple(strict_ids[strict_bounds[i] : strict_bounds[i + 1]])
             inside.append(shared.setdefault(ins, ins))
-        return Located(x.tolist(), y.tolist(), near, inside, self._route_distances(x, y, routes, points))
+        return Located(x.tolist(), y.tolist(), near, inside, self._route_distances(routes, points))
 
-    def _route_distances(
-        self, x: FloatArray, y: FloatArray, routes: Sequence[Sequence[int]], points: ObjArray
-    ) -> list[Mapping[str, float]]:
+    def _route_distances(self, routes: Sequence[Sequence[int]], points: ObjArray) -> list[Mapping[str, float]]:
         counts = np.fromiter((len(r) for r in routes), dtype=np.intp, count=len(routes))
         if not counts.sum():
             return [NO_ROUTES] * len(routes)
         fix = np.repeat(np.arange(len(routes)), counts)
         route = np.fromiter((r for rs in routes for r in rs), dtype=np.intp, count=int(counts.sum()))
-        dist = self.corridors.distances(route, x[fix], y[fix], points[fix]).tolist()
+        dist = self.corridors.distances(route, points[fix]).tolist()
         route_ids = self.corridors.ids
         names = [route_ids[r] for r in route.tolist()]
         out: list[Mapping[str, float]] = [NO_ROUTES] * len(routes)

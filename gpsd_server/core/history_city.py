@@ -85,8 +85,7 @@ def check_trip(
     n = len(tt)
     if not n:
         return None
-    index = shapes.geometry.corridors.index
-    routes = tuple(sorted({index[r] for p in permits for r in p.routes if r in index}))
+    routes = shapes.geometry.corridors.permitted(permits)
     located = shapes.geometry.locate(lon[part], lat[part], np.full(n, _MUCK, dtype=np.intp), [routes] * n)
 
     def corridor_m(route_id: str) -> float:
