@@ -60,7 +60,7 @@ COMPANY: Role = "company"
 TOKEN_ROLES: tuple[Role, ...] = (*ROLES, COMPANY)
 RANK = {r: i for i, r in enumerate(ROLES)}
 CompanyAccess = Literal["none", "city", "own", "own_alerts"]
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/openapi.json"})
 PUBLIC_PREFIXES = ("/static/", "/vendor/", "/tiles/")  # tiles: an image request carries no token
 
 

@@ -66,6 +66,15 @@ async def test_every_http_route_requires_its_role(server: RunningServer) -> None
     assert checked >= 25
 
 
+async def test_every_public_path_is_served_without_a_token(server: RunningServer) -> None:
+    """The list of public paths names only what is served: a path listed but
+    not served would be opened to anyone by whatever later mounts it there."""
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        for path in sorted(PUBLIC_PATHS):
+            r = await http.get(path)
+            assert r.status_code == 200, (path, r.status_code)
+
+
 async def test_every_websocket_requires_a_token(server: RunningServer) -> None:
     ws_routes = [r for r in all_routes(server.server.app.routes) if isinstance(r, WebSocketRoute)]
     assert {r.path for r in ws_routes} >= {"/ws/live", "/ws/replay"}
