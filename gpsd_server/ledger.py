@@ -51,7 +51,8 @@ class AlertLedger:
         return len(self._open)
 
     def rows(self, events: Sequence[Event], now: float) -> list[AlertRow]:
-        rows = []
+        ids: list[str] = []
+        placed: list[int] = []  # the events whose row names a place, described together
         for e in events:
             k = (e.vehicle_id, e.key)
             started = ""
@@ -65,11 +66,15 @@ class AlertLedger:
             if e.phase != "end":
                 self.raised[e.kind] += 1
             # The place is the start's (an end whose start was never seen stands for the whole alert).
-            place = None
-            if e.kind != presence.KIND and self.places is not None and not started:
-                place = self.places.describe(e.lon, e.lat)
-            rows.append(AlertRow(alert_id, e, now, place))
-        return rows
+            if e.kind != presence.KIND and not started:
+                placed.append(len(ids))
+            ids.append(alert_id)
+        places: list[str | None] = [None] * len(ids)
+        if placed and self.places is not None:
+            described = self.places.describe_many([events[i].lon for i in placed], [events[i].lat for i in placed])
+            for i, place in zip(placed, described, strict=True):
+                places[i] = place
+        return [AlertRow(i, e, now, p) for i, e, p in zip(ids, events, places, strict=True)]
 
     def forget(self, vehicle_ids: Iterable[str]) -> None:
         """Vehicles another ingest worker now owns (their open alerts are its)."""

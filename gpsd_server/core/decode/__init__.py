@@ -13,10 +13,12 @@ from gpsd_server.core.city import City
 from gpsd_server.core.decode.jt808 import decode_jt808, terminal_registry
 from gpsd_server.core.decode.native import decode_native
 from gpsd_server.core.decode.owntracks import decode_owntracks
-from gpsd_server.core.decode.topics import TopicRouter
+from gpsd_server.core.decode.topics import Route, TopicRouter
 from gpsd_server.errors import DecodeError
 from gpsd_server.model import Fix
 from gpsd_server.settings import IngestSettings
+
+ROUTES_KEPT = 100_000  # topics whose route is remembered (one or two per terminal); then start over
 
 
 class Decoder:
@@ -34,6 +36,8 @@ class Decoder:
         self._max_accuracy_m = owntracks_max_accuracy_m
         self._terminals: dict[str, str] = {}
         self._devices: dict[str, str] = {}
+        # A terminal publishes on the same topic all day: its route is parsed once.
+        self._routes: dict[str, Route] = {}
 
     def use_city(self, city: City) -> None:
         """The terminal registries (JT/T 808 phones, OwnTracks devices) of a (re)loaded city."""
@@ -47,9 +51,14 @@ class Decoder:
         self._devices = dict(devices)
 
     def decode(self, topic: str, payload: bytes, now: float) -> list[Fix | DecodeError]:
-        route = self.router.route(topic)
+        route = self._routes.get(topic)
         if route is None:
-            return [DecodeError("unknown_topic", "no decoder for this topic")]
+            route = self.router.route(topic)
+            if route is None:
+                return [DecodeError("unknown_topic", "no decoder for this topic")]
+            if len(self._routes) >= ROUTES_KEPT:  # bounded whatever topics arrive
+                self._routes.clear()
+            self._routes[topic] = route
         if route.path == "native":
             return decode_native(route.key, payload, now=now, limits=self.limits)
         if route.path == "jt808":
