@@ -369,8 +369,10 @@ class FilterSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=T
     max_speed_mixer_truck_kmh: Positive = 120.0
     max_speed_patrol_kmh: Positive = 180.0
     max_speed_other_kmh: Positive = 200.0
-    confirm_fixes: Annotated[int, Meta(ge=2, le=10)] = 2
-    """Fixes agreeing at a new place that make a jump a real move."""
+    confirm_fixes: Annotated[int, Meta(ge=2, le=10)] = 3
+    """Fixes agreeing at a new place that make a jump a real move (3: two multipath
+    fixes in a row that agree with each other are not enough; each one more delays
+    a real move's alerts by a reporting interval, the released fixes are not lost)."""
     max_hdop: Positive = 20.0
     min_sats: Annotated[int, Meta(ge=0, le=64)] = 3
 

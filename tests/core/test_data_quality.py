@@ -91,6 +91,32 @@ def test_one_multipath_fix_inside_a_prohibited_zone_raises_nothing_and_barely_ch
     assert 300 < x_mid < 4800
 
 
+def test_two_multipath_fixes_in_a_row_inside_a_prohibited_zone_raise_nothing() -> None:
+    """A burst of two bad fixes that agree with each other (the same reflection)
+    looked like a real move while ``confirm_fixes`` was 2: a forbidden-zone alert
+    1.5 km off the road, and +3 km of mileage. The default now waits for a third."""
+    tr = track("MT-001", t=NIGHT)
+    fixes = list(tr.drive((300, 0), (4800, 0), 600))
+    clean_km = km(processed(engine(), fixes)[0])
+    k = len(fixes) // 2
+    burst = []
+    for j in (0, 1):  # 1.5 km north of the road, inside P1, 30 m apart: consistent with each other
+        lon, lat = lonlat(2500 + 30 * j, 1500)
+        burst.append(replace(fixes[k + j], lon=lon, lat=lat))
+    noisy = [*fixes[:k], *burst, *fixes[k + 2 :]]
+    eng = engine()
+    stored, events = processed(eng, noisy)
+    assert summary(events, kinds=ALERTS) == []
+    assert all(stored[k + j].flags & FixFlag.JUMP for j in (0, 1))
+    assert abs(km(stored) - clean_km) / clean_km < 0.03
+    assert eng.filter_counts.total["outlier_confirmed"] == 2 and eng.filter_counts.total["released"] == 0
+    # The limit, as documented: a burst as long as confirm_fixes is taken for a real move.
+    two = Engine(city=test_city_module.test_city(), tz=TZ, filter_settings=FilterSettings(confirm_fixes=2))
+    assert summary(processed(two, noisy)[1], kinds=ALERTS) == [
+        ("forbidden_zone", "start", "forbidden:P1"), ("forbidden_zone", "end", "forbidden:P1"),
+    ]  # fmt: skip
+
+
 def test_poor_hdop_and_too_few_satellites_are_outliers_with_their_reason() -> None:
     eng = engine()
     tr = track("PT-001")
