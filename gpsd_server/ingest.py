@@ -84,6 +84,13 @@ class MqttIngest:
                 raise ConnectionError(str(exc)) from None
             log.debug("publish to %s failed: %s", topic, exc)
 
+    async def dead_letters(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """A batch's dead letters, best effort (QoS 0, one write for all of them)."""
+        try:
+            await self._client.publish_many(messages)
+        except MqttError as exc:
+            log.debug("%d dead letters not published: %s", len(messages), exc)
+
     async def run(self) -> None:
         backoff = Backoff(self._s.reconnect_min_s, self._s.reconnect_max_s)
         client = self._client

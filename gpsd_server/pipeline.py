@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _LATE = int(FixFlag.LATE)  # an int test: ``flags & FixFlag.LATE`` builds a Flag per fix
 _NOFIX = int(FixFlag.NOFIX)
 _NOT_LIVE = int(FixFlag.LATE | FixFlag.NOFIX | FixFlag.JUMP | FixFlag.FILTERED)
-DeadLetter = Callable[[str, bytes], Awaitable[None]]
+DeadLetter = Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]]  # (topic, payload) of a batch's rejects
 
 
 class Received(Protocol):
@@ -176,8 +176,7 @@ class Pipeline:
             zones = hub.reads_zone_records
             hub.publish_alerts(alerts.from_raised(a, directory) for a in rows if zones or a.event.kind != presence.KIND)
         if dead and self.dead_letter is not None:
-            for topic, payload in dead:
-                await self.dead_letter(topic, payload)
+            await self.dead_letter(dead)
         return durable
 
     async def tick(self) -> None:

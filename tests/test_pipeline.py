@@ -64,8 +64,8 @@ def pipeline() -> tuple[Pipeline, Recording, LiveHub, list[tuple[str, bytes]]]:
     )  # fmt: skip
     dead: list[tuple[str, bytes]] = []
 
-    async def dead_letter(topic: str, payload: bytes) -> None:
-        dead.append((topic, payload))
+    async def dead_letter(messages: Sequence[tuple[str, bytes]]) -> None:
+        dead.extend(messages)
 
     p.dead_letter = dead_letter
     return p, sink, hub, dead

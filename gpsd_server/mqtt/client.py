@@ -84,6 +84,7 @@ class Stats:
     pings_sent: int = 0
     pongs_received: int = 0
     publishes_out: int = 0
+    publish_writes: int = 0  # transport writes that carried QoS 0 publishes (publish_many: one per call)
     pubacks_in: int = 0
 
 
@@ -629,6 +630,28 @@ class MqttClient:
 
     # -- publishing ------------------------------------------------------------
 
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], *, retain: bool = False, timeout_s: float = 10.0
+    ) -> None:
+        """PUBLISH each (topic, payload) with QoS 0, in order, in one transport
+        write (a batch's dead letters: a flood of malformed messages must not
+        cost a system call each). Returns once written, waiting while the
+        transport's buffer is full; the errors are those of :meth:`publish`."""
+        c = self._live()
+        if not messages:
+            return
+        protocol = self.protocol
+        data = b"".join(codec.encode_publish(protocol, t, p, 0, 0, retain) for t, p in messages)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while c.writable is not None:
+                    await asyncio.shield(c.writable)
+        except TimeoutError:
+            raise MqttTimeout(f"transport still full after {timeout_s:g} s") from None
+        c.write(data)
+        self.stats.publishes_out += len(messages)
+        self.stats.publish_writes += 1
+
     async def publish(
         self, topic: str, payload: bytes, qos: int = 0, *, retain: bool = False, timeout_s: float = 10.0
     ) -> None:
@@ -637,18 +660,10 @@ class MqttClient:
         :class:`MqttTimeout` after ``timeout_s``, :class:`PublishRefused` for a
         failure reason code, :class:`NotConnected` without a connection and
         :class:`ConnectionLost` when the connection ends meanwhile."""
-        c = self._live()
         if qos == 0:
-            packet = codec.encode_publish(self.protocol, topic, payload, 0, 0, retain)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    while c.writable is not None:
-                        await asyncio.shield(c.writable)
-            except TimeoutError:
-                raise MqttTimeout(f"transport still full after {timeout_s:g} s") from None
-            c.write(packet)
-            self.stats.publishes_out += 1
+            await self.publish_many([(topic, payload)], retain=retain, timeout_s=timeout_s)
             return
+        c = self._live()
         if qos != 1:
             raise ValueError("this client publishes with QoS 0 or 1")
         assert c.inflight_out is not None

@@ -78,7 +78,7 @@ class IngestRole:
             self.source = MqttIngest(
                 settings=c.mqtt, cycle=c.ingest, topics=router.subscriptions(), handler=self._handle
             )
-            self.pipeline.dead_letter = self.source.publish
+            self.pipeline.dead_letter = self.source.dead_letters
         self.terminals = Terminals(c.jt808, db=db, publish=self._gateway_publish)
 
     def use_city(self, data: CityData) -> None:

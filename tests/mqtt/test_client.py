@@ -342,6 +342,27 @@ async def test_publish_qos0_and_qos1(broker: Broker, topic: str, protocol: int) 
     await sub.close()
 
 
+@BOTH
+async def test_publish_many_sends_every_message_in_order_in_one_write(
+    broker: Broker, topic: str, protocol: int
+) -> None:
+    sub = broker.client()
+    await sub.connect()
+    await sub.subscribe([f"{topic}/#"])
+    pub = broker.client(protocol=protocol, clean_start=True, session_expiry_s=0)
+    await pub.connect()
+    messages = [(f"{topic}/{reason}", b"%d" % i) for i, reason in enumerate(["a", "b", "c"] * 100)]
+    await pub.publish_many(messages)
+    await pub.publish_many([])  # nothing: no write
+    assert pub.stats.publishes_out == 300 and pub.stats.publish_writes == 1
+    got = await receive(sub, 300)
+    assert [(m.topic, m.payload) for m in got] == messages
+    await pub.close()
+    with pytest.raises(NotConnected):
+        await pub.publish_many(messages[:1])
+    await sub.close()
+
+
 async def test_publish_when_not_connected(broker: Broker, topic: str) -> None:
     c = broker.client()
     with pytest.raises(NotConnected):
