@@ -141,6 +141,8 @@ async def measure(dsn: str, day: str, day_start: datetime, vehicles: list[tuple[
 
     tag = uuid.uuid4().hex[:8]
     env = {
+        # The deployment's state folder and broker port, as the rest of the tools honour them.
+        **{k: os.environ[k] for k in config.SHORTHANDS if k in os.environ},
         "GPSD_DATABASE__DSN": dsn,
         "GPSD_HTTP__PORT": "0",
         "GPSD_MQTT__CLIENT_ID": f"bench-{tag}",
