@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from shapely.geometry.base import BaseGeometry
 
 from gpsd_server.core.city import City, Zone
 from gpsd_server.core.geo import Projection
@@ -33,17 +32,8 @@ class _Layer:
         self.shapes = np.array([z.geometry for z in zones], dtype=object)
         self.tree = shapely.STRtree(self.shapes) if zones else None
 
-    def indices(self, point: BaseGeometry) -> list[int]:
-        if self.tree is None:
-            return []
-        return sorted(self.tree.query(point, predicate="within").tolist())
-
-    def first(self, point: BaseGeometry) -> tuple[str, str] | None:
-        found = self.indices(point)
-        return (self.ids[found[0]], self.names[found[0]]) if found else None
-
     def firsts(self, points: np.ndarray) -> np.ndarray:
-        """Per point, the lowest index of a polygon containing it (as ``indices(p)[0]``), or -1."""
+        """Per point, the lowest index of a polygon containing it, or -1."""
         first = np.full(len(points), len(self.ids), dtype=np.intp)
         if self.tree is not None and len(points):
             at, hit = self.tree.query(points, predicate="within")
@@ -107,11 +97,12 @@ class Places:
         """The district and grid a point is in (ids and names), for 12319 cases."""
         if not (np.isfinite(lon) and np.isfinite(lat)):
             return Location()
-        point = shapely.Point(lon, lat)
-        district, grid = self._districts.first(point), self._grids.first(point)
+        point = shapely.points([lon], [lat])
+        d, g = int(self._districts.firsts(point)[0]), int(self._grids.firsts(point)[0])
+        districts, grids = self._districts, self._grids
         return Location(
-            district_id=district[0] if district else None, district=district[1] if district else None,
-            grid_id=grid[0] if grid else None, grid=grid[1] if grid else None,
+            district_id=districts.ids[d] if d >= 0 else None, district=districts.names[d] if d >= 0 else None,
+            grid_id=grids.ids[g] if g >= 0 else None, grid=grids.names[g] if g >= 0 else None,
         )  # fmt: skip
 
     def _nearest_roads(self, lon: np.ndarray, lat: np.ndarray, wanted: np.ndarray) -> dict[int, str]:
