@@ -74,15 +74,14 @@ class MqttIngest:
         """The MQTT client (its ``stats`` say which decode path ran, how often reading paused)."""
         return self._client
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 0, *, must: bool = False) -> None:
-        """Publish on the ingest connection: best effort (dead letters), or
-        with ``must`` raising ``ConnectionError`` when it did not happen."""
+    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Publish on the ingest connection (the gateway's commands), raising
+        ``ConnectionError`` when it did not happen; dead letters go best effort
+        through :meth:`dead_letters`."""
         try:
             await self._client.publish(topic, payload, qos=qos)
         except MqttError as exc:
-            if must:
-                raise ConnectionError(str(exc)) from None
-            log.debug("publish to %s failed: %s", topic, exc)
+            raise ConnectionError(str(exc)) from None
 
     async def dead_letters(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """A batch's dead letters, best effort (QoS 0, one write for all of them)."""

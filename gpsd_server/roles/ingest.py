@@ -110,7 +110,7 @@ class IngestRole:
     async def _gateway_publish(self, topic: str, payload: bytes) -> None:
         if not isinstance(self.source, MqttIngest):
             raise ConnectionError("the JT/T 808 gateway publishes over MQTT ([cluster] engine = none)")
-        await self.source.publish(topic, payload, qos=1, must=True)
+        await self.source.publish(topic, payload, qos=1)
 
     async def _tick(self) -> None:
         """Time-driven rules (offline) once a second."""
