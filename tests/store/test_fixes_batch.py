@@ -109,6 +109,47 @@ async def test_fixes_out_of_order_recompute_their_hour(
     assert_same(fast, scan)
 
 
+def hours_of(fixes: Sequence[Fix]) -> dict[datetime, tuple[Any, ...]]:
+    """Per UTC hour: fixes, first (ts, lon, lat), last (ts, lon, lat, speed), max speed: from the fixes themselves."""
+    by_hour: dict[datetime, list[Fix]] = {}
+    for f in sorted(fixes, key=lambda f: f.ts):
+        by_hour.setdefault(datetime.fromtimestamp(f.ts, UTC).replace(minute=0, second=0, microsecond=0), []).append(f)
+    return {
+        h: (len(fs), fs[0].ts, fs[0].lon, fs[0].lat, fs[-1].ts, fs[-1].lon, fs[-1].lat, fs[-1].speed_kmh,
+            max(f.speed_kmh or 0.0 for f in fs))
+        for h, fs in by_hour.items()
+    }  # fmt: skip
+
+
+async def test_each_hour_keeps_its_first_and_last_fix_whatever_the_batches(
+    conn: psycopg.Connection[Any], vehicle: str
+) -> None:
+    """The first and last fix of an hour (what the report bridges hours with),
+    checked column by column against the fixes: one fix per batch (the
+    single-fix drain: every group of the summary one fix), runs of fixes, and
+    a backfill into hours already summarised."""
+    fixes = drive(vehicle, DAY + timedelta(hours=20, minutes=45), 240, step_s=20.0)
+    fixes[-1] = Fix(vehicle, fixes[-1].ts, fixes[-1].lon, fixes[-1].lat, fixes[-1].ts + 1, None, 90.0)  # no speed
+    live, backfill = [f for i, f in enumerate(fixes) if i % 5], [f for i, f in enumerate(fixes) if not i % 5]
+    for f in live[:60]:
+        write(conn, [f])
+    for i in range(60, len(live), 25):
+        write(conn, live[i : i + 25])
+    write(conn, backfill[::-1])  # late, newest first: every hour it touches is recomputed
+    rows = conn.execute(
+        "SELECT hour, fixes, extract(epoch FROM first_ts), first_lon, first_lat, extract(epoch FROM last_ts),"
+        " last_lon, last_lat, last_speed_kmh, max_speed_kmh FROM fix_hours WHERE vehicle_id = %s ORDER BY hour",
+        (vehicle,),
+    ).fetchall()
+    conn.commit()
+    expected = hours_of(fixes)
+    assert [r[0] for r in rows] == sorted(expected) and len(rows) >= 3
+    for hour, *got in rows:
+        want = expected[hour]
+        assert got[0] == want[0], hour
+        assert [float(v) if v is not None else None for v in got[1:]] == pytest.approx(list(want[1:]), abs=1e-6), hour
+
+
 async def test_a_recompute_reads_a_chunk_made_after_its_statement_was_prepared(
     conn: psycopg.Connection[Any], database: str, vehicle: str
 ) -> None:
