@@ -41,6 +41,10 @@ SETTABLE = frozenset(
 )  # fmt: skip
 _EVENT_COLUMNS = "case_id, seq, kind, at, recorded_at, by_name, comment, data, prev_digest, digest"
 _ALERT_KINDS = sorted(ALERT_KINDS)
+# The case alerts are never zone presence records; saying so lets PostgreSQL
+# read them through the desk's index (migration 060) instead of every row of
+# ``alerts``, most of which are zone records.
+_CASE_ALERT = "kind = ANY(%s) AND kind <> 'zone'"
 _NOT_ON_TRACK = int(FixFlag.LATE | FixFlag.NOFIX | FixFlag.JUMP | FixFlag.FILTERED)
 
 
@@ -322,7 +326,7 @@ async def overdue_alerts(conn: Conn, *, open_only: bool) -> list[tuple[int, str,
     """(case id, step, vehicle id, alert id) of the cases' overdue alerts."""
     cur = await conn.execute(
         "SELECT (details->>'case_id')::bigint, details->>'step', vehicle_id, id::text FROM alerts"
-        f" WHERE kind = ANY(%s) {'AND ended_ts IS NULL' if open_only else ''} ORDER BY ts",
+        f" WHERE {_CASE_ALERT} {'AND ended_ts IS NULL' if open_only else ''} ORDER BY ts",
         (_ALERT_KINDS,),
     )
     return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in await cur.fetchall()]
@@ -333,7 +337,7 @@ async def alerts_of(conn: Conn, case_id: int) -> list[dict[str, Any]]:
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT id::text AS id, number, kind, details->>'step' AS step, ts, ended_ts, state, vehicle_id FROM alerts"
-        " WHERE kind = ANY(%s) AND details->>'case_id' = %s ORDER BY ts",
+        f" WHERE {_CASE_ALERT} AND details->>'case_id' = %s ORDER BY ts",
         (_ALERT_KINDS, str(case_id)),
     )
     return await cur.fetchall()
@@ -399,7 +403,7 @@ spans AS (
 ), late AS (
     SELECT a.details->>'step' AS step, count(DISTINCT (a.details->>'case_id')) AS overdue
     FROM alerts a JOIN c ON a.details->>'case_id' = c.id::text
-    WHERE a.kind = ANY(%(kinds)s) GROUP BY 1
+    WHERE a.kind = ANY(%(kinds)s) AND a.kind <> 'zone' GROUP BY 1
 )
 SELECT s.step, count(*) AS count, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.s) AS median_s,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY s.s) AS p90_s, max(s.s) AS max_s,
@@ -408,7 +412,7 @@ FROM spans s LEFT JOIN late l ON l.step = s.step
 GROUP BY s.step, s.n ORDER BY s.n
 """
 _LATE_CASES = """
-SELECT DISTINCT (details->>'case_id')::bigint AS case_id FROM alerts WHERE kind = ANY(%(kinds)s)
+SELECT DISTINCT (details->>'case_id')::bigint AS case_id FROM alerts WHERE kind = ANY(%(kinds)s) AND kind <> 'zone'
 """
 _BY = {
     "category": ("category", "category"),
@@ -435,7 +439,7 @@ e AS (
     WHERE e.data ? 'vehicle_id' AND e.kind IN ('dispatched', 'reassigned', 'arrived', 'left')
 ), late AS (
     SELECT a.vehicle_id, count(*) AS overdue FROM alerts a JOIN c ON a.details->>'case_id' = c.id::text
-    WHERE a.kind = ANY(%(kinds)s) GROUP BY 1
+    WHERE a.kind = ANY(%(kinds)s) AND a.kind <> 'zone' GROUP BY 1
 )
 SELECT e.vehicle_id,
        count(*) FILTER (WHERE e.kind IN ('dispatched', 'reassigned')) AS dispatched,

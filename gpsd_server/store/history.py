@@ -300,7 +300,7 @@ async def violations(
     cur = await conn.execute(
         "SELECT a.vehicle_id, v.plate, v.company, a.kind, to_char(a.ts AT TIME ZONE %(tz)s, 'YYYY-MM-DD') AS day,"
         " count(*) FROM alerts a LEFT JOIN vehicles v ON v.id = a.vehicle_id"
-        " WHERE a.ts >= %(t0)s AND a.ts < %(t1)s AND a.severity IN ('warning', 'critical')"
+        " WHERE a.ts >= %(t0)s AND a.ts < %(t1)s AND a.severity IN ('warning', 'critical') AND a.kind <> 'zone'"
         f"{_scope('a.vehicle_id', scope)} GROUP BY 1, 2, 3, 4, 5 ORDER BY 5, 1, 4",
         {"tz": timezone, "t0": start, "t1": end, "scope": list(scope or ())},
     )
