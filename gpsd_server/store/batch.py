@@ -235,7 +235,7 @@ def hours_sql(src: str, rule: MileageRule) -> str:
     the ones missing from its ``RETURNING`` and are recomputed from
     ``fixes``. One look-up of ``fix_hours`` per hour instead of a join
     before the append as well: with the ``FILTER`` picks of
-    :func:`_hour_stats`, 13.8-15.5 -> 9.5-10.3 µs of PostgreSQL time per
+    :func:`_hour_stats`, 13.8-15.5 -> 8.9-10.3 µs of PostgreSQL time per
     fix for this statement (pg_stat_statements, the single-fix drain of
     ``tools/bench_e2e.py`` replayed in 640-row batches, 2026-12-03). A
     refused hour is only locked by the append, not changed, so the recompute

@@ -41,10 +41,16 @@ SETTABLE = frozenset(
 )  # fmt: skip
 _EVENT_COLUMNS = "case_id, seq, kind, at, recorded_at, by_name, comment, data, prev_digest, digest"
 _ALERT_KINDS = sorted(ALERT_KINDS)
-# The case alerts are never zone presence records; saying so lets PostgreSQL
-# read them through the desk's index (migration 060) instead of every row of
-# ``alerts``, most of which are zone records.
-_CASE_ALERT = "kind = ANY(%s) AND kind <> 'zone'"
+
+
+def _case_alerts(kinds: str, alias: str = "") -> str:
+    """The condition picking the cases' alerts (``kinds``: the parameter).
+    They are never zone presence records; saying so lets PostgreSQL read them
+    through the desk's index (migration 060) instead of every row of
+    ``alerts``, most of which are zone records."""
+    return f"{alias}kind = ANY({kinds}) AND {alias}kind <> 'zone'"
+
+
 _NOT_ON_TRACK = int(FixFlag.LATE | FixFlag.NOFIX | FixFlag.JUMP | FixFlag.FILTERED)
 
 
@@ -326,7 +332,7 @@ async def overdue_alerts(conn: Conn, *, open_only: bool) -> list[tuple[int, str,
     """(case id, step, vehicle id, alert id) of the cases' overdue alerts."""
     cur = await conn.execute(
         "SELECT (details->>'case_id')::bigint, details->>'step', vehicle_id, id::text FROM alerts"
-        f" WHERE {_CASE_ALERT} {'AND ended_ts IS NULL' if open_only else ''} ORDER BY ts",
+        f" WHERE {_case_alerts('%s')} {'AND ended_ts IS NULL' if open_only else ''} ORDER BY ts",
         (_ALERT_KINDS,),
     )
     return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in await cur.fetchall()]
@@ -337,7 +343,7 @@ async def alerts_of(conn: Conn, case_id: int) -> list[dict[str, Any]]:
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
         "SELECT id::text AS id, number, kind, details->>'step' AS step, ts, ended_ts, state, vehicle_id FROM alerts"
-        f" WHERE {_CASE_ALERT} AND details->>'case_id' = %s ORDER BY ts",
+        f" WHERE {_case_alerts('%s')} AND details->>'case_id' = %s ORDER BY ts",
         (_ALERT_KINDS, str(case_id)),
     )
     return await cur.fetchall()
@@ -386,7 +392,7 @@ async def track_since(
 
 # -- reports ------------------------------------------------------------------------------------
 
-_STEP_TIMES = """
+_STEP_TIMES = f"""
 WITH c AS (SELECT * FROM cases WHERE accepted_at >= %(start)s AND accepted_at < %(end)s),
 spans AS (
     SELECT 'dispatch' AS step, 1 AS n, extract(epoch FROM dispatched_at - accepted_at) AS s FROM c
@@ -403,7 +409,7 @@ spans AS (
 ), late AS (
     SELECT a.details->>'step' AS step, count(DISTINCT (a.details->>'case_id')) AS overdue
     FROM alerts a JOIN c ON a.details->>'case_id' = c.id::text
-    WHERE a.kind = ANY(%(kinds)s) AND a.kind <> 'zone' GROUP BY 1
+    WHERE {_case_alerts("%(kinds)s", "a.")} GROUP BY 1
 )
 SELECT s.step, count(*) AS count, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.s) AS median_s,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY s.s) AS p90_s, max(s.s) AS max_s,
@@ -411,8 +417,8 @@ SELECT s.step, count(*) AS count, percentile_cont(0.5) WITHIN GROUP (ORDER BY s.
 FROM spans s LEFT JOIN late l ON l.step = s.step
 GROUP BY s.step, s.n ORDER BY s.n
 """
-_LATE_CASES = """
-SELECT DISTINCT (details->>'case_id')::bigint AS case_id FROM alerts WHERE kind = ANY(%(kinds)s) AND kind <> 'zone'
+_LATE_CASES = f"""
+SELECT DISTINCT (details->>'case_id')::bigint AS case_id FROM alerts WHERE {_case_alerts("%(kinds)s")}
 """
 _BY = {
     "category": ("category", "category"),
@@ -431,7 +437,7 @@ SELECT {key} AS key, {name} AS name, count(*) AS count,
            FILTER (WHERE closed_at IS NOT NULL) AS close_median_s
 FROM c GROUP BY 1 ORDER BY count(*) DESC, 1
 """
-_BY_VEHICLE = """
+_BY_VEHICLE = f"""
 WITH c AS (SELECT * FROM cases WHERE accepted_at >= %(start)s AND accepted_at < %(end)s),
 e AS (
     SELECT e.kind, e.by_name, e.data->>'vehicle_id' AS vehicle_id, (e.data->>'after_s')::float8 AS after_s
@@ -439,7 +445,7 @@ e AS (
     WHERE e.data ? 'vehicle_id' AND e.kind IN ('dispatched', 'reassigned', 'arrived', 'left')
 ), late AS (
     SELECT a.vehicle_id, count(*) AS overdue FROM alerts a JOIN c ON a.details->>'case_id' = c.id::text
-    WHERE a.kind = ANY(%(kinds)s) AND a.kind <> 'zone' GROUP BY 1
+    WHERE {_case_alerts("%(kinds)s", "a.")} GROUP BY 1
 )
 SELECT e.vehicle_id,
        count(*) FILTER (WHERE e.kind IN ('dispatched', 'reassigned')) AS dispatched,
