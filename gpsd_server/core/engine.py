@@ -313,18 +313,19 @@ class Engine:
     ) -> tuple[list[_Step], list[Correction]]:
         """Classify the batch's live fixes (the filter stage) into the steps the rules run."""
         fs = self.filters
-        candidates = [i for i, _, _ in live if not out[i].flags & _NOT_FOR_RULES]
-        xy = self._project(candidates, out)
+        xs, ys = self._project_lists([i for i, _, _ in live if not out[i].flags & _NOT_FOR_RULES], out)
+        k = 0  # the next projected position: the candidates are in the order of live
         steps: list[_Step] = []
         corrections: list[Correction] = []
         for i, vs, gap in live:
             fix = out[i]
             kept = vs.filter.copy() if gap is not None and self.settings.backfill_gaps_kept else None
             start = gap or 0.0
-            if i not in xy:  # no position, or one the terminal says is unusable
+            if fix.flags & _NOT_FOR_RULES:  # no position, or one the terminal says is unusable
                 steps.append(_Step(fix, vs, _FREE, gap_filter=kept, gap_start=start))
                 continue
-            x, y = xy[i]
+            x, y = xs[k], ys[k]
+            k += 1
             verdict = filters.classify(vs.filter, fix, x, y, vs.vehicle.vehicle_class, fs)
             self.filter_counts.add(verdict)
             if verdict.kind == "release":
@@ -341,14 +342,21 @@ class Engine:
         return steps, corrections
 
     def _project(self, indices: list[int], fixes: list[Fix]) -> dict[int, tuple[float, float]]:
+        xs, ys = self._project_lists(indices, fixes)
+        return dict(zip(indices, zip(xs, ys, strict=True), strict=True))
+
+    def _project_lists(self, indices: list[int], fixes: list[Fix]) -> tuple[list[float], list[float]]:
+        """x and y of ``fixes[i]`` for each of ``indices``, in that order (the live
+        batch walks them in step: no dict of pairs per fix, 5 % of the engine's time)."""
         if not indices:
-            return {}
+            return [], []
         if self._projection is None:  # no geometry in the city: project near the fleet
             self._projection = Projection.near(fixes[indices[0]].lon, fixes[indices[0]].lat)
-        lon = np.fromiter((fixes[i].lon for i in indices), dtype=np.float64, count=len(indices))
-        lat = np.fromiter((fixes[i].lat for i in indices), dtype=np.float64, count=len(indices))
+        pick = [fixes[i] for i in indices]
+        lon = np.fromiter([f.lon for f in pick], dtype=np.float64, count=len(pick))
+        lat = np.fromiter([f.lat for f in pick], dtype=np.float64, count=len(pick))
         x, y = self._projection.to_xy(lon, lat)
-        return dict(zip(indices, zip(x.tolist(), y.tolist(), strict=True), strict=True))
+        return x.tolist(), y.tolist()
 
     def _locate(self, steps: list[_Step]) -> Located | None:
         own = [s for s in steps if s.mode == _OWN]

