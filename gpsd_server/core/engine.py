@@ -281,7 +281,6 @@ class Engine:
 
     def process(self, fixes: Sequence[Fix], now: float) -> EngineResult:
         out = list(fixes)
-        at = {}  # (vehicle, ts) -> index in out, for flags decided later in the batch
         live: list[tuple[int, VehicleState, float | None]] = []  # (index, vehicle, start of the gap it ends)
         late: dict[str, list[int]] = {}
         # Within one batch, sort each vehicle's fixes by time so a batch that
@@ -291,7 +290,6 @@ class Engine:
         for i in sorted(range(len(fixes)), key=keys.__getitem__):
             fix = fixes[i]
             vs = known.get(fix.vehicle_id) or self._state(fix.vehicle_id)
-            at[keys[i]] = i
             if fix.flags & _LATE or (vs.last_ts is not None and fix.ts < vs.last_ts):
                 out[i] = replace(fix, flags=fix.flags | _LATE)
                 late.setdefault(fix.vehicle_id, []).append(i)
@@ -299,7 +297,7 @@ class Engine:
             gap = vs.last_ts if vs.last_ts is not None and fix.ts - vs.last_ts > self.settings.backfill_gap_s else None
             vs.last_ts = fix.ts
             live.append((i, vs, gap))
-        steps, corrections = self._filter(out, at, live)
+        steps, corrections = self._filter(out, live)
         events: list[Event] = []
         located = self._locate(steps)
         for step in steps:
@@ -309,10 +307,11 @@ class Engine:
         return EngineResult(fixes=out, events=events, corrections=corrections)
 
     def _filter(
-        self, out: list[Fix], at: dict[tuple[str, float], int], live: list[tuple[int, VehicleState, float | None]]
+        self, out: list[Fix], live: list[tuple[int, VehicleState, float | None]]
     ) -> tuple[list[_Step], list[Correction]]:
         """Classify the batch's live fixes (the filter stage) into the steps the rules run."""
         fs = self.filters
+        at: dict[tuple[str, float], int] | None = None  # (vehicle, ts) -> index in out, made at the first release
         xs, ys = self._project_lists([i for i, _, _ in live if not out[i].flags & _NOT_FOR_RULES], out)
         k = 0  # the next projected position: the candidates are in the order of live
         steps: list[_Step] = []
@@ -329,6 +328,8 @@ class Engine:
             verdict = filters.classify(vs.filter, fix, x, y, vs.vehicle.vehicle_class, fs)
             self.filter_counts.add(verdict)
             if verdict.kind == "release":
+                if at is None:  # the last of equal (vehicle, ts) wins, as in time order
+                    at = {(f.vehicle_id, f.ts): j for j, f in enumerate(out)}
                 for s in verdict.released:
                     flags = s.fix.flags & ~filters.JUMP
                     corrections.append(Correction(s.fix.vehicle_id, s.fix.ts, flags))
@@ -338,7 +339,7 @@ class Engine:
             elif verdict.flags:
                 fix = out[i] = replace(fix, flags=fix.flags | verdict.flags)
             mode = _PARKED if verdict.kind == "drift" else _FREE if verdict.kind == "outlier" else _OWN
-            steps.append(_Step(fix, vs, mode, x, y, gap_filter=kept, gap_start=start))
+            steps.append(_Step(fix, vs, mode, x, y, True, kept, start))
         return steps, corrections
 
     def _project(self, indices: list[int], fixes: list[Fix]) -> dict[int, tuple[float, float]]:

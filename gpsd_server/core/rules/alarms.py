@@ -87,7 +87,10 @@ class TerminalAlarms(Rule[AlarmState]):
         return AlarmState()
 
     def step(self, state: AlarmState, ctx: FixContext) -> Events:
-        bits = ctx.fix.alarm & alarm_mask(ctx.settings.alarm_bits)
+        alarm = ctx.fix.alarm
+        if not alarm and not state.bits:  # nearly every fix: no alarm set, none was
+            return NO_EVENTS
+        bits = alarm & alarm_mask(ctx.settings.alarm_bits)
         if bits == state.bits:
             return NO_EVENTS
         events: list[Event] = []
