@@ -21,7 +21,7 @@ checks that both agree on generated payloads.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
@@ -147,19 +147,14 @@ def decode_general(vehicle_id: str, payload: bytes, *, now: float, limits: Inges
 _U32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
 
 
-class _SensorsIn(msgspec.Struct, gc=False):
-    cover_closed: bool | None = None
-    loaded: bool | None = None
-    lift: bool | None = None
-    drum: Literal["cw", "ccw", "stopped"] | None = None
-
-
 class _ItemIn(msgspec.Struct, gc=False):
     """One native item as the fast path accepts it: the README's field table."""
 
     ts: str | int | float | None = None
-    lon: float | None = None
-    lat: float | None = None
+    # Ranges here, so a fix needs no check of its own but the zero position
+    # (msgspec takes an integer for a float, never a bool; JSON has no NaN).
+    lon: Annotated[float, Meta(ge=-180, le=180)] | None = None
+    lat: Annotated[float, Meta(ge=-90, le=90)] | None = None
     vehicle_id: str | None = None
     speed_kmh: Annotated[float, Meta(ge=0, le=400)] | None = None
     heading: Annotated[float, Meta(ge=0, le=360)] | None = None
@@ -169,7 +164,7 @@ class _ItemIn(msgspec.Struct, gc=False):
     ignition: bool | None = None
     alarm: _U32 | None = None
     status: _U32 | None = None
-    sensors: _SensorsIn | None = None
+    sensors: Sensors | None = None  # decoded straight into the model's struct
     mileage_km: Annotated[float, Meta(ge=0, le=1e8)] | None = None
 
 
@@ -193,13 +188,14 @@ def _decode_typed(
             return None
         if it.vehicle_id is not None and it.vehicle_id != vehicle_id:
             return None
+        lon, lat = it.lon, it.lat
+        if lon == 0.0 and lat == 0.0:
+            return None
         try:
             ts = parse_ts(it.ts)
             check_ts(ts, now, limits)
-            lon, lat = check_position(it.lon, it.lat)
         except (DecodeError, OverflowError):  # OverflowError: an integer ts beyond float range
             return None
-        s = it.sensors
         out.append(
             Fix(
                 vehicle_id=vehicle_id,
@@ -215,9 +211,7 @@ def _decode_typed(
                 ignition=it.ignition,
                 alarm=it.alarm or 0,
                 status=it.status or 0,
-                sensors=None
-                if s is None
-                else Sensors(cover_closed=s.cover_closed, loaded=s.loaded, lift=s.lift, drum=s.drum),
+                sensors=it.sensors,
                 mileage_km=it.mileage_km,
             )
         )
