@@ -36,3 +36,25 @@ def test_a_row_and_a_position_round_alike_and_keep_what_is_missing() -> None:
         None,
         None,
     ]
+
+
+def test_many_rows_at_once_are_the_same_bytes_as_one_by_one() -> None:
+    """The hub rounds a large flush with numpy (``position_rows``): byte for byte
+    what ``position_row`` writes, missing values, NaN and infinities included."""
+    rng = random.Random(11)
+    odd = [None, math.nan, math.inf, -math.inf, 0.0, -0.04, 0.05, 0.45, 359.5, 1e-9]
+    cols: list[list[object]] = [[], [], [], [], [], [], []]
+    for i in range(20_000):
+        values = (
+            f"V{i}",
+            rng.uniform(1.6e9, 1.8e9),
+            rng.choice([rng.uniform(73, 135), math.nan, 112.00000005, -179.99999995]),
+            rng.uniform(-90, 90),
+            rng.choice([rng.uniform(0, 400), *odd]),
+            rng.choice([rng.uniform(0, 360), *odd]),
+            rng.choice(["muck_truck", "patrol"]),
+        )
+        for col, v in zip(cols, values, strict=True):
+            col.append(v)
+    one_by_one = [wire.position_row(*row) for row in zip(*cols, strict=True)]  # type: ignore[arg-type]
+    assert wire.position_rows(*cols) == one_by_one  # type: ignore[arg-type]

@@ -146,6 +146,8 @@ WAKE = "\x00wake"
 # A frame of messages stops growing past this (characters): a critical alert
 # waits at most for the frame on the wire, not for a burst of thousands.
 FRAME_MAX_CHARS = 64 * 1024
+# From this many positions a flush rounds them with numpy (fewer: the arrays cost more than they save).
+_VECTOR_ROWS = 32
 
 
 @dataclass(eq=False)
@@ -512,6 +514,12 @@ class LiveHub:
     def _encode(self, buffered: list[LivePosition], rows: bool, moving: float) -> list[bytes]:
         self.positions_encoded += len(buffered)
         if rows:
+            if len(buffered) >= _VECTOR_ROWS:
+                return wire.position_rows(
+                    [p.vehicle_id for p in buffered], [p.ts for p in buffered], [p.lon for p in buffered],
+                    [p.lat for p in buffered], [p.speed_kmh for p in buffered], [p.heading for p in buffered],
+                    [p.vehicle_class for p in buffered],
+                )  # fmt: skip
             row = wire.position_row
             return [row(p.vehicle_id, p.ts, p.lon, p.lat, p.speed_kmh, p.heading, p.vehicle_class) for p in buffered]
         encode = wire.encode
