@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from tools.sim.mqtt import Publisher, run
 
-            pub = Publisher(args.host, args.port, args.client_id or f"gpsd-sim-{os.getpid()}")
+            pub = Publisher(args.host, args.port, args.client_id or f"gpsd-sim-{os.getpid()}", stop=stop)
             try:
                 run(sim, pub, speed=None if args.speed == "max" else float(args.speed), on_second=on_second, stop=stop)
             finally:

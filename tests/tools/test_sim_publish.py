@@ -50,3 +50,42 @@ def test_every_publication_arrives_at_a_subscriber() -> None:
     finally:
         sub.loop_stop()
         sub.disconnect()
+
+
+def test_a_stop_is_honoured_while_the_broker_withholds_acknowledgements() -> None:
+    """A broker that went away (``make stop`` under a running demo) used to hold
+    the simulator for ever: ``publish`` waited for room in the window, deaf to
+    SIGTERM. A listener that accepts the connection and never answers stands
+    in for it."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    acceptor = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    acceptor.start()
+    counts = {"muck_truck": 3, "mixer_truck": 0, "patrol": 0, "other": 0}
+    cfg = SimConfig(start=parse_time("2025-06-02T10:00:00+08:00"), duration_s=600, seed=1, counts=counts)
+    sim = Simulation(city_mod.load(REPO / "geofences"), cfg)
+    stop = threading.Event()
+    publisher = Publisher("127.0.0.1", port, "simtest-silent", window=2, stop=stop)
+    done = threading.Event()
+    runner = threading.Thread(target=lambda: (run(sim, publisher, speed=None, stop=stop), done.set()), daemon=True)
+    try:
+        runner.start()
+        time.sleep(1.0)
+        assert not done.is_set() and publisher.sent == 2  # the window is full, nothing acknowledged
+        stop.set()
+        assert done.wait(2.0), "run() did not return after stop"
+        t0 = time.monotonic()
+        assert not publisher.drain()  # gives up at once: stopped
+        assert time.monotonic() - t0 < 1.0
+        t0 = time.monotonic()
+        publisher.close()  # and closes at once too (it waited up to the keepalive)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        publisher.close()
+        acceptor.join(5)
+        listener.close()
+        for conn in accepted:
+            conn.close()

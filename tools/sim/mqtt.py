@@ -22,8 +22,21 @@ from .simulation import Publication, Simulation
 
 
 class Publisher:
-    def __init__(self, host: str, port: int, client_id: str, *, window: int = 2000, qos: int = 1) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        *,
+        window: int = 2000,
+        qos: int = 1,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """``stop``: set it (SIGTERM does) to give up waiting for acknowledgements:
+        a broker that went away (``make stop`` under a running demo) would
+        otherwise hold ``publish`` and ``close`` for ever."""
         self.qos, self.window = qos, window
+        self._stop = stop or threading.Event()
         self.sent = self.acked = 0
         self._cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
@@ -37,27 +50,35 @@ class Publisher:
             self.acked += 1
             self._cond.notify_all()
 
-    def publish(self, pub: Publication) -> None:
+    def publish(self, pub: Publication) -> bool:
+        """False (nothing sent) once ``stop`` is set while the window is full."""
         with self._cond:
             while self.sent - self.acked >= self.window:
-                self._cond.wait(1.0)
+                if self._stop.is_set():
+                    return False
+                self._cond.wait(0.2)
         info = self.client.publish(pub.topic, pub.payload, qos=self.qos)
         if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
             raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
         with self._cond:
             self.sent += 1
+        return True
 
     def drain(self, timeout: float = 30.0) -> bool:
+        """Wait for the outstanding acknowledgements (not past ``stop``)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.acked < self.sent and time.monotonic() < deadline:
+            while self.acked < self.sent and time.monotonic() < deadline and not self._stop.is_set():
                 self._cond.wait(0.2)
             return self.acked >= self.sent
 
     def close(self) -> None:
         self.drain()
-        self.client.loop_stop()
+        # Disconnect first (paho's documented order): it wakes the network
+        # loop, which otherwise waits in select for up to the keepalive when
+        # the broker never answered.
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 def run(
@@ -78,6 +99,7 @@ def run(
         if delay > 0:
             time.sleep(delay)
         for pub in pubs:
-            publisher.publish(pub)
+            if not publisher.publish(pub):
+                return  # stopped while the broker held its acknowledgements
         if on_second:
             on_second(sim, pubs)
