@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from gpsd_server.core.city import Permit
 
 
-@dataclass(frozen=True, slots=True)
-class Margin:
+class Margin(msgspec.Struct, frozen=True, gc=False):
+    """Made per fix of every permitted truck: a struct (0.05 µs), not a frozen dataclass (0.45)."""
+
     margin_m: float  # > 0: outside every corridor; -inf: at a permit site
     distance_m: float  # to the nearest permitted route (inf when none was measured)
     permit_id: str
