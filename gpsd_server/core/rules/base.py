@@ -32,6 +32,8 @@ from datetime import tzinfo
 from types import MappingProxyType
 from typing import Any, ClassVar, Generic, TypeVar
 
+import msgspec
+
 from gpsd_server.core.city import Permit, Vehicle, Zone
 from gpsd_server.core.schedule import LocalTime, Schedule, local_time
 from gpsd_server.model import Event, Fix, Phase, Severity
@@ -77,64 +79,28 @@ def make_event(
     )
 
 
-class FixContext:
+class FixContext(msgspec.Struct, gc=False):
     """One fix as the rules see it. Built by the engine per fix after the zone
-    presence pre-stage, and read-only for the rules (kept allocation-free)."""
+    presence pre-stage, and read-only for the rules (kept allocation-free; a
+    struct: made per fix, 0.1 µs against 0.7 for a class with ``__init__``)."""
 
-    __slots__ = (
-        "_local",
-        "_permits",
-        "confirmed",
-        "corridors",
-        "entered",
-        "exited",
-        "fix",
-        "inside",
-        "moving",
-        "near",
-        "route_dist",
-        "settings",
-        "tz",
-        "vehicle",
-        "x",
-        "y",
-        "zones",
-    )
-
-    def __init__(
-        self,
-        fix: Fix,
-        x: float,
-        y: float,
-        moving: bool,
-        vehicle: Vehicle,
-        settings: RuleSettings,
-        zones: Mapping[str, Zone],
-        tz: tzinfo,
-        corridors: Mapping[str, float | None] = _EMPTY,
-        near: tuple[str, ...] = (),
-        inside: tuple[str, ...] = (),
-        route_dist: Mapping[str, float] = _EMPTY,
-        confirmed: Mapping[str, float] = _EMPTY,
-        entered: tuple[str, ...] = (),
-        exited: tuple[str, ...] = (),
-    ) -> None:
-        self.fix = fix
-        self.x, self.y = x, y  # projected metres (nan when the position is unusable)
-        self.moving = moving
-        self.vehicle = vehicle
-        self.settings = settings
-        self.zones = zones  # every zone of the city by id
-        self.tz = tz
-        self.corridors = corridors  # route id -> corridor_m (None: settings default)
-        self.near = near  # zones within the exit band (a superset of inside)
-        self.inside = inside  # zones strictly containing the fix
-        self.route_dist = route_dist  # route id -> metres, permitted routes only
-        self.confirmed = confirmed  # zones the vehicle is in, after dwell (zone id -> entered at)
-        self.entered = entered  # zones confirmed at this fix
-        self.exited = exited
-        self._local: LocalTime | None = None
-        self._permits: tuple[Permit, ...] | None = None
+    fix: Fix
+    x: float  # projected metres (nan when the position is unusable)
+    y: float
+    moving: bool
+    vehicle: Vehicle
+    settings: RuleSettings
+    zones: Mapping[str, Zone]  # every zone of the city by id
+    tz: tzinfo
+    corridors: Mapping[str, float | None] = _EMPTY  # route id -> corridor_m (None: settings default)
+    near: tuple[str, ...] = ()  # zones within the exit band (a superset of inside)
+    inside: tuple[str, ...] = ()  # zones strictly containing the fix
+    route_dist: Mapping[str, float] = _EMPTY  # route id -> metres, permitted routes only
+    confirmed: Mapping[str, float] = _EMPTY  # zones the vehicle is in, after dwell (zone id -> entered at)
+    entered: tuple[str, ...] = ()  # zones confirmed at this fix
+    exited: tuple[str, ...] = ()
+    _local: LocalTime | None = None
+    _permits: tuple[Permit, ...] | None = None
 
     def local(self) -> LocalTime:
         if self._local is None:
