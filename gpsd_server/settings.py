@@ -70,7 +70,8 @@ class MqttSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 
 class DatabaseSettings(Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     dsn: str = f"postgresql://postgres@127.0.0.1:{EMBEDDED_PG_PORT}/gpsd"
-    batch_max_rows: Annotated[int, Meta(ge=1, le=100000)] = 5000
+    batch_rows: Annotated[int, Meta(ge=1, le=100000)] = 5000  # a batch is full (capped at batch_max_rows)
+    batch_max_rows: Annotated[int, Meta(ge=1, le=100000)] = 25000  # past batch_rows: half of the queue, up to this
     flush_interval_ms: Annotated[int, Meta(ge=0, le=60000)] = 50
     queue_max_rows: Annotated[int, Meta(ge=100)] = 200000
     connect_timeout_s: Positive = 5.0

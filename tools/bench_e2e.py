@@ -42,7 +42,7 @@ paho subscriber draining N queued QoS 1 messages (``manual_ack``, one
 (``gpsd_server.mqtt.MqttClient``, one ``ack()`` per batch) with a trivial
 consumer, a bare binary COPY into a hypertable shaped like ``fixes``, and the
 server's own idempotent batch write (``store.batch.write_batch``) on the
-same rows, with batches of ``batch_max_rows`` and of 25,000.
+same rows, with batches of ``batch_rows`` and of 25,000.
 
 ``--profile DIR`` also records each drain with py-spy (``--threads``, raw
 collapsed stacks) and prints where the server's samples went: decode, engine
@@ -877,7 +877,8 @@ def report(args: argparse.Namespace, drains: list[Drain], lat: Latency | None, c
     print(f"\n## End-to-end benchmark — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}")
     print(f"load average before: {load[0]}; after: {load[1]}")
     print(f"{args.vehicles:,} vehicles, {args.zones:,} zones, {args.routes} routes; "
-          f"batch_max_rows {args.batch_max_rows:,}; flush_interval_ms {args.flush_ms}; {args.ws_clients} websocket "
+          f"batch_rows {args.batch_rows:,}, batch_max_rows {args.batch_max_rows:,}; "
+          f"flush_interval_ms {args.flush_ms}; {args.ws_clients} websocket "
           f"client(s) during drains; websocket clients connect as: {args.ws_form}\n")  # fmt: skip
     print(
         "| case | messages | fixes | msg/s ¹ | fixes/s ¹ | server µs/fix: loop + writer + other = total | "
@@ -951,7 +952,13 @@ def main() -> None:
     ap.add_argument("--vehicles", type=int, default=10_000)
     ap.add_argument("--zones", type=int, default=1000)
     ap.add_argument("--routes", type=int, default=100)
-    ap.add_argument("--batch-max-rows", type=int, default=5000, help="[database] batch_max_rows of the server")
+    db_defaults = DatabaseSettings()
+    ap.add_argument(
+        "--batch-rows", type=int, default=db_defaults.batch_rows, help="[database] batch_rows of the server"
+    )
+    ap.add_argument(
+        "--batch-max-rows", type=int, default=db_defaults.batch_max_rows, help="[database] batch_max_rows of the server"
+    )
     ap.add_argument("--ws-clients", type=int, default=1, help="websocket clients reading during the drains")
     ap.add_argument("--rate", type=int, default=2000, help="fixes/s in the latency case")
     ap.add_argument("--seconds", type=int, default=20, help="duration of the latency case")
@@ -1003,6 +1010,7 @@ def main() -> None:
             "GPSD_INGEST__MAX_AGE_DAYS": "3650",
             "GPSD_LOG_LEVEL": "WARNING",
             "GPSD_DATABASE__FLUSH_INTERVAL_MS": str(args.flush_ms),
+            "GPSD_DATABASE__BATCH_ROWS": str(args.batch_rows),
             "GPSD_DATABASE__BATCH_MAX_ROWS": str(args.batch_max_rows),
             "GPSD_INGEST__STATS_LOG_INTERVAL_S": "60",
         }
@@ -1020,7 +1028,7 @@ def main() -> None:
             ceilings += mqtt_ceilings(svc.mqtt_port, svc.mq_pid(), args.fixes, size)
             write_dsn = svc.create_db("bench_write")  # the server's database stays as the drains expect it
             asyncio.run(migrated(write_dsn))
-            ceilings += db_ceilings(write_dsn, args.fixes, args.vehicles, args.batch_max_rows, args.batch)
+            ceilings += db_ceilings(write_dsn, args.fixes, args.vehicles, args.batch_rows, args.batch)
 
         t_base = time.time() - 86400 * 3
         if "single" in cases:

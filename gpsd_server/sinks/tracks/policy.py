@@ -50,7 +50,7 @@ REPLAY = Action("replay")
 
 class WriterPolicy:
     def __init__(self, settings: DatabaseSettings, backoff: Backoff | None = None, *, spool: bool = True) -> None:
-        self.batch_max_rows = settings.batch_max_rows
+        self.batch_rows = min(settings.batch_rows, settings.batch_max_rows)
         self.queue_max_rows = settings.queue_max_rows
         self.flush_interval_s = settings.flush_interval_ms / 1000
         self.fsync_interval_s = settings.spool_fsync_ms / 1000
@@ -90,7 +90,7 @@ class WriterPolicy:
             return Action("wait", delay_s=self.next_probe - now)
         if not queued_rows:
             return FINISH if self.closing else Action("wait", delay_s=math.inf)
-        if queued_rows < self.batch_max_rows and not self.closing:
+        if queued_rows < self.batch_rows and not self.closing:
             # Group commit: wait briefly for more rows. Under load the previous
             # write's duration does the batching; the wait stays short because
             # acknowledgements (and so the broker's window) wait for the commit.

@@ -176,3 +176,42 @@ async def test_a_batch_the_database_refuses_is_spooled_and_the_writer_goes_on(tm
             admin.execute("DROP TRIGGER IF EXISTS refuse_fix ON fixes")
             await w.close()
             await asyncio.wait_for(task, 10)
+
+
+async def test_a_backlog_is_written_in_batches_of_half_the_queue_up_to_the_maximum(
+    tmp_path: Path, database: str
+) -> None:
+    """Found by the benchmark: 25,000-row batches drained batched messages 19 %
+    faster than 5,000-row ones, and single-fix messages 15 % slower, because a
+    batch of the broker's whole receive window left nothing to read while it
+    committed. A batch takes half of what waits, at least ``batch_rows``, at
+    most ``batch_max_rows``; each batch is one transaction, so PostgreSQL's
+    ``xmin`` tells the batches apart."""
+    import psycopg
+
+    from gpsd_server.store.schema import migrate
+
+    async with await psycopg.AsyncConnection.connect(database) as c:
+        await migrate(c)
+    vehicle = f"V-BACKLOG-{time.time_ns()}"
+    settings = DatabaseSettings(dsn=database, batch_rows=100, batch_max_rows=1000, flush_interval_ms=10)
+    w = TrackWriter(settings, spool_path=tmp_path / "w.spool", spool=False)
+    rows = [Fix(vehicle, 1.7e9 + i, 112.3, 28.5, received_at=1.7e9, speed_kmh=10.0) for i in range(4000)]
+    # Queued before the writer runs: a backlog of 40 messages of 100 fixes.
+    futs = [await w.put(rows[i : i + 100]) for i in range(0, 4000, 100)]
+    task = asyncio.create_task(w.run())
+    try:
+        await asyncio.wait_for(asyncio.gather(*futs), 30)
+        with psycopg.connect(database) as c:
+            sizes = [
+                n
+                for (n,) in c.execute(
+                    "SELECT count(*) FROM fixes WHERE vehicle_id = %s GROUP BY xmin::text::bigint"
+                    " ORDER BY xmin::text::bigint",
+                    (vehicle,),
+                ).fetchall()
+            ]
+        assert sizes == [1000, 1000, 1000, 500, 200, 100, 100, 100], sizes
+    finally:
+        await w.close()
+        await asyncio.wait_for(task, 10)
