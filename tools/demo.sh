@@ -16,17 +16,33 @@ export GPSD_HTTP_PORT="${GPSD_HTTP_PORT:-${GPSD_HTTP__PORT:-8080}}"
 mkdir -p "$GPSD_STATE"
 LOG="$GPSD_STATE/server.log"
 
+PIDFILE="$GPSD_STATE/demo.pid"  # make stop (tools/services.sh stop) ends this demo first
+if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && grep -qa "demo.sh" "/proc/$(cat "$PIDFILE")/cmdline"; then
+    echo "[demo] a demo already runs on $GPSD_STATE (pid $(cat "$PIDFILE")); make stop ends it" >&2
+    exit 1
+fi
+
 bash tools/services.sh start
 
 pids=()
 cleanup() {
     trap - EXIT INT TERM
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # The rest of our children too: the log's tail outlives the grep it feeds
+    # (Ctrl-C reaches the whole group; make stop's TERM reaches only us).
+    pkill -TERM -P $$ 2>/dev/null || true
     wait 2>/dev/null || true
+    rm -f "$PIDFILE"
     echo
     echo "[demo] stopped the server and the fleet; the services keep running (make stop ends them)"
 }
-trap cleanup EXIT INT TERM
+# A signal ends the script after the clean-up: the handler alone would return
+# into the start-up (a Ctrl-C or make stop before the fleet started, and the
+# fleet started anyway).
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+echo $$ >"$PIDFILE"
 
 "$VENV/bin/gpsd-server" run --config config.toml >"$LOG" 2>&1 &
 pids+=($!)

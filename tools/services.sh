@@ -211,7 +211,33 @@ cmd_start() {
     start_mosquitto
 }
 
+# A demo running on this state folder (tools/demo.sh writes its pid) is
+# stopped first, server and fleet: stopping the services under it left a
+# server answering 503 and a simulator reconnecting for ever.
+alive() {  # a zombie (ended, its parent not told yet) is not alive
+    local stat
+    stat="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+    [ -n "$stat" ] && [ "${stat#Z}" = "$stat" ]
+}
+
+stop_demo() {
+    local file="$STATE/demo.pid" pid
+    [ -f "$file" ] || return 0
+    pid="$(cat "$file")"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -qa "demo.sh" "/proc/$pid/cmdline" 2>/dev/null; then
+        kill -TERM "$pid"
+        for _ in $(seq 300); do alive "$pid" || break; sleep 0.1; done
+        if alive "$pid"; then
+            log "the demo (pid $pid) did not stop within 30 s; stopping the services under it"
+        else
+            log "demo stopped (server and fleet)"
+        fi
+    fi
+    rm -f "$file"
+}
+
 cmd_stop() {
+    stop_demo
     if pg_running; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null && log "PostgreSQL stopped"; fi
     if mq_running; then
         kill "$(mq_pid)"
