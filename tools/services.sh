@@ -38,7 +38,8 @@ if [[ $EUID -eq 0 ]] && id postgres >/dev/null 2>&1 \
     PG_SOCK="$PG_HOME/pgsock"
     MQ_DIR="$PG_HOME/mosquitto"
 fi
-APT_PACKAGES=(postgresql-$PG_VERSION postgresql-server-dev-$PG_VERSION cmake mosquitto
+# mosquitto-clients: mosquitto_pub / mosquitto_sub, for publishing a fix by hand (README, MQTT input)
+APT_PACKAGES=(postgresql-$PG_VERSION postgresql-server-dev-$PG_VERSION cmake mosquitto mosquitto-clients
               build-essential dpkg-dev)
 
 log() { printf '[services] %s\n' "$*" >&2; }
