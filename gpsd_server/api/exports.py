@@ -76,6 +76,21 @@ def _line(rows: list[TrackRow]) -> tuple[bytes, int]:
     return _encode(where)[1:-1], len(where)
 
 
+_HEAD = b'{"type":"FeatureCollection","features":[{"type":"Feature","geometry":'
+_LINE_OPEN = b'{"type":"LineString","coordinates":['
+
+
+def _geometry(coordinates: bytes, vertices: int) -> bytes:
+    """The line's geometry. RFC 7946 wants two or more positions in a
+    LineString: a track of one usable fix (a parked vehicle, its drift left
+    out) is that point twice, a track of none has no geometry (``null``)."""
+    if vertices == 0:
+        return b"null"
+    if vertices == 1:
+        coordinates = coordinates + b"," + coordinates
+    return _LINE_OPEN + coordinates + b"]}"
+
+
 async def geojson(pages: Pages, line_properties: dict[str, Any]) -> AsyncIterator[bytes]:
     """A FeatureCollection: first a LineString of the usable fixes (see
     ``_line``), then one Point per fix with ts, speed, heading, flags and late.
@@ -101,23 +116,35 @@ async def geojson(pages: Pages, line_properties: dict[str, Any]) -> AsyncIterato
         if rows_seen > ONE_PASS_MAX_ROWS:
             break
     else:
-        yield b'{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"LineString",'
-        yield b'"coordinates":[' + b",".join(line) + b"]},"
-        yield b'"properties":' + _encode({**line_properties, "points": vertices}) + b"}"
+        yield _HEAD + _geometry(b",".join(line), vertices)
+        yield b',"properties":' + _encode({**line_properties, "points": vertices}) + b"}"
         for chunk in points:
             yield b"," + chunk
         yield b"]}"
         return
     # Too long to keep back: the line from a second pass, then the points.
-    yield b'{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"LineString",'
-    yield b'"coordinates":['
+    # The line is held back until it has two vertices (a parked vehicle's
+    # drift is left out: its line may be one point, or none).
+    yield _HEAD
     vertices = 0
+    held: list[bytes] | None = []
     async for rows in pages(True):
         chunk, count = _line(rows)
-        if chunk:
-            yield (b"," if vertices else b"") + chunk
-            vertices += count
-    yield b']},"properties":' + _encode({**line_properties, "points": vertices}) + b"}"
+        if not chunk:
+            continue
+        vertices += count
+        if held is not None:
+            held.append(chunk)
+            if vertices >= 2:
+                yield _LINE_OPEN + b",".join(held)
+                held = None
+        else:
+            yield b"," + chunk
+    if held is not None:  # fewer than two vertices in all
+        yield _geometry(b",".join(held), vertices)
+    else:
+        yield b"]}"
+    yield b',"properties":' + _encode({**line_properties, "points": vertices}) + b"}"
     for chunk in points:
         yield b"," + chunk
     async for rows in source:

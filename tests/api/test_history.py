@@ -207,3 +207,42 @@ async def test_geojson_one_pass_and_two_pass_agree_with_the_plain_encoding(monke
     assert await ours() == plain()
     monkeypatch.setattr(exports, "ONE_PASS_MAX_ROWS", 50)  # the long-track path: line from a second pass
     assert await ours() == plain()
+
+
+async def test_a_track_of_fewer_than_two_usable_fixes_is_still_valid_geojson(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by a new-user walkthrough: a parked vehicle's track (its drift left
+    out of the line) was a LineString of one position, which RFC 7946 forbids
+    (two or more). One usable fix: that position twice (a line of no length);
+    none: no geometry. Both paths (one pass, and the line's second pass of a
+    long track), the line's ``points`` counting the real fixes."""
+    from datetime import UTC, datetime
+
+    from gpsd_server.api import exports
+
+    drift = 32  # FixFlag.DRIFT: kept as a point, out of the line
+    t = datetime(2026, 11, 27, 13, 30, 5, tzinfo=UTC)
+
+    def rows(usable: int, parked: int) -> list[Any]:
+        out = [(t, 112.35 + i * 1e-4, 28.57, 0.0, None, None, 0) for i in range(usable)]
+        return out + [(t, 112.36, 28.58, 0.0, None, None, drift) for _ in range(parked)]
+
+    async def encoded(track: list[Any]) -> dict[str, Any]:
+        async def pages(line_only: bool) -> Any:
+            for k in range(0, len(track), 20):
+                yield [r for r in track[k : k + 20] if not (line_only and r[6] & drift)]
+
+        return json.loads(b"".join([chunk async for chunk in exports.geojson(pages, {"vehicle_id": "X"})]))
+
+    for two_pass in (False, True):
+        if two_pass:
+            monkeypatch.setattr(exports, "ONE_PASS_MAX_ROWS", 10)
+        none = await encoded(rows(0, 60))
+        assert none["features"][0]["geometry"] is None and none["features"][0]["properties"]["points"] == 0
+        assert len(none["features"]) == 61
+        one = (await encoded(rows(1, 60)))["features"][0]
+        assert one["geometry"] == {"type": "LineString", "coordinates": [[112.35, 28.57], [112.35, 28.57]]}
+        assert one["properties"]["points"] == 1
+        two = (await encoded(rows(2, 60)))["features"][0]
+        assert two["geometry"]["coordinates"] == [[112.35, 28.57], [112.3501, 28.57]]
+        many = (await encoded(rows(45, 30)))["features"][0]
+        assert len(many["geometry"]["coordinates"]) == 45 == many["properties"]["points"]

@@ -508,7 +508,7 @@ export class CasePanel {
     const end = c.handled_at || new Date(this.app.store.now() + 60000).toISOString();
     try {
       const fc = await api.get(`/api/vehicles/${encodeURIComponent(c.vehicle_id)}/track?start=${c.assigned_at}&end=${end}`);
-      const line = fc.features.find((f) => f.geometry.type === "LineString");
+      const line = fc.features.find((f) => f.geometry && f.geometry.type === "LineString");
       if (!line || this.selected !== c.id) return;
       const lls = line.geometry.coordinates.map(([x, y]) => this.app.toDisplayLatLng(x, y));
       this.trackLine = L.polyline(lls, { color: "#0050ff", weight: 4, opacity: 0.85 }).addTo(this.focusLayer);

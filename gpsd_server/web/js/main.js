@@ -385,7 +385,7 @@ async function showTrackToday(id) {
   try {
     const fc = await api.get(`/api/vehicles/${encodeURIComponent(id)}/track?start=${start}&end=${end}`);
     drawTrack(fc);
-    const line = fc.features.find((f) => f.geometry.type === "LineString");
+    const line = fc.features.find((f) => f.geometry && f.geometry.type === "LineString");
     const n = fc.features.length - 1;
     let m = 0;
     const c = line ? line.geometry.coordinates : [];
@@ -428,7 +428,7 @@ function setupViews() {
 
 function drawTrack(fc) {
   app.trackLayer.clearLayers();
-  const line = fc.features.find((f) => f.geometry.type === "LineString");
+  const line = fc.features.find((f) => f.geometry && f.geometry.type === "LineString");
   if (!line || line.geometry.coordinates.length === 0) return;
   const lls = line.geometry.coordinates.map(([x, y]) => app.toDisplayLatLng(x, y));
   L.polyline(lls, { color: "#0050ff", weight: 3, opacity: 0.85 }).addTo(app.trackLayer);
