@@ -37,7 +37,7 @@ from gpsd_server.api import (
 from gpsd_server.api.auth import PUBLIC_PATHS, ROLES, AuthError
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.docs import install_docs
-from gpsd_server.api.params import BadParameter
+from gpsd_server.api.params import ONE_OF_WORDS, BadParameter
 from gpsd_server.api.web import mount_web
 from gpsd_server.store.db import DatabaseUnavailable
 
@@ -118,10 +118,15 @@ def create_app(services: ApiServices) -> FastAPI:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(x) for x in first.get("loc", ()) if x not in ("query", "path", "body")]
-        return JSONResponse(
-            status_code=400,
-            content={"error": str(first.get("msg", "invalid request")), "parameter": ".".join(loc) or "body"},
-        )
+        msg = str(first.get("msg", "invalid request"))
+        kind = first.get("type")
+        if kind == "json_invalid":  # its loc is the byte offset, not a parameter
+            loc, msg = [], f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')})"
+        elif kind == "string_pattern_mismatch":
+            words = ONE_OF_WORDS.get(str(first.get("ctx", {}).get("pattern", "")))
+            if words:  # not the pattern itself: the words it stands for
+                msg = f"must be one of {', '.join(words)} (any case)"
+        return JSONResponse(status_code=400, content={"error": msg, "parameter": ".".join(loc) or "body"})
 
     modules = (ops, tokens, city, vehicles, live, alerts, dispatch, terminals, history, reports, replay, geofences)
     desk = (dashboard, alert_batch)  # the supervisor's desk (issue 16)

@@ -16,10 +16,16 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
+# pattern -> its words, so a refusal names the words instead of the pattern
+ONE_OF_WORDS: dict[str, tuple[str, ...]] = {}
+
+
 def one_of(*words: str) -> str:
     """A pattern matching any of ``words`` in any case (JSON Schema patterns have no flags)."""
-    return "^(" + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in w)
-                           for w in words) + ")$"  # fmt: skip
+    pattern = "^(" + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in w)
+                              for w in words) + ")$"  # fmt: skip
+    ONE_OF_WORDS[pattern] = words
+    return pattern
 
 
 def format_query(*formats: str) -> Any:

@@ -119,6 +119,20 @@ async def test_roles_are_enforced_and_bad_parameters_named(http: httpx.AsyncClie
     assert r.status_code == 400 and r.json()["parameter"] == "lon"
 
 
+async def test_refusals_name_the_allowed_words_and_a_body_that_is_not_json(http: httpx.AsyncClient) -> None:
+    """Found by a new-user walkthrough: a wrong format was refused with the raw
+    regular expression, and a body that is not JSON named parameter "0" (the
+    byte offset)."""
+    r = await http.get("/api/vehicles/V1/track", params={"format": "kml"})
+    assert r.status_code == 400 and r.json() == {"error": "must be one of geojson, gpx, csv (any case)",
+                                                 "parameter": "format"}  # fmt: skip
+    r = await http.post(
+        "/api/alerts/ack", content=b"notjson", headers={"Authorization": "Bearer o", "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["parameter"] == "body", r.text
+    assert r.json()["error"].startswith("the body is not valid JSON"), r.text
+
+
 async def test_health_names_the_missing_database(http: httpx.AsyncClient) -> None:
     r = await http.get("/healthz")
     assert r.status_code == 503 and r.json()["database"] is False and r.json()["mqtt"] is True
