@@ -172,11 +172,12 @@ class Status:
             w = self.writer.stats
             filtered = self.filters.total
             log.info(
-                "ingest: %d fixes in %.0f s (%.0f/s), rejected %d, late %d, no fix %d, filtered %s, db queue %d, "
-                "stored %d (dups %d), ws clients %d",
+                # The first figures are this interval's; the rest count since the start.
+                "ingest: %d fixes in %.0f s (%.0f/s); since start: rejected %d, late %d, no fix %d, filtered %s, "
+                "stored %d (dups %d); now: db queue %d, ws clients %d",
                 n - last_n, t - last_t, (n - last_n) / max(t - last_t, 1e-9),
                 sum(self.pipeline.rejects.total.values()), self.pipeline.fixes_late, self.pipeline.fixes_nofix,
                 ", ".join(f"{k} {v}" for k, v in sorted(filtered.items())) or "0",
-                self.writer.queued_rows, w.rows_inserted, w.duplicates, self.hub.client_count,
+                w.rows_inserted, w.duplicates, self.writer.queued_rows, self.hub.client_count,
             )  # fmt: skip
             last_n, last_t = n, t
