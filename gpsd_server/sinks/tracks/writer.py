@@ -374,8 +374,7 @@ class TrackWriter:
         whole receive window (single-fix messages, 10,000 in flight), one batch
         of all of it leaves nothing to read meanwhile (18.9 -> 16.0 k/s). Half
         of what waits keeps two batches in the window."""
-        s = self._settings
-        return max(min(s.batch_rows, s.batch_max_rows), min(s.batch_max_rows, self._queued_rows // 2))
+        return max(self._policy.batch_rows, min(self._settings.batch_max_rows, self._queued_rows // 2))
 
     def _write_with_retry(self, batch: _Batch) -> bool:
         """One attempt, and one more on a fresh connection (a database that
