@@ -9,24 +9,26 @@ out on /ws/live as an ``update``, as from the single-alert routes.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import Response
+from pydantic import StringConstraints
 
 from gpsd_server import alerts as view
 from gpsd_server import wire
 from gpsd_server.api.auth import Principal, require
 from gpsd_server.api.deps import ApiServices
-from gpsd_server.api.params import NO_NUL
+from gpsd_server.api.params import ALERT_REF_DESCRIPTION, ALERT_REF_PATTERN, NO_NUL, parse_alert_ref
 from gpsd_server.api.responses import json_response
 from gpsd_server.store import alerts as store
-from gpsd_server.store.alerts import AlertRecord, TransitionRefused
+from gpsd_server.store.alerts import AlertRecord, AlertRef, TransitionRefused
 
 MAX_IDS = 500
+Ref = Annotated[str, StringConstraints(pattern=ALERT_REF_PATTERN)]
+IDS = f"alerts, each {ALERT_REF_DESCRIPTION}"
 
 
 class Refused(msgspec.Struct, kw_only=True):
@@ -39,16 +41,17 @@ class BatchResult(msgspec.Struct, kw_only=True):
     refused: list[Refused]
 
 
-def _ids(values: list[uuid.UUID]) -> list[uuid.UUID]:
-    """Each alert once (the schema checks 1..MAX_IDS UUIDs; a refusal names ``ids``)."""
-    return list(dict.fromkeys(values))
+def _ids(values: list[str]) -> list[AlertRef]:
+    """Each alert once, by id or number (the schema checks 1..MAX_IDS of them; a refusal names ``ids``).
+    An alert named once by id and once by number is changed once and refused the second time."""
+    return list(dict.fromkeys(parse_alert_ref("ids", v) for v in values))
 
 
 def router(services: ApiServices) -> APIRouter:
     r = APIRouter(prefix="/api/alerts", tags=["alerts"])
     directory = services.directory
 
-    async def apply(ids: list[uuid.UUID], who: Principal, comment: str | None) -> Response:
+    async def apply(ids: list[AlertRef], who: Principal, comment: str | None) -> Response:
         now = datetime.now(UTC)
         changed: list[AlertRecord] = []
         refused: list[Refused] = []
@@ -73,7 +76,7 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.post("/ack")
     async def ack_many(
-        ids: Annotated[list[uuid.UUID], Body(embed=True, min_length=1, max_length=MAX_IDS)],
+        ids: Annotated[list[Ref], Body(embed=True, min_length=1, max_length=MAX_IDS, description=IDS)],
         who: Principal = Depends(require("operator", company="own_alerts")),
     ) -> Response:
         """Acknowledge open alerts; others are listed under ``refused``."""
@@ -81,7 +84,7 @@ def router(services: ApiServices) -> APIRouter:
 
     @r.post("/close")
     async def close_many(
-        ids: Annotated[list[uuid.UUID], Body(embed=True, min_length=1, max_length=MAX_IDS)],
+        ids: Annotated[list[Ref], Body(embed=True, min_length=1, max_length=MAX_IDS, description=IDS)],
         comment: str = Body("", embed=True, max_length=2000, pattern=NO_NUL),
         who: Principal = Depends(require("operator", company="own_alerts")),
     ) -> Response:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import Response
 
 from gpsd_server import alerts as view
 from gpsd_server import wire
 from gpsd_server.api.auth import Principal, require
 from gpsd_server.api.deps import ApiServices
-from gpsd_server.api.params import NO_NUL, BadParameter, parse_time, time_query
+from gpsd_server.api.params import (
+    ALERT_REF_DESCRIPTION,
+    ALERT_REF_PATTERN,
+    NO_NUL,
+    BadParameter,
+    parse_alert_ref,
+    parse_time,
+    time_query,
+)
 from gpsd_server.api.responses import json_response, schema_of
 from gpsd_server.store import alerts as store
-from gpsd_server.store.alerts import AlertRecord, TransitionRefused
+from gpsd_server.store.alerts import AlertRecord, AlertRef, TransitionRefused
+
+ALERT_ID = Path(description=ALERT_REF_DESCRIPTION, pattern=ALERT_REF_PATTERN)
 
 
 def router(services: ApiServices) -> APIRouter:
@@ -44,7 +53,19 @@ def router(services: ApiServices) -> APIRouter:
             )  # fmt: skip
         return json_response(wire.AlertList(alerts=[view.from_record(row, directory) for row in rows]))
 
-    async def transition(aid: uuid.UUID, change: str, who: Principal, comment: str = "") -> Response:
+    @r.get("/{alert_id}", responses={**schema_of("Alert"), 404: {"description": "no such alert"}})
+    async def one_alert(
+        alert_id: str = ALERT_ID, who: Principal = Depends(require("viewer", company="own"))
+    ) -> Response:
+        """One alert, by id or by the number the desk shows (zone presence records have no number)."""
+        ref = parse_alert_ref("alert_id", alert_id)
+        async with services.db.connection() as conn:
+            row = await store.get(conn, ref, scope=who.scope)
+        if row is None:
+            raise BadParameter("alert_id", "no such alert", status=404)
+        return json_response(view.from_record(row, directory))
+
+    async def transition(aid: AlertRef, change: str, who: Principal, comment: str = "") -> Response:
         now = datetime.now(UTC)
         try:
             async with services.db.connection() as conn:
@@ -66,15 +87,17 @@ def router(services: ApiServices) -> APIRouter:
     transition_responses = {**schema_of("Alert"), 409: {"description": "the alert is already acknowledged or closed"}}
 
     @r.post("/{alert_id}/ack", responses=transition_responses)
-    async def ack(alert_id: uuid.UUID, who: Principal = Depends(require("operator", company="own_alerts"))) -> Response:
-        return await transition(alert_id, "ack", who)
+    async def ack(
+        alert_id: str = ALERT_ID, who: Principal = Depends(require("operator", company="own_alerts"))
+    ) -> Response:
+        return await transition(parse_alert_ref("alert_id", alert_id), "ack", who)
 
     @r.post("/{alert_id}/close", responses=transition_responses)
     async def close(
-        alert_id: uuid.UUID,
+        alert_id: str = ALERT_ID,
         comment: str = Body("", embed=True, max_length=2000, pattern=NO_NUL),
         who: Principal = Depends(require("operator", company="own_alerts")),
     ) -> Response:
-        return await transition(alert_id, "close", who, comment)
+        return await transition(parse_alert_ref("alert_id", alert_id), "close", who, comment)
 
     return r

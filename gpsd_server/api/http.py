@@ -37,7 +37,7 @@ from gpsd_server.api import (
 from gpsd_server.api.auth import PUBLIC_PATHS, ROLES, AuthError
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.docs import install_docs
-from gpsd_server.api.params import ONE_OF_WORDS, BadParameter
+from gpsd_server.api.params import PATTERN_MEANINGS, BadParameter
 from gpsd_server.api.web import mount_web
 from gpsd_server.store.db import DatabaseUnavailable
 
@@ -123,9 +123,8 @@ def create_app(services: ApiServices) -> FastAPI:
         if kind == "json_invalid":  # its loc is the byte offset, not a parameter
             loc, msg = [], f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')})"
         elif kind == "string_pattern_mismatch":
-            words = ONE_OF_WORDS.get(str(first.get("ctx", {}).get("pattern", "")))
-            if words:  # not the pattern itself: the words it stands for
-                msg = f"must be one of {', '.join(words)} (any case)"
+            # not the pattern itself: what it stands for
+            msg = PATTERN_MEANINGS.get(str(first.get("ctx", {}).get("pattern", "")), msg)
         return JSONResponse(status_code=400, content={"error": msg, "parameter": ".".join(loc) or "body"})
 
     modules = (ops, tokens, city, vehicles, live, alerts, dispatch, terminals, history, reports, replay, geofences)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,15 +17,15 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
-# pattern -> its words, so a refusal names the words instead of the pattern
-ONE_OF_WORDS: dict[str, tuple[str, ...]] = {}
+# pattern -> what it means, so a refusal says that instead of showing the pattern
+PATTERN_MEANINGS: dict[str, str] = {}
 
 
 def one_of(*words: str) -> str:
     """A pattern matching any of ``words`` in any case (JSON Schema patterns have no flags)."""
     pattern = "^(" + "|".join("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in w)
                               for w in words) + ")$"  # fmt: skip
-    ONE_OF_WORDS[pattern] = words
+    PATTERN_MEANINGS[pattern] = f"must be one of {', '.join(words)} (any case)"
     return pattern
 
 
@@ -57,6 +58,22 @@ def day_query(description: str = "local date YYYY-MM-DD; default yesterday") -> 
 class BadParameter(HTTPException):
     def __init__(self, name: str, reason: str, status: int = 400) -> None:
         super().__init__(status_code=status, detail={"error": reason, "parameter": name})
+
+
+_HEX = "[0-9a-fA-F]"
+_ALERT_NUMBER = "[0-9]{8}-[0-9]{4,9}"
+ALERT_REF_PATTERN = f"^({_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}|{_ALERT_NUMBER})$"
+ALERT_REF_DESCRIPTION = "the alert's id (a UUID) or its number as the desk shows it (YYYYMMDD-NNNN)"
+PATTERN_MEANINGS[ALERT_REF_PATTERN] = f"must be {ALERT_REF_DESCRIPTION}"
+
+
+def parse_alert_ref(name: str, value: str) -> uuid.UUID | str:
+    """An alert named by its id or by its number (what an operator reads off the
+    desk or a report, and says on the phone); the schema's pattern has checked
+    the form, this says which of the two it is."""
+    if not re.fullmatch(ALERT_REF_PATTERN, value):
+        raise BadParameter(name, PATTERN_MEANINGS[ALERT_REF_PATTERN])
+    return uuid.UUID(value) if len(value) == 36 else value
 
 
 def parse_time(name: str, value: str | None, default: datetime | None = None) -> datetime:

@@ -18,6 +18,13 @@ COLUMNS = (
     " details, state, acked_by, acked_at, closed_by, closed_at, comment, end_lon, end_lat, place, number"
 )
 StateFilter = Literal["open", "acked", "closed", "active", "all"]
+# An alert as a caller names it: its id, or the number the desk shows
+# (``YYYYMMDD-NNNN``, unique; zone presence records have none).
+AlertRef = uuid.UUID | str
+
+
+def _ref(ref: AlertRef) -> tuple[str, AlertRef]:
+    return ("id = %s", ref) if isinstance(ref, uuid.UUID) else ("number = %s", ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,17 @@ async def list_alerts(
         return await cur.fetchall()
 
 
+async def get(
+    conn: psycopg.AsyncConnection[Any], ref: AlertRef, *, scope: Collection[str] | None = None
+) -> AlertRecord | None:
+    """One alert by id or number; with ``scope``, an alert of another vehicle is missing."""
+    where, arg = _ref(ref)
+    only, only_args = scope_clause("vehicle_id", scope)
+    async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
+        await cur.execute(f"SELECT {COLUMNS} FROM alerts WHERE {where}{only}".encode(), (arg, *only_args))
+        return await cur.fetchone()
+
+
 class TransitionRefused(Exception):
     """The alert is missing (``state`` None) or not in a state that allows the change."""
 
@@ -99,7 +117,7 @@ class TransitionRefused(Exception):
 
 async def acknowledge(
     conn: psycopg.AsyncConnection[Any],
-    alert_id: uuid.UUID,
+    alert: AlertRef,
     *,
     by: str,
     at: datetime,
@@ -107,17 +125,14 @@ async def acknowledge(
 ) -> AlertRecord:
     """Open -> acked. With ``scope``, an alert of another vehicle is refused as missing."""
     return await _transition(
-        conn,
-        "UPDATE alerts SET state = 'acked', acked_by = %s, acked_at = %s WHERE state = 'open' AND id = %s",
-        (by, at, alert_id),
-        alert_id,
-        scope,
-    )
+        conn, "UPDATE alerts SET state = 'acked', acked_by = %s, acked_at = %s WHERE state = 'open'", (by, at),
+        alert, scope,
+    )  # fmt: skip
 
 
 async def close(
     conn: psycopg.AsyncConnection[Any],
-    alert_id: uuid.UUID,
+    alert: AlertRef,
     *,
     by: str,
     at: datetime,
@@ -127,10 +142,9 @@ async def close(
     """Not closed -> closed. With ``scope``, an alert of another vehicle is refused as missing."""
     return await _transition(
         conn,
-        "UPDATE alerts SET state = 'closed', closed_by = %s, closed_at = %s, comment = %s"
-        " WHERE state <> 'closed' AND id = %s",
-        (by, at, comment, alert_id),
-        alert_id,
+        "UPDATE alerts SET state = 'closed', closed_by = %s, closed_at = %s, comment = %s WHERE state <> 'closed'",
+        (by, at, comment),
+        alert,
         scope,
     )
 
@@ -139,16 +153,17 @@ async def _transition(
     conn: psycopg.AsyncConnection[Any],
     sql: str,
     args: tuple[Any, ...],
-    alert_id: uuid.UUID,
+    alert: AlertRef,
     scope: Collection[str] | None,
 ) -> AlertRecord:
+    where, arg = _ref(alert)
     only, only_args = scope_clause("vehicle_id", scope)
     async with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
-        await cur.execute(f"{sql}{only} RETURNING {COLUMNS}".encode(), (*args, *only_args))
+        await cur.execute(f"{sql} AND {where}{only} RETURNING {COLUMNS}".encode(), (*args, arg, *only_args))
         row = await cur.fetchone()
     if row is not None:
         return row
-    cur2 = await conn.execute(f"SELECT state FROM alerts WHERE id = %s{only}".encode(), (alert_id, *only_args))
+    cur2 = await conn.execute(f"SELECT state FROM alerts WHERE {where}{only}".encode(), (arg, *only_args))
     current = await cur2.fetchone()
     raise TransitionRefused(None if current is None else str(current[0]))
 

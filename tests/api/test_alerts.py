@@ -48,12 +48,23 @@ async def test_power_cut_alert_lifecycle(server: RunningServer, db: psycopg.Conn
 
         await wait_for(lambda: stored() is not None, what="the alert row")
         assert stored() == (start["id"], "tampering", "open", None)
+        number_row = db.execute("SELECT number FROM alerts WHERE id = %s", (start["id"],)).fetchone()
+        assert number_row is not None and number_row[0]
+        number = str(number_row[0])
 
         async with httpx.AsyncClient(base_url=server.http) as http:
-            r = await http.post(f"/api/alerts/{start['id']}/ack", headers=server.headers("viewer"))
+            # One alert by its id or by the number the desk shows (what an operator reads out).
+            for ref in (start["id"], number, str(start["id"]).upper()):
+                r = await http.get(f"/api/alerts/{ref}", headers=server.headers("viewer"))
+                assert r.status_code == 200, r.text
+                assert (r.json()["id"], r.json()["number"], r.json()["state"]) == (start["id"], number, "open")
+            for ref, status in (("20000101-0001", 404), ("00000000-0000-0000-0000-000000000000", 404), ("42", 400)):
+                r = await http.get(f"/api/alerts/{ref}", headers=server.headers("viewer"))
+                assert r.status_code == status and r.json()["parameter"] == "alert_id", r.text
+            r = await http.post(f"/api/alerts/{number}/ack", headers=server.headers("viewer"))
             assert r.status_code == 403
-            r = await http.post(f"/api/alerts/{start['id']}/ack", headers=server.headers("operator"))
-            assert r.status_code == 200 and r.json()["state"] == "acked"
+            r = await http.post(f"/api/alerts/{number}/ack", headers=server.headers("operator"))
+            assert r.status_code == 200 and r.json()["state"] == "acked" and r.json()["id"] == start["id"]
             assert r.json()["acked_by"].startswith("operator-")
             r = await http.post(f"/api/alerts/{start['id']}/ack", headers=server.headers("operator"))
             assert r.status_code == 409 and r.json()["parameter"] == "alert_id"

@@ -153,8 +153,17 @@ async def test_bulk_acknowledge_and_close(server: RunningServer, db: psycopg.Con
             if m["type"] == "alert" and m["phase"] == "update":
                 updates.add(m["id"])
         assert updates == set(ids)
-        r = await http.post("/api/alerts/close", json={"ids": ids[:2], "comment": "批量处理"})
+        db.execute("UPDATE alerts SET number = '19990101-' || lpad((9000 + n)::text, 4, '0') FROM"
+                   " (SELECT id AS i, row_number() OVER (ORDER BY id) AS n FROM alerts WHERE id = ANY(%s::uuid[])) o"
+                   " WHERE id = o.i", (ids[:2],))  # fmt: skip
+        numbers = dict(db.execute("SELECT id::text, number FROM alerts WHERE id = ANY(%s::uuid[])", (ids[:2],)))
+        # By number, as the desk shows them; the same alert named twice changes once.
+        r = await http.post(
+            "/api/alerts/close", json={"ids": [numbers[ids[0]], ids[1], numbers[ids[1]]], "comment": "批量处理"}
+        )
         assert [a["comment"] for a in r.json()["alerts"]] == ["批量处理", "批量处理"]
+        assert sorted(a["id"] for a in r.json()["alerts"]) == sorted(ids[:2])
+        assert r.json()["refused"] == [{"id": numbers[ids[1]], "state": "closed"}]
         for bad, reason in (([], "at least 1"), (["nope"], "UUID")):
             r = await http.post("/api/alerts/ack", json={"ids": bad})
             assert r.status_code == 400 and r.json()["parameter"].startswith("ids"), r.text
