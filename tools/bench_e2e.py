@@ -13,7 +13,11 @@ muck trucks) is written into the server's geofences folder.
 Cases (each a fresh server subprocess, warm: started, restored, subscribed
 and with its websocket clients connected before anything is timed):
 
-* **single-fix** and **batched** (``--batch`` fixes per message): the server
+* **single-fix** and **batched** (``--batch`` fixes per message): before the
+  single-fix drain, a warm-up stores one fix per vehicle (unless ``--cold``),
+  so both drains meet vehicles the server restored at its start, as a
+  running city's server does (the batched drain follows the single-fix one
+  on the same database). Then the server
   is stopped with SIGSTOP, the messages are queued at the broker for its
   session, then SIGCONT and the drain is timed by the server itself: from
   the first message handed to the pipeline (``first_message_at`` in
@@ -423,6 +427,7 @@ SOS_START = re.compile(
 POSITION = b'"type":"position"'
 POSITIONS_FRAME = b'{"type":"positions"'
 ROWS_FRAME = b'{"type":"rows"'
+SNAPSHOT_FRAME = b'{"type":"snapshot"'
 # How the websocket clients connect: as the page does (lean rows, no zone
 # records) or with every position as an object and the zone records.
 WS_FORMS = {"page": "&positions=rows&zones=false", "objects": ""}
@@ -451,7 +456,7 @@ class RawReader:
             data = bytes(payload)
             if data.startswith(ROWS_FRAME):
                 self.positions += data.count(b"],[") + 1  # rows are separated by "],["; nothing else is
-            else:
+            elif not data.startswith(SNAPSHOT_FRAME):  # the snapshot at connect is not the drain's
                 self.positions += data.count(POSITION)
             return
         head = bytes(payload[:20])
@@ -721,6 +726,31 @@ def drain_case(
         server.stop()
 
 
+def warm_up(make_server: Callable[[], Server], port: int, vehicles: int, t: float) -> None:
+    """One fix per vehicle at ``t``, stored by a server of its own, before a drain.
+
+    The drain's server then starts as a server of a running city does: every
+    vehicle restored from the database (its rules' state, its row in
+    ``vehicles``, its hour in ``fix_hours``), so the timed interval holds
+    fixes of known vehicles only. Without it (``--cold``) the first fix of each
+    vehicle also creates its state and its rows inside the timed interval.
+    """
+    server = make_server()
+    server.start()
+    try:
+        base = server.stats()["db_rows_copied"]
+        log(f"warm-up: one fix for each of {vehicles:,} vehicles, stored before the drain")
+        publish_all(port, [(f"{server.prefix}/V{v:05d}/fix", json.dumps(fix_payload(v, t, -1)).encode())
+                           for v in range(vehicles)])  # fmt: skip
+        deadline = time.monotonic() + 300
+        while (s := server.stats())["db_rows_copied"] - base < vehicles or s["db_queue_rows"]:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"warm-up: {s['db_rows_copied'] - base:,} of {vehicles:,} fixes stored in 300 s")
+            time.sleep(0.2)
+    finally:
+        server.stop()
+
+
 @dataclass
 class Latency:
     alerts: int
@@ -879,7 +909,8 @@ def report(args: argparse.Namespace, drains: list[Drain], lat: Latency | None, c
     print(f"{args.vehicles:,} vehicles, {args.zones:,} zones, {args.routes} routes; "
           f"batch_rows {args.batch_rows:,}, batch_max_rows {args.batch_max_rows:,}; "
           f"flush_interval_ms {args.flush_ms}; {args.ws_clients} websocket "
-          f"client(s) during drains; websocket clients connect as: {args.ws_form}\n")  # fmt: skip
+          f"client(s) during drains; websocket clients connect as: {args.ws_form}; "
+          f"single-fix drain {'cold (--cold)' if args.cold else 'after a warm-up'}\n")  # fmt: skip
     print(
         "| case | messages | fixes | msg/s ¹ | fixes/s ¹ | server µs/fix: loop + writer + other = total | "
         "of which GC | PostgreSQL µs/fix | broker µs/fix | harness µs/fix | ws positions/client | peak RSS |"
@@ -979,6 +1010,10 @@ def main() -> None:
     ap.add_argument("--cases", default="ceilings,single,batched,latency")
     ap.add_argument("--profile", type=Path, help="record each drain with py-spy into this folder")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--cold", action="store_true",
+        help="no warm-up before the single-fix drain: its first fix of each vehicle creates the vehicle",
+    )  # fmt: skip
     args = ap.parse_args()
     cases = set(args.cases.split(","))
     # A TERM (a timeout, a kill) still stops the private broker, database and servers.
@@ -1032,6 +1067,8 @@ def main() -> None:
 
         t_base = time.time() - 86400 * 3
         if "single" in cases:
+            if not args.cold:
+                warm_up(make_server, svc.mqtt_port, args.vehicles, t_base - 10)
             single = []
             for i in range(args.fixes):
                 v, step = i % args.vehicles, i // args.vehicles
