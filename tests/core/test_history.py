@@ -49,6 +49,41 @@ def test_simplify_stays_within_tolerance(points: list[tuple[int, int]], tol: flo
         assert max(line.distance(Point(px, py)) for px, py in points) <= tol * 1.0001 + 1e-6
 
 
+def _reference_douglas_peucker(x: np.ndarray, y: np.ndarray, tol: float) -> list[int]:
+    """The textbook recursion, point by point (distance to the segment; a zero-length
+    chord measures from its anchor)."""
+
+    def dist(i: int, a: int, b: int) -> float:
+        dx, dy, px, py = x[b] - x[a], y[b] - y[a], x[i] - x[a], y[i] - y[a]
+        length2 = dx * dx + dy * dy
+        t = min(max((px * dx + py * dy) / length2, 0.0), 1.0) if length2 > 0 else 0.0
+        return float(np.hypot(px - t * dx, py - t * dy))
+
+    keep = {0, len(x) - 1}
+    stack = [(0, len(x) - 1)]
+    while stack:
+        a, b = stack.pop()
+        if b - a < 2:
+            continue
+        far = max(range(a + 1, b), key=lambda i: dist(i, a, b))
+        if dist(far, a, b) > tol:
+            keep.add(far)
+            stack += [(a, far), (far, b)]
+    return sorted(keep)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_simplify_keeps_what_the_textbook_recursion_keeps(seed: int) -> None:
+    """Noisy drives, wanderings and stop-and-go (no two points equally far:
+    real-valued noise), every tolerance from GPS noise to a city block."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 500))
+    step = rng.normal(0, 10, (n, 2)) * (rng.random((n, 1)) < 0.7)  # parked 30 % of the time
+    x, y = np.cumsum(step[:, 0]) + rng.normal(0, 0.5, n), np.cumsum(step[:, 1]) + rng.normal(0, 0.5, n)
+    for tol in (0.5, 3.0, 10.0, 50.0, 300.0):
+        assert simplify_indices(x, y, tol).tolist() == _reference_douglas_peucker(x, y, tol), (seed, tol)
+
+
 def test_step_lengths_match_a_degree_of_latitude() -> None:
     d = step_lengths_m(np.array([112.0, 112.0]), np.array([28.0, 29.0]))
     assert d[0] == pytest.approx(111_195, rel=1e-3)
