@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/ab_e2e.py --against REV [--rounds 3] [--cases single,batched]
     .venv/bin/python tools/ab_e2e.py --against self          # the noise floor
+    .venv/bin/python tools/ab_e2e.py --against self --b-env GPSD_DATABASE__FLUSH_INTERVAL_MS=200   # a setting
 
 This machine's speed drifts by up to 1.7x within minutes, so two runs of
 ``tools/bench_e2e.py`` cannot tell a 10 % change of the server from the
@@ -210,6 +211,11 @@ def batched_messages(vehicles: int, n: int, per: int, t0: float) -> list[tuple[s
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", required=True, help="the git revision of server B; 'self': this checkout twice")
+    ap.add_argument(
+        "--b-env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting of server B only, e.g. GPSD_DATABASE__FLUSH_INTERVAL_MS=200 (repeatable; with --against self:"
+        " two settings of the same code)",
+    )  # fmt: skip
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cases", default="single,batched")
     ap.add_argument("--fixes", type=int, default=50_000, help="messages of the single-fix drain")
@@ -237,10 +243,15 @@ def main() -> int:
             "GPSD_INGEST__MAX_AGE_DAYS": "3650", "GPSD_LOG_LEVEL": "WARNING", "GPSD_INGEST__STATS_LOG_INTERVAL_S": "60",
         }  # fmt: skip
         b_env = dict(env)
-        b_name = "this checkout"
+        for item in args.b_env:
+            name, eq, value = item.partition("=")
+            if not eq or not name.startswith("GPSD_"):
+                ap.error(f"--b-env {item!r}: want GPSD_NAME=VALUE")
+            b_env[name] = value
+        b_name = "this checkout" + "".join(f", {item}" for item in args.b_env)
         if args.against != "self":
             b_env["PYTHONPATH"] = str(extract(args.against, root))
-            b_name = f"{args.against} (imported from {b_env['PYTHONPATH']})"
+            b_name = f"{args.against} (imported from {b_env['PYTHONPATH']})" + "".join(f", {i}" for i in args.b_env)
         sides = [Side("A", "ab_a", env), Side("B", "ab_b", b_env)]
         t = time.time() - 86400 * 3
         for side in sides:

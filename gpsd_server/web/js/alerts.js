@@ -12,6 +12,7 @@ import {
 
 const L = window.L;
 const MAX_KEPT = 2000;
+const ALERT_NUMBER = /^[0-9]{8}-[0-9]{4,9}$/; // 20261201-0042, as the server hands them out
 
 export class AlertDesk {
   constructor(app, root) {
@@ -43,7 +44,7 @@ export class AlertDesk {
           (e) => ((f.state = e.target.value), this.render())),
         this.kindSelect,
         sel("alert-sort", [["time", "按时间"], ["severity", "按级别"]], (e) => ((this.sort = e.target.value), this.render())),
-        h("input", { id: "alert-q", type: "search", placeholder: "车牌/地点", oninput: (e) => ((f.q = e.target.value.trim()), this.render()) }),
+        h("input", { id: "alert-q", type: "search", placeholder: "车牌/地点/告警编号", oninput: (e) => this.search(e.target.value.trim()) }),
       ),
       (this.bulk = h("div", { id: "alert-bulk", class: "toolbar bulk op-only" },
         h("label", { class: "chip" }, (this.checkAll = h("input", { id: "alert-check-all", type: "checkbox",
@@ -193,14 +194,34 @@ export class AlertDesk {
     return a.number ? `#${a.number}` : "#—";
   }
 
+  // The number an operator reads out (the desk, a report, the phone): the one
+  // alert, whatever the filters, fetched when it is not among those loaded
+  // (a closed one, last week's).
+  async search(q) {
+    this.filter.q = q;
+    this.render();
+    if (!ALERT_NUMBER.test(q) || [...this.alerts.values()].some((a) => a.number === q)) return;
+    try {
+      const a = await api.optional(`/api/alerts/${encodeURIComponent(q)}`);
+      if (this.filter.q !== q) return; // typed on meanwhile
+      if (!a) return this.flashNote(`未找到告警 #${q}`);
+      this.upsert(a, { live: false });
+      this.render();
+      this.focus(a.id);
+    } catch (e) {
+      this.flashNote(`查询告警 #${q} 失败: ${e.message}`);
+    }
+  }
+
   visible() {
     const f = this.filter;
     const q = f.q.toUpperCase();
+    if (ALERT_NUMBER.test(f.q)) return [...this.alerts.values()].filter((a) => a.number === f.q);
     let items = [...this.alerts.values()].filter((a) => {
       if (f.severity === "warn+" ? a.severity === "info" : f.severity && a.severity !== f.severity) return false;
       if (f.state === "active" ? a.state === "closed" : f.state && a.state !== f.state) return false;
       if (f.kind && a.kind !== f.kind) return false;
-      if (q && !`${a.plate || ""} ${a.vehicle_id || ""} ${this.placeText(a)} ${this.kindText(a)}`.toUpperCase().includes(q)) return false;
+      if (q && !`${a.plate || ""} ${a.vehicle_id || ""} ${this.placeText(a)} ${this.kindText(a)} ${a.number || ""}`.toUpperCase().includes(q)) return false;
       return true;
     });
     items.sort((a, b) =>
