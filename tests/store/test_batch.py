@@ -136,6 +136,41 @@ def test_numbers_go_past_9999_alerts_a_day(conn: psycopg.Connection[Any]) -> Non
     assert [n.split("-")[1] for n in numbers[1:]] == ["0999", "1000", "1001", "9999", "10000", "10001"]
 
 
+def test_numbers_come_with_the_insert_gap_free_across_rounds_and_once(conn: psycopg.Connection[Any]) -> None:
+    """The desk's alerts are numbered by the insert itself, round after round
+    (a vehicle overspeeding twice within one batch is two rounds), one number
+    each, none skipped; zone records get none; writing the batch again (a
+    redelivery) hands out no number."""
+    day = "2023-11-15"  # T0's local day: no other test numbers alerts of it
+    conn.execute("DELETE FROM alert_counters WHERE day = %s", (day,))
+    conn.commit()
+
+    def ev(phase: Phase, vehicle: str, ts: float, kind: str = "overspeed") -> AlertRow:
+        e = Event(kind, phase, vehicle, ts, 112.3, 28.5, f"{kind}:x", "warning" if kind != "zone" else "info")
+        return AlertRow(str(uuid.uuid4()), e, T0)
+
+    first = ev("start", "N1", T0)
+    batch = [first, ev("start", "N2", T0 + 1), ev("start", "N3", T0 + 1, "zone"),
+             AlertRow(first.id, Event("overspeed", "end", "N1", T0 + 5, 112.3, 28.5, "overspeed:x", "warning"), T0),
+             ev("start", "N1", T0 + 9), ev("instant", "N4", T0 + 2, "sos")]  # fmt: skip
+    write_batch(conn, [], batch)
+    got = conn.execute(
+        "SELECT vehicle_id, kind, extract(epoch FROM ts) - %s, number FROM alerts WHERE vehicle_id LIKE 'N%%'"
+        " ORDER BY number NULLS LAST", (T0,),
+    ).fetchall()  # fmt: skip
+    conn.commit()
+    numbered = [(v, k, int(t)) for v, k, t, n in got if n]
+    assert [n for *_, n in got if n] == [f"20231115-000{i}" for i in range(1, 5)]
+    # Round 0 (by raising, fix time, id), then N1's second overspeed in round 1.
+    assert numbered[:3] == sorted(numbered[:3], key=lambda x: x[2]) and numbered[3] == ("N1", "overspeed", 9)
+    assert [(v, k) for v, k, _, n in got if not n] == [("N3", "zone")]
+    write_batch(conn, [], batch)  # again: nothing new, no number spent
+    (last,) = conn.execute("SELECT last FROM alert_counters WHERE day = %s", (day,)).fetchone() or (None,)
+    total = conn.execute("SELECT count(*) FROM alerts WHERE vehicle_id LIKE 'N%%'").fetchone()
+    conn.commit()
+    assert last == 4 and total == (5,)  # N1's first overspeed started and ended within the batch: one row
+
+
 async def test_ending_alerts_looks_up_each_open_alert_whatever_the_statistics(own_database: str) -> None:
     """Ends find their open alert by index, not by walking every open alert:
     with the statistics of ``alerts`` taken while few were open (autoanalyze
@@ -206,17 +241,17 @@ async def test_numbering_finds_the_batch_alerts_by_key_whatever_the_table_holds(
             copy.set_types(list(ALERT_STAGE_TYPES))
             for r in stage:
                 copy.write_row(r)
-        c.execute(_ALERT_INSERT.format(n=0))
-        (plan,) = c.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _NUMBER_ALERTS, {"tz": "Asia/Shanghai"}
-        ).fetchone() or (None,)
+        explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+        (at_insert,) = c.execute(explain + _ALERT_INSERT.format(n=0, tz="'Asia/Shanghai'")).fetchone() or (None,)
         numbered = c.execute(
             "SELECT count(*) FROM alerts WHERE vehicle_id LIKE 'N%%' AND number IS NOT NULL"
         ).fetchone()
+        (after,) = c.execute(explain + _NUMBER_ALERTS, {"tz": "Asia/Shanghai"}).fetchone() or (None,)
         c.rollback()
-    assert numbered == (10,)
-    top = plan[0]["Plan"]
-    assert top["Shared Hit Blocks"] + top.get("Shared Read Blocks", 0) < 1000, "numbering read the stored alerts"
+    assert numbered == (10,)  # numbered by the insert itself
+    for plan in (at_insert, after):
+        top = plan[0]["Plan"]
+        assert top["Shared Hit Blocks"] + top.get("Shared Read Blocks", 0) < 1000, "numbering read the stored alerts"
 
 
 def test_alerts_stored_without_a_number_get_one_from_the_next_writer_session(conn: psycopg.Connection[Any]) -> None:
