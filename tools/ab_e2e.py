@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -40,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,20 +72,28 @@ def extract(rev: str, into: Path) -> Path:
     return folder
 
 
-def backend_cpu_s(svc: PrivateServices, databases: list[str]) -> dict[str, float]:
-    """CPU seconds of the live PostgreSQL backends connected to each database
-    (``postgres: user database host(port) state`` in their process title)."""
+def backends(svc: PrivateServices, databases: list[str]) -> dict[tuple[int, int], tuple[str, float]]:
+    """The live PostgreSQL backends connected to each database, by (pid, start
+    time): their database (``postgres: user database host(port) state`` in
+    the process title) and CPU seconds."""
     pm = int((svc.pg_data / "postmaster.pid").read_text().split()[0])
-    out = dict.fromkeys(databases, 0.0)
+    out = {}
     for pid in children_of(pm):
         try:
             title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            started = int(bench_e2e._stat(f"/proc/{pid}/stat")[19])
+        except (OSError, ValueError, IndexError):
             continue
         parts = title.split()
-        if len(parts) >= 3 and parts[0] == "postgres:" and parts[2] in out:
-            out[parts[2]] += cpu_s(pid)
+        if len(parts) >= 3 and parts[0] == "postgres:" and parts[2] in databases:
+            out[(pid, started)] = (parts[2], cpu_s(pid))
     return out
+
+
+def backend_cpu_since(svc: PrivateServices, db: str, before: dict[tuple[int, int], tuple[str, float]]) -> float:
+    """CPU seconds the backends of ``db`` used since ``before`` was read (a
+    backend started since counts whole; one that ended since is lost)."""
+    return sum(cpu - before.get(key, (name, 0.0))[1] for key, (name, cpu) in backends(svc, [db]).items())
 
 
 @dataclass
@@ -98,7 +107,7 @@ class Side:
     base: dict[str, Any] | None = None
     loop0: float = 0.0
     writer0: float = 0.0
-    pg0: float = 0.0
+    pg0: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)
 
     def cpu(self) -> tuple[float, float]:
         assert self.server is not None and self.base is not None
@@ -151,10 +160,10 @@ def drain_pair(
                 assert side.server is not None
                 publish_all(svc.mqtt_port, [(f"{side.server.prefix}/{t}", p) for t, p in messages])
             time.sleep(0.5)
-            pg = backend_cpu_s(svc, [s.db for s in sides])
+            pg = backends(svc, [s.db for s in sides])
             for side in sides:
                 side.loop0, side.writer0 = side.cpu()
-                side.pg0 = pg[side.db]
+                side.pg0 = pg
         finally:
             for side in sides:
                 assert side.server is not None
@@ -172,11 +181,11 @@ def drain_pair(
                 stored = s["db_rows_copied"] - side.base["db_rows_copied"]
                 if stored >= fixes and s["db_queue_rows"] == 0 and s["messages_received"] >= len(messages):
                     loop, writer = side.cpu()
-                    pg = backend_cpu_s(svc, [side.db])[side.db]
+                    pg = backend_cpu_since(svc, side.db, side.pg0)
                     done[side.name] = Figures(
                         stored, s["db_last_commit_at"] - s["first_message_at"],
                         (loop - side.loop0) / stored * 1e6, (writer - side.writer0) / stored * 1e6,
-                        (pg - side.pg0) / stored * 1e6,
+                        pg / stored * 1e6,
                     )  # fmt: skip
             time.sleep(0.1)
         stop.set()
@@ -206,6 +215,11 @@ def batched_messages(vehicles: int, n: int, per: int, t0: float) -> list[tuple[s
             items = [fix_payload(v, t0 + (b0 + j) * 10, b0 + j) for j in range(k)]
             out.append((f"V{v:05d}/fix", json.dumps(items).encode()))
     return out
+
+
+def _ratio(b: float, a: float) -> float:
+    """B / A; NaN when A measured nothing (a small run's writer can stay under one 10 ms clock tick)."""
+    return b / a if a > 0 else math.nan
 
 
 def main() -> int:
@@ -281,7 +295,7 @@ def main() -> int:
         print(f"\nA: this checkout; B: {b_name}. Medians over {args.rounds} round(s), B / A (above 1: B costs more):")
         for case, got_rounds in rounds.items():
             ratio = {
-                name: statistics.median(getattr(g["B"], attr) / getattr(g["A"], attr) for g in got_rounds)
+                name: statistics.median(_ratio(getattr(g["B"], attr), getattr(g["A"], attr)) for g in got_rounds)
                 for name, attr in (("server", "server_us"), ("loop", "loop_us"), ("writer", "writer_us"),
                                    ("PostgreSQL", "pg_us"))
             }  # fmt: skip

@@ -172,6 +172,8 @@ SELECT {_ALERT_VALUES}, nb.number FROM alerts_stage s LEFT JOIN numbers nb ON nb
 WHERE s.round = {{n}} AND NOT s.is_end ORDER BY s.seq
 ON CONFLICT DO NOTHING
 """
+
+
 # Ends of one round close the open alert of their (vehicle, key), record where
 # it ended and add their figures to the start's details without overwriting
 # any (the start's ``drum: ccw`` stays when the end says ``cw``); an end whose
@@ -185,11 +187,14 @@ ON CONFLICT DO NOTHING
 # few alerts were open (a restart's burst, any morning: autoanalyze waits for
 # 10 % of the table to change) the join walked every open alert once per staged
 # end, 100 ms per batch at 20,000 open alerts against 0.5 ms (measured).
-_ALERT_END = f"""
+def _close_open(rows: str) -> str:
+    """CTEs ``ends`` (the round's staged ``rows`` and the open alert of each
+    one's (vehicle, key)) and ``closed`` (those alerts closed, by seq)."""
+    return f"""
 WITH ends AS MATERIALIZED (
     SELECT s.*, (SELECT o.id FROM alerts o WHERE o.vehicle_id = s.vehicle_id AND o.key = s.key
                  AND o.ended_ts IS NULL) AS open_id
-    FROM alerts_stage s WHERE s.round = {{n}} AND s.is_end
+    FROM alerts_stage s WHERE s.round = {{n}} AND {rows}
 ), closed AS (
     UPDATE alerts a SET ended_ts = s.ended_ts, ended_at = s.ended_at, end_lon = s.end_lon, end_lat = s.end_lat,
                         details = s.details || a.details
@@ -197,12 +202,23 @@ WITH ends AS MATERIALIZED (
     WHERE a.id = s.open_id
       AND NOT EXISTS (SELECT 1 FROM alerts done WHERE done.id = s.id::uuid AND done.ended_ts IS NOT NULL)
     RETURNING s.seq
-)
+)"""
+
+
+_ALERT_END = (
+    _close_open("s.is_end")
+    + f"""
 INSERT INTO alerts ({_ALERT_COLUMNS})
 SELECT {_ALERT_VALUES} FROM alerts_stage s
-WHERE s.round = {{n}} AND s.is_end AND NOT s.merged AND s.seq NOT IN (SELECT seq FROM closed) ORDER BY s.seq
+WHERE s.round = {{n}} AND s.is_end AND s.seq NOT IN (SELECT seq FROM closed) ORDER BY s.seq
 ON CONFLICT DO NOTHING
 """
+)
+# Starts of one round staged with their end (``merged``, see alert_stage_rows),
+# right after the round's insert: the insert stored them closed, unless a write
+# of an earlier batch had stored the start open (a replay cut into other
+# batches), which this closes as their end would have.
+_CLOSE_CARRIED = _close_open("s.merged AND NOT s.is_end") + "\nSELECT count(*) FROM closed\n"
 
 
 # -- the hourly mileage summary (fix_hours) ------------------------------------------
@@ -567,9 +583,9 @@ def _write_rows(
             copy.set_types(list(ALERT_STAGE_TYPES))
             for row in stage:
                 copy.write_row(row)
-        for n, (starts, ends) in enumerate(rounds):
-            pair = ((_ALERT_INSERT, starts), (_ALERT_END, ends))
-            statements += [sql.format(n=n, tz=tz) for sql, count in pair if count]
+        for n, (starts, ends, carried) in enumerate(rounds):
+            steps = ((_ALERT_INSERT, starts), (_CLOSE_CARRIED, carried), (_ALERT_END, ends))
+            statements += [sql.format(n=n, tz=tz) for sql, count in steps if count]
     if not rows:
         _prepared(cur, statements)
         return 0
@@ -609,14 +625,16 @@ _ENDED_TS, _ENDED_AT, _DETAILS, _END_LON, _END_LAT = 11, 12, 13, 15, 16  # in al
 
 
 def alert_stage_rows(alerts: Sequence[AlertRow]) -> tuple[list[tuple[Any, ...]], list[list[int]]]:
-    """Staging rows in event order, and per round how many starts and ends it holds.
+    """Staging rows in event order, and per round how many starts, ends and
+    starts carrying their end it holds.
 
     A start whose end comes in the same batch (a vehicle through a zone during
-    a burst or a backfill) is staged as the whole interval: one insert instead
-    of an insert and an update that touches every index of ``alerts``. Its end
-    stays staged, ``merged``: it closes the alert only if a write of an earlier
-    batch stored the start open (a replay cut into other batches), and is never
-    recorded as an interval of its own."""
+    a burst or a backfill) is staged as the whole interval, ``merged``: one
+    insert instead of an insert and an update that touches every index of
+    ``alerts``, and its end is not staged at all (staged, it was half of a
+    dense city's staging rows and of their COPY; 2026-12-04). If a write of an
+    earlier batch stored the start open (a replay cut into other batches),
+    ``_CLOSE_CARRIED`` closes it."""
     seen: dict[tuple[str, str], int] = {}
     open_starts: dict[tuple[str, str], int] = {}  # (vehicle, key) -> index in rows of a start not yet ended
     rounds: list[list[int]] = []
@@ -627,21 +645,22 @@ def alert_stage_rows(alerts: Sequence[AlertRow]) -> tuple[list[tuple[Any, ...]],
             raised_ts, raised = a.raised_at, utc(a.raised_at)
         e = a.event
         k = (e.vehicle_id, e.key)
-        n = seen.get(k, 0)
-        seen[k] = n + 1
-        if n == len(rounds):
-            rounds.append([0, 0])
         is_end = e.phase == "end"
-        rounds[n][is_end] += 1
-        merged = False
-        if e.phase == "start":
-            open_starts[k] = len(rows)
-        elif is_end and (i := open_starts.pop(k, None)) is not None and rows[i][4] == a.id:
+        if is_end and (i := open_starts.pop(k, None)) is not None and rows[i][4] == a.id:
             start = list(rows[i])
+            start[3] = True
             start[4 + _ENDED_TS], start[4 + _ENDED_AT] = utc(e.ts), raised
             start[4 + _END_LON], start[4 + _END_LAT] = _coord(e.lon), _coord(e.lat)
             start[4 + _DETAILS] = {**e.details, **start[4 + _DETAILS]}  # the start's figures stay
             rows[i] = tuple(start)
-            merged = True
-        rows.append((seq, n, is_end, merged, *alert_insert_params(a, raised)))
+            rounds[start[1]][2] += 1
+            continue
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        if n == len(rounds):
+            rounds.append([0, 0, 0])
+        rounds[n][is_end] += 1
+        if e.phase == "start":
+            open_starts[k] = len(rows)
+        rows.append((seq, n, is_end, False, *alert_insert_params(a, raised)))
     return rows, rounds
