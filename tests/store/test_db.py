@@ -54,6 +54,15 @@ async def test_a_cancellation_during_the_pool_check_ends_the_probe(database: str
     await conn.set_autocommit(True)
     rng = random.Random(809)
     loop = asyncio.get_running_loop()
+    # Cancellations spread over a probe's own duration on this machine today
+    # (a fixed 0-4 ms spread landed too few in a fast hour: the check above failed).
+    took = []
+    for _ in range(9):
+        db.available = False
+        t0 = loop.time()
+        await db.probe(conn)
+        took.append(loop.time() - t0)
+    spread = sorted(took)[len(took) // 2] * 1.2
     lost = landed = 0
     for _ in range(TRIALS):
         if conn.closed:
@@ -68,7 +77,7 @@ async def test_a_cancellation_during_the_pool_check_ends_the_probe(database: str
             out.append(task.cancel())
             done.set()
 
-        loop.call_later(rng.random() * 0.004, cancel)
+        loop.call_later(rng.random() * spread, cancel)
         try:
             await probe
             ended = False
