@@ -120,56 +120,55 @@ _ALERT_VALUES = (
 )
 
 
-def _numbers(ranked: str, key: str) -> str:
-    """CTEs after ``ranked`` (``key``, local ``day``, ``n``: 1.. per day): each
-    day's counter bumped by its count, and ``numbers`` (``key``, ``number``).
-
-    The desk's short number per local day of raising, e.g. 20261201-0042. At
-    least four digits: lpad alone would cut the 10,000th alert of a day to
-    "1000" (a duplicate of the 1,000th; the unique index then failed every
-    later write)."""
-    return f"""
-, per_day AS (
-    SELECT day, max(n) AS count FROM {ranked} GROUP BY day
-), bumped AS (
-    INSERT INTO alert_counters AS c (day, last) SELECT day, count FROM per_day
-    ON CONFLICT (day) DO UPDATE SET last = c.last + excluded.last
-    RETURNING day, last
-), numbers AS (
-    SELECT r.{key}, to_char(r.day, 'YYYYMMDD') || '-' || lpad(x.n, greatest(4, length(x.n)), '0') AS number
-    FROM {ranked} r JOIN per_day p USING (day) JOIN bumped b USING (day),
-         LATERAL (SELECT (b.last - p.count + r.n)::text AS n) x
-)"""
+def _number_text(day: str, n: str) -> str:
+    """The desk's short number per local day of raising, e.g. 20261201-0042
+    (NULL when ``n`` is). At least four digits: lpad alone would cut the
+    10,000th alert of a day to "1000" (a duplicate of the 1,000th; the unique
+    index then failed every later write)."""
+    return f"to_char({day}, 'YYYYMMDD') || '-' || lpad(({n})::text, greatest(4, length(({n})::text)), '0')"
 
 
 # Starts and instants of one round: a start while the same alert is still
 # open (alerts_one_active) or already stored (a batch written twice) is skipped.
 #
 # The alerts the desk numbers get their number in the same statement: the ones
-# this insert will store (not stored yet, no alert of theirs open) are ranked
+# this insert will store (not stored yet, no alert of theirs open: each looked
+# up per row by a correlated subquery, as the ends below are) are ranked
 # per local day and the day's counter is bumped by their count. Numbered by an
 # UPDATE after the insert instead, each was written twice, and the second
 # write is not HOT (``number`` is indexed): 28 µs of PostgreSQL per numbered
 # alert, 9 % of its time per batched fix (pg_stat_statements, bench_e2e,
-# 2026-12-04). Rounds are numbered in turn (a vehicle's second alert of a key
-# within one batch after every first one). ``_NUMBER_ALERTS`` still numbers
+# 2026-12-04). The staged rows are joined only with the few rows per day
+# (counters): joined with the ranked rows as well, the planner (the stage is a
+# temp table without statistics, estimated at a handful of rows) took a
+# nested loop over the two, 385 ms per single-fix batch, and two full runs of
+# bench_e2e in four spent 106-118 µs of PostgreSQL per fix. Rounds are
+# numbered in turn (a vehicle's second alert of a key within one batch after
+# every first one). ``_NUMBER_ALERTS`` still numbers
 # whatever a batch stored without a number (an end recorded as the whole
 # interval, a start whose check raced another writer).
 _ALERT_INSERT = f"""
-WITH due AS MATERIALIZED (
-    SELECT s.seq, s.raised_at, s.ts, s.id, (s.raised_at AT TIME ZONE {{tz}})::date AS day
-    FROM alerts_stage s
-    WHERE s.round = {{n}} AND NOT s.is_end AND s.kind <> 'zone'
-      AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = s.id::uuid)
-      AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.vehicle_id = s.vehicle_id AND a.key = s.key AND a.ts = s.ts)
-      AND (s.ended_ts IS NOT NULL OR NOT EXISTS (
-          SELECT 1 FROM alerts a WHERE a.vehicle_id = s.vehicle_id AND a.key = s.key AND a.ended_ts IS NULL))
-), ranked AS (
-    SELECT seq, day, row_number() OVER (PARTITION BY day ORDER BY raised_at, ts, id) AS n FROM due
-){_numbers("ranked", "seq")}
+WITH checked AS MATERIALIZED (
+    SELECT s.*, (s.raised_at AT TIME ZONE {{tz}})::date AS day,
+           s.kind <> 'zone'
+           AND (SELECT true FROM alerts a WHERE a.id = s.id::uuid) IS NULL
+           AND (SELECT true FROM alerts a WHERE a.vehicle_id = s.vehicle_id AND a.key = s.key AND a.ts = s.ts) IS NULL
+           AND (s.ended_ts IS NOT NULL OR (SELECT true FROM alerts a WHERE a.vehicle_id = s.vehicle_id
+                                           AND a.key = s.key AND a.ended_ts IS NULL) IS NULL) AS due
+    FROM alerts_stage s WHERE s.round = {{n}} AND NOT s.is_end
+), ranked AS MATERIALIZED (
+    SELECT c.*, row_number() OVER (PARTITION BY c.due, c.day ORDER BY c.raised_at, c.ts, c.id) AS n FROM checked c
+), per_day AS (
+    SELECT day, count(*) AS count FROM ranked WHERE due GROUP BY day
+), bumped AS (
+    INSERT INTO alert_counters AS c (day, last) SELECT day, count FROM per_day
+    ON CONFLICT (day) DO UPDATE SET last = c.last + excluded.last
+    RETURNING day, last
+)
 INSERT INTO alerts ({_ALERT_COLUMNS}, number)
-SELECT {_ALERT_VALUES}, nb.number FROM alerts_stage s LEFT JOIN numbers nb ON nb.seq = s.seq
-WHERE s.round = {{n}} AND NOT s.is_end ORDER BY s.seq
+SELECT {_ALERT_VALUES}, {_number_text("s.day", "(b.last - p.count + s.n)")}
+FROM ranked s LEFT JOIN per_day p ON s.due AND p.day = s.day LEFT JOIN bumped b ON s.due AND b.day = s.day
+ORDER BY s.seq
 ON CONFLICT DO NOTHING
 """
 
@@ -369,12 +368,18 @@ def rebuild_hours(conn: psycopg.Connection[Any], start: datetime, end: datetime,
 # most of PostgreSQL's time in the live case that followed; measured). The
 # UPDATE joins on the key alone: ``a.id = ANY(ARRAY(...))`` there as well made
 # PostgreSQL search the array once per row, 90 ms for 400 alerts.
-_NUMBERING = (
-    _numbers("todo", "id")
-    + """
-UPDATE alerts a SET number = nb.number FROM numbers nb WHERE a.id = nb.id
-"""
+_NUMBERING = f"""
+, per_day AS (
+    SELECT day, max(n) AS count FROM todo GROUP BY day
+), bumped AS (
+    INSERT INTO alert_counters AS c (day, last) SELECT day, count FROM per_day
+    ON CONFLICT (day) DO UPDATE SET last = c.last + excluded.last
+    RETURNING day, last
 )
+UPDATE alerts a SET number = {_number_text("t.day", "b.last - p.count + t.n")}
+FROM todo t JOIN per_day p USING (day) JOIN bumped b USING (day)
+WHERE a.id = t.id
+"""
 
 
 def _todo(source: str) -> str:

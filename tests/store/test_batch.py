@@ -281,6 +281,83 @@ async def test_numbering_finds_the_batch_alerts_by_key_whatever_the_table_holds(
         assert top["Shared Hit Blocks"] + top.get("Shared Read Blocks", 0) < 1000, "numbering read the stored alerts"
 
 
+def _scans(plan: Any) -> list[str]:
+    """The relations a plan reads by sequential scan."""
+    out = [plan["Relation Name"]] if plan.get("Node Type") == "Seq Scan" and "Relation Name" in plan else []
+    for child in plan.get("Plans", ()):
+        out += _scans(child)
+    return out
+
+
+def _rows_handled(plan: Any) -> int:
+    """Rows every node of an executed plan produced, over all its loops: a
+    nested loop over two sets of a batch's size shows as their product."""
+    own = int(plan.get("Actual Rows", 0)) * int(plan.get("Actual Loops", 1))
+    return own + sum(_rows_handled(child) for child in plan.get("Plans", ()))
+
+
+def _stage_round(c: psycopg.Connection[Any], n: int) -> list[tuple[Any, ...]]:
+    """A round of ``n`` starts (half the desk's, half zone records), a third of
+    them ending within the batch, ``n // 3`` ends of starts stored before, staged."""
+    batch: list[AlertRow] = []
+    for k in range(n):
+        kind = "overspeed" if k % 2 else "zone"
+        start = AlertRow(str(uuid.uuid4()), Event(kind, "start", f"N{k}", T0 + k, 112.3, 28.5, f"{kind}:x", "warning"),
+                         T0)  # fmt: skip
+        batch.append(start)
+        if k % 3 == 0:  # ended within the batch: staged carrying its end
+            batch.append(AlertRow(start.id, Event(kind, "end", f"N{k}", T0 + k + 5, 112.3, 28.5, f"{kind}:x",
+                                                  "warning"), T0))  # fmt: skip
+        if k % 3 == 1:  # an end whose start is not in the batch
+            batch.append(AlertRow(str(uuid.uuid4()), Event(kind, "end", f"M{k}", T0 + k, 112.3, 28.5, f"{kind}:y",
+                                                           "warning"), T0))  # fmt: skip
+    stage, _ = alert_stage_rows(batch)
+    with c.cursor() as cur, cur.copy(_COPY_ALERTS) as copy:
+        copy.set_types(list(ALERT_STAGE_TYPES))
+        for r in stage:
+            copy.write_row(r)
+    return stage
+
+
+async def test_a_round_of_thousands_costs_in_proportion_whatever_the_plan_was_made_for(own_database: str) -> None:
+    """The writer's statements are prepared once per session: their plan is
+    the one made for the first batch. Made for a handful of rows and run on a
+    single-fix batch's round of thousands, the insert joined the staged rows
+    with the ranked ones in a nested loop (385 ms per batch; 106-118 µs of
+    PostgreSQL per fix in two bench_e2e runs of four). Every statement of a
+    round must handle rows in proportion to the round, and find stored alerts
+    by index, whatever it was planned for."""
+    async with await psycopg.AsyncConnection.connect(own_database) as ac:
+        await migrate(ac)
+    with psycopg.connect(own_database, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO alerts (id, vehicle_id, kind, key, severity, zone_id, ts, raised_at, ended_ts, ended_at)"
+            " SELECT gen_random_uuid(), 'V' || g, k, k || ':Z1', 'info', 'Z1', t, t, t, t"
+            " FROM generate_series(1, 200000) g, LATERAL (SELECT to_timestamp(%s - g) AS t,"
+            " CASE WHEN g %% 5 = 0 THEN 'overspeed' ELSE 'zone' END AS k) x",
+            (T0,),
+        )
+        c.execute("ANALYZE alerts")
+        c.autocommit = False
+        c.execute(STAGE_SQL)
+        c.commit()
+        tz = "'Asia/Shanghai'"
+        names = {"ins": _ALERT_INSERT, "carried": _CLOSE_CARRIED, "ends": _ALERT_END}
+        for name, sql in names.items():
+            c.execute(f"PREPARE {name} AS {sql.format(n=0, tz=tz)}")
+        _stage_round(c, 3)
+        for name in names:  # planned for three rows
+            c.execute(f"EXECUTE {name}")
+        c.rollback()
+        stage = _stage_round(c, 3000)
+        for name in names:
+            (plan,) = c.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}").fetchone() or (None,)
+            top = plan[0]["Plan"]
+            assert "alerts" not in _scans(top), name
+            assert _rows_handled(top) < 40 * len(stage), (name, _rows_handled(top))
+        c.rollback()
+
+
 def test_alerts_stored_without_a_number_get_one_from_the_next_writer_session(conn: psycopg.Connection[Any]) -> None:
     """A batch numbers only what it staged; alerts stored unnumbered (before
     migration 011, or by an older writer) are numbered once per session."""
