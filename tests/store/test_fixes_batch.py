@@ -224,3 +224,54 @@ async def test_flag_corrections_recompute_their_hours_through_the_index(own_data
     assert hours == (20, 20 * 360)  # the 20 corrected vehicle-hours, each whole
     top = plan[0]["Plan"]
     assert top["Shared Hit Blocks"] + top.get("Shared Read Blocks", 0) < 1500, "the recompute read the whole chunk"
+
+
+def _rows_handled(plan: Any) -> int:
+    own = int(plan.get("Actual Rows", 0)) * int(plan.get("Actual Loops", 1))
+    return own + sum(_rows_handled(child) for child in plan.get("Plans", ()))
+
+
+async def test_the_fixes_statements_cost_in_proportion_whatever_the_plan_was_made_for(own_database: str) -> None:
+    """The writer prepares its statements once per session, planned on its
+    first batch (see the alerts' twin in test_batch.py, where a plan made
+    for three rows handled 22.5 M rows on a round of 4,000). Planned on a
+    batch of three fixes and run on a single-fix batch of 4,000 vehicles over
+    200,000 stored fixes and their hours, each fixes statement handles rows
+    in proportion to the batch."""
+    from gpsd_server.store.batch import _COPY_FIXES, _LAST_SQL, _MOVE_SQL, TYPES, _copy_fixes, hours_sql
+
+    async with await psycopg.AsyncConnection.connect(own_database) as ac:
+        await migrate(ac)
+    t0 = DAY.timestamp()
+    with psycopg.connect(own_database) as w:
+        w.execute(STAGE_SQL)
+        w.commit()
+        stored = [f for v in range(4000) for f in drive(f"P{v:04d}", DAY, 50)]
+        write_batch(w, stored, [], mileage=RULE)  # 200,000 fixes and their hours, stored before
+        w.execute("ANALYZE fixes")
+        w.execute("ANALYZE fix_hours")
+        w.commit()
+    # A session of its own: psycopg deallocates every prepared statement of a
+    # session whose own prepared statements a rollback may have undone.
+    with psycopg.connect(own_database) as c:
+        c.execute(STAGE_SQL)
+        c.commit()
+        names = {"move": _MOVE_SQL, "last": _LAST_SQL, "hours": hours_sql("fixes_stage", RULE)}
+        for name, sql in names.items():
+            c.execute(f"PREPARE {name} AS {sql}")
+
+        def stage(n: int, at: float) -> None:
+            with c.cursor() as cur, cur.copy(_COPY_FIXES) as copy:
+                copy.set_types(list(TYPES))
+                _copy_fixes(copy, [Fix(f"P{v:04d}", at, 112.4, 28.5, at + 1, 30.0, 90.0) for v in range(n)])
+
+        stage(3, t0 + 940)
+        for name in names:  # planned for three fixes
+            c.execute(f"EXECUTE {name}")
+        c.rollback()
+        stage(4000, t0 + 950)  # one more fix of each vehicle, after its last, in the hour it has
+        for name in names:
+            (plan,) = c.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}").fetchone() or (None,)
+            handled = _rows_handled(plan[0]["Plan"])
+            assert handled < 40 * 4000, (name, handled)
+        c.rollback()
