@@ -30,15 +30,12 @@ fails or the stored counts differ. Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,20 +45,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-import bench_e2e  # noqa: E402  (a sibling script, not a package)
-from bench_e2e import RawReader, Server, children_of, cpu_s, fix_payload, publish_all, run_readers  # noqa: E402
-from procs import PrivateServices  # noqa: E402
+import ab_engine  # noqa: E402  (sibling scripts, not a package)
+import bench_e2e  # noqa: E402
+from bench_e2e import RawReader, Server, children_of, cpu_s, publish_all, run_readers  # noqa: E402
+
+from tools.procs import PrivateServices, private_services  # noqa: E402
 
 
 def extract(rev: str, into: Path) -> Path:
     """The revision's ``gpsd_server`` under ``into`` (a folder to put first on PYTHONPATH)."""
-    sha = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short=10", rev], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    sha = ab_engine.short_sha(rev)
     folder = into / f"rev-{sha}"
     folder.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "gpsd_server"], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    ab_engine.unpack(sha, folder)
     # The editable install points at this checkout: PYTHONPATH must win over it.
     where = subprocess.run(
         [sys.executable, "-c", "import gpsd_server; print(gpsd_server.__file__)"], cwd=into, check=True,
@@ -198,25 +194,6 @@ def drain_pair(
                 side.server = None
 
 
-def single_messages(vehicles: int, n: int, t0: float) -> list[tuple[str, bytes]]:
-    out = []
-    for i in range(n):
-        v, step = i % vehicles, i // vehicles
-        out.append((f"V{v:05d}/fix", json.dumps(fix_payload(v, t0 + step * 10, step)).encode()))
-    return out
-
-
-def batched_messages(vehicles: int, n: int, per: int, t0: float) -> list[tuple[str, bytes]]:
-    out = []
-    per_vehicle = max(per, n // vehicles)
-    for b0 in range(0, per_vehicle, per):
-        for v in range(vehicles):
-            k = min(per, per_vehicle - b0)
-            items = [fix_payload(v, t0 + (b0 + j) * 10, b0 + j) for j in range(k)]
-            out.append((f"V{v:05d}/fix", json.dumps(items).encode()))
-    return out
-
-
 def _ratio(b: float, a: float) -> float:
     """B / A; NaN when A measured nothing (a small run's writer can stay under one 10 ms clock tick)."""
     return b / a if a > 0 else math.nan
@@ -242,14 +219,10 @@ def main() -> int:
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if not cases or not set(cases) <= {"single", "batched"}:
         ap.error("--cases: single, batched or both")
-    root = Path(tempfile.mkdtemp(prefix="gpsd-ab-e2e-"))
-    root.chmod(0o755)  # the postgres and mosquitto users must reach their folders
-    svc = PrivateServices(root)
-    try:
-        svc.pg_init()
-        svc.pg_start()
-        svc.mq_init()
-        svc.mq_start()
+    # A TERM (a timeout, a kill) still stops the private broker, database and servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with private_services("gpsd-ab-e2e-") as svc:
+        root = svc.root
         city = root / "city"
         city.mkdir()
         bench_e2e.write_city(city, zones=args.zones, routes=args.routes, vehicles=args.vehicles, seed=1)
@@ -276,9 +249,9 @@ def main() -> int:
             for case in cases:
                 t += 86400 / 4  # later than every fix before: nothing arrives late
                 if case == "single":
-                    msgs, fixes = single_messages(args.vehicles, args.fixes, t), args.fixes
+                    msgs, fixes = bench_e2e.single_messages(args.vehicles, args.fixes, t), args.fixes
                 else:
-                    msgs = batched_messages(args.vehicles, args.batched_fixes, args.batch, t)
+                    msgs = bench_e2e.batched_messages(args.vehicles, args.batched_fixes, args.batch, t)
                     fixes = args.vehicles * max(args.batch, args.batched_fixes // args.vehicles)
                 got = drain_pair(svc, root, city, sides, msgs, fixes, first=r % 2)
                 rounds[case].append(got)
@@ -306,9 +279,6 @@ def main() -> int:
                 + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
             )
         return 0
-    finally:
-        svc.destroy()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -41,14 +41,24 @@ sys.path.insert(0, str(ROOT / "tools"))
 import bench_e2e  # noqa: E402  (a sibling script, not a package)
 
 
-def extract(rev: str, into: Path) -> str:
-    """The revision's gpsd_server as a package named ``gpsd_ab_<sha>`` under ``into``."""
-    sha = subprocess.run(
+def short_sha(rev: str) -> str:
+    """The revision's commit, abbreviated to ten digits."""
+    return subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short=10", rev], check=True, capture_output=True, text=True
     ).stdout.strip()
-    name = f"gpsd_ab_{sha}"
+
+
+def unpack(sha: str, into: Path) -> None:
+    """The commit's ``gpsd_server`` folder, from ``git archive``, under ``into``."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "gpsd_server"], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+
+
+def extract(rev: str, into: Path) -> str:
+    """The revision's gpsd_server as a package named ``gpsd_ab_<sha>`` under ``into``."""
+    sha = short_sha(rev)
+    name = f"gpsd_ab_{sha}"
+    unpack(sha, into)
     (into / "gpsd_server").rename(into / name)
     word = re.compile(r"\bgpsd_server\b")
     for path in (into / name).rglob("*.py"):

@@ -71,7 +71,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -91,7 +90,7 @@ sys.path.insert(0, str(REPO))
 
 from gpsd_server.settings import DatabaseSettings  # noqa: E402
 from tools import bench_mqtt  # noqa: E402
-from tools.procs import PrivateServices, ServerProcess  # noqa: E402
+from tools.procs import PrivateServices, ServerProcess, private_services  # noqa: E402
 
 LON0, LAT0 = 112.35, 28.57
 SOS = 1
@@ -153,6 +152,32 @@ def fix_payload(vehicle: int, ts: float, i: int, alarm: int = 0) -> dict[str, An
     lat = LAT0 + rng.uniform(-0.08, 0.08) + i * 0.0003
     return {"ts": round(ts, 3), "lon": round(lon, 6), "lat": round(lat, 6), "speed_kmh": 36.0, "heading": 70,
             "alarm": alarm, "sensors": {"loaded": True, "cover_closed": True}}  # fmt: skip
+
+
+def single_messages(vehicles: int, n: int, t0: float, *, malformed_every: int = 0) -> list[tuple[str, bytes]]:
+    """``n`` single-fix messages (topic after the prefix, payload), one per
+    vehicle in turn, 10 s apart per vehicle from ``t0``; with
+    ``malformed_every``, the last of every so many is not JSON."""
+    out = []
+    for i in range(n):
+        v, step = i % vehicles, i // vehicles
+        malformed = malformed_every and i % malformed_every == malformed_every - 1
+        body = b"{broken" if malformed else json.dumps(fix_payload(v, t0 + step * 10, step)).encode()
+        out.append((f"V{v:05d}/fix", body))
+    return out
+
+
+def batched_messages(vehicles: int, n: int, per: int, t0: float) -> list[tuple[str, bytes]]:
+    """About ``n`` fixes (at least ``per`` per vehicle) in messages of ``per``
+    fixes of one vehicle, the vehicles in turn, 10 s apart from ``t0``."""
+    out = []
+    per_vehicle = max(per, n // vehicles)
+    for b0 in range(0, per_vehicle, per):
+        for v in range(vehicles):
+            k = min(per, per_vehicle - b0)
+            items = [fix_payload(v, t0 + (b0 + j) * 10, b0 + j) for j in range(k)]
+            out.append((f"V{v:05d}/fix", json.dumps(items).encode()))
+    return out
 
 
 # -- CPU from /proc -----------------------------------------------------------------
@@ -1026,90 +1051,72 @@ def main() -> None:
             ap.error("--profile needs py-spy (not a project dependency): .venv/bin/pip install py-spy")
         args.profile.mkdir(parents=True, exist_ok=True)
 
-    root = Path(tempfile.mkdtemp(prefix="gpsd-bench-"))
-    root.chmod(0o755)  # the postgres and mosquitto users must reach their folders
-    svc = PrivateServices(root)
-    log(f"private PostgreSQL :{svc.pg_port} and Mosquitto :{svc.mqtt_port} under {root}")
-    svc.pg_init()
-    svc.pg_start()
-    svc.mq_init()
-    svc.mq_start()
     drains: list[Drain] = []
     ceilings: list[Ceiling] = []
     lat: Latency | None = None
-    try:
-        db = "bench"
-        svc.create_db(db)
-        city = root / "city"
-        city.mkdir()
-        write_city(city, zones=args.zones, routes=args.routes, vehicles=args.vehicles, seed=args.seed)
-        env = {
-            "GPSD_INGEST__MAX_AGE_DAYS": "3650",
-            "GPSD_LOG_LEVEL": "WARNING",
-            "GPSD_DATABASE__FLUSH_INTERVAL_MS": str(args.flush_ms),
-            "GPSD_DATABASE__BATCH_ROWS": str(args.batch_rows),
-            "GPSD_DATABASE__BATCH_MAX_ROWS": str(args.batch_max_rows),
-            "GPSD_INGEST__STATS_LOG_INTERVAL_S": "60",
-        }
+    with private_services("gpsd-bench-") as svc:
+        root = svc.root
+        log(f"private PostgreSQL :{svc.pg_port} and Mosquitto :{svc.mqtt_port} under {root}")
+        try:
+            db = "bench"
+            svc.create_db(db)
+            city = root / "city"
+            city.mkdir()
+            write_city(city, zones=args.zones, routes=args.routes, vehicles=args.vehicles, seed=args.seed)
+            env = {
+                "GPSD_INGEST__MAX_AGE_DAYS": "3650",
+                "GPSD_LOG_LEVEL": "WARNING",
+                "GPSD_DATABASE__FLUSH_INTERVAL_MS": str(args.flush_ms),
+                "GPSD_DATABASE__BATCH_ROWS": str(args.batch_rows),
+                "GPSD_DATABASE__BATCH_MAX_ROWS": str(args.batch_max_rows),
+                "GPSD_INGEST__STATS_LOG_INTERVAL_S": "60",
+            }
 
-        def make_server() -> Server:
-            return Server(svc, root, city, db, env)
+            def make_server() -> Server:
+                return Server(svc, root, city, db, env)
 
-        # First start: migrations; later servers each have their own session and topics.
-        first = make_server()
-        first.start()
-        first.stop()
+            # First start: migrations; later servers each have their own session and topics.
+            first = make_server()
+            first.start()
+            first.stop()
 
-        if "ceilings" in cases:
-            size = len(json.dumps(fix_payload(1, time.time(), 0))) + 20
-            ceilings += mqtt_ceilings(svc.mqtt_port, svc.mq_pid(), args.fixes, size)
-            write_dsn = svc.create_db("bench_write")  # the server's database stays as the drains expect it
-            asyncio.run(migrated(write_dsn))
-            ceilings += db_ceilings(write_dsn, args.fixes, args.vehicles, args.batch_rows, args.batch)
-            # Its autovacuum must not land in a drain's window (PostgreSQL's CPU is the cluster's):
-            # one run's single-fix drain measured 109 µs of PostgreSQL per fix against 22-31 in the others.
-            with psycopg.connect(svc.admin_dsn, autocommit=True) as conn:
-                conn.execute("DROP DATABASE bench_write")
+            if "ceilings" in cases:
+                size = len(json.dumps(fix_payload(1, time.time(), 0))) + 20
+                ceilings += mqtt_ceilings(svc.mqtt_port, svc.mq_pid(), args.fixes, size)
+                write_dsn = svc.create_db("bench_write")  # the server's database stays as the drains expect it
+                asyncio.run(migrated(write_dsn))
+                ceilings += db_ceilings(write_dsn, args.fixes, args.vehicles, args.batch_rows, args.batch)
+                # Its autovacuum must not land in a drain's window (PostgreSQL's CPU is the cluster's):
+                # one run's single-fix drain measured 109 µs of PostgreSQL per fix against 22-31 in the others.
+                with psycopg.connect(svc.admin_dsn, autocommit=True) as conn:
+                    conn.execute("DROP DATABASE bench_write")
 
-        t_base = time.time() - 86400 * 3
-        if "single" in cases:
-            if not args.cold:
-                warm_up(make_server, svc.mqtt_port, args.vehicles, t_base - 10)
-            single = []
-            for i in range(args.fixes):
-                v, step = i % args.vehicles, i // args.vehicles
-                body = json.dumps(fix_payload(v, t_base + step * 10, step)).encode()
-                single.append((f"V{v:05d}/fix", b"{broken" if i % 100 == 99 else body))
-            drains.append(
-                drain_case("single-fix", svc, make_server, single, args.fixes - args.fixes // 100,
-                           ws_clients=args.ws_clients, profile=args.profile, ws_form=args.ws_form)
-            )  # fmt: skip
-        if "batched" in cases:
-            batched = []
-            per_vehicle = max(args.batch, args.batched_fixes // args.vehicles)
-            t_base2 = t_base + 40_000
-            for b0 in range(0, per_vehicle, args.batch):
-                for v in range(args.vehicles):
-                    k = min(args.batch, per_vehicle - b0)
-                    items = [fix_payload(v, t_base2 + (b0 + j) * 10, b0 + j) for j in range(k)]
-                    batched.append((f"V{v:05d}/fix", json.dumps(items).encode()))
-            drains.append(
-                drain_case(f"batched x{args.batch}", svc, make_server, batched, args.vehicles * per_vehicle,
-                           ws_clients=args.ws_clients, profile=args.profile, ws_form=args.ws_form)
-            )  # fmt: skip
-        if "latency" in cases:
-            log(f"latency: {args.rate} fixes/s for {args.seconds} s, {args.latency_clients} websocket clients")
-            lat = latency_case_or_none(
-                svc, make_server, rate=args.rate, seconds=args.seconds, vehicles=args.latency_vehicles,
-                clients=args.latency_clients, profile=args.profile, ws_form=args.ws_form,
-            )  # fmt: skip
-    except BaseException:
-        for path in sorted(root.glob("server-*/server.log")):
-            log(f"{path.parent.name} log, last lines:\n" + "\n".join(path.read_text().splitlines()[-40:]))
-        raise
-    finally:
-        svc.destroy()
-        shutil.rmtree(root, ignore_errors=True)
+            t_base = time.time() - 86400 * 3
+            if "single" in cases:
+                if not args.cold:
+                    warm_up(make_server, svc.mqtt_port, args.vehicles, t_base - 10)
+                single = single_messages(args.vehicles, args.fixes, t_base, malformed_every=100)
+                drains.append(
+                    drain_case("single-fix", svc, make_server, single, args.fixes - args.fixes // 100,
+                               ws_clients=args.ws_clients, profile=args.profile, ws_form=args.ws_form)
+                )  # fmt: skip
+            if "batched" in cases:
+                batched = batched_messages(args.vehicles, args.batched_fixes, args.batch, t_base + 40_000)
+                per_vehicle = max(args.batch, args.batched_fixes // args.vehicles)
+                drains.append(
+                    drain_case(f"batched x{args.batch}", svc, make_server, batched, args.vehicles * per_vehicle,
+                               ws_clients=args.ws_clients, profile=args.profile, ws_form=args.ws_form)
+                )  # fmt: skip
+            if "latency" in cases:
+                log(f"latency: {args.rate} fixes/s for {args.seconds} s, {args.latency_clients} websocket clients")
+                lat = latency_case_or_none(
+                    svc, make_server, rate=args.rate, seconds=args.seconds, vehicles=args.latency_vehicles,
+                    clients=args.latency_clients, profile=args.profile, ws_form=args.ws_form,
+                )  # fmt: skip
+        except BaseException:
+            for path in sorted(root.glob("server-*/server.log")):
+                log(f"{path.parent.name} log, last lines:\n" + "\n".join(path.read_text().splitlines()[-40:]))
+            raise
     report(args, drains, lat, ceilings, (load0, Path("/proc/loadavg").read_text().strip()))
     if lat is not None and lat.samples:
         print(f"(latency samples: median {statistics.median(lat.samples):.1f} ms)")

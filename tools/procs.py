@@ -19,10 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -188,6 +190,24 @@ set_tcp_nodelay true
                 break
             time.sleep(0.05)
         _wait_port(self.mqtt_port, up=False)
+
+
+@contextmanager
+def private_services(prefix: str) -> Iterator[PrivateServices]:
+    """Both services, started under a new temporary folder (``prefix``), and at
+    the end stopped and their folder removed, however the block ends."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)  # the postgres and mosquitto users must reach their folders
+    svc = PrivateServices(root)
+    try:
+        svc.pg_init()
+        svc.pg_start()
+        svc.mq_init()
+        svc.mq_start()
+        yield svc
+    finally:
+        svc.destroy()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class ServerProcess:

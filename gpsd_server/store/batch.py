@@ -584,19 +584,14 @@ def _write_rows(
     if alerts:
         tz = "'" + timezone.replace("'", "''") + "'"  # a literal: the statements are prepared, without parameters
         stage, rounds = alert_stage_rows(alerts)
-        with cur.copy(_COPY_ALERTS) as copy:
-            copy.set_types(list(ALERT_STAGE_TYPES))
-            for row in stage:
-                copy.write_row(row)
+        copy_alert_stage(cur, stage)
         for n, (starts, ends, carried) in enumerate(rounds):
             steps = ((_ALERT_INSERT, starts), (_CLOSE_CARRIED, carried), (_ALERT_END, ends))
             statements += [sql.format(n=n, tz=tz) for sql, count in steps if count]
     if not rows:
         _prepared(cur, statements)
         return 0
-    with cur.copy(_COPY_FIXES) as copy:
-        copy.set_types(list(TYPES))
-        _copy_fixes(copy, rows)
+    copy_fixes_stage(cur, rows)
     rest = [_LAST_SQL, *statements]
     cur.execute("SAVEPOINT fresh")  # the fast path first
     try:
@@ -610,6 +605,21 @@ def _write_rows(
     cur.execute("RELEASE fresh")
     _prepared(cur, [hours_sql("fixes_stage", rule), *rest])
     return len(rows)
+
+
+def copy_fixes_stage(cur: psycopg.Cursor[Any], rows: Sequence[Fix]) -> None:
+    """Fixes into ``fixes_stage`` (binary COPY)."""
+    with cur.copy(_COPY_FIXES) as copy:
+        copy.set_types(list(TYPES))
+        _copy_fixes(copy, rows)
+
+
+def copy_alert_stage(cur: psycopg.Cursor[Any], stage: Sequence[tuple[Any, ...]]) -> None:
+    """Staging rows of :func:`alert_stage_rows` into ``alerts_stage`` (binary COPY)."""
+    with cur.copy(_COPY_ALERTS) as copy:
+        copy.set_types(list(ALERT_STAGE_TYPES))
+        for row in stage:
+            copy.write_row(row)
 
 
 def _prepared(cur: psycopg.Cursor[Any], statements: Sequence[str]) -> None:

@@ -5,8 +5,6 @@ temporary folder, and per test a server subprocess with its own database."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,23 +14,14 @@ import psycopg
 import pytest
 
 from tests.fixtures.server import make_tokens
+from tools import procs
 from tools.procs import PrivateServices, ServerProcess
 
 
 @pytest.fixture(scope="session")
 def private_services() -> Iterator[PrivateServices]:
-    root = Path(tempfile.mkdtemp(prefix="gpsd-faults-"))
-    root.chmod(0o755)  # the postgres and mosquitto users must reach their folders
-    svc = PrivateServices(root)
-    try:
-        svc.pg_init()
-        svc.pg_start()
-        svc.mq_init()
-        svc.mq_start()
+    with procs.private_services("gpsd-faults-") as svc:
         yield svc
-    finally:
-        svc.destroy()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

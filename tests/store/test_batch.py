@@ -15,16 +15,16 @@ from gpsd_server.store.batch import (
     _ALERT_END,
     _ALERT_INSERT,
     _CLOSE_CARRIED,
-    _COPY_ALERTS,
     _NUMBER_ALERTS,
-    ALERT_STAGE_TYPES,
     STAGE_SQL,
     AlertRow,
     alert_stage_rows,
+    copy_alert_stage,
     number_left_over_alerts,
     write_batch,
 )
 from gpsd_server.store.schema import migrate
+from tests.store.plans import rows_handled, seq_scans
 
 T0 = 1.7e9
 
@@ -43,6 +43,11 @@ async def conn(database: str) -> AsyncIterator[psycopg.Connection[Any]]:
         c.execute(STAGE_SQL)
         c.commit()
         yield c
+
+
+def copy_stage(c: psycopg.Connection[Any], stage: list[tuple[Any, ...]]) -> None:
+    with c.cursor() as cur:
+        copy_alert_stage(cur, stage)
 
 
 def alerts(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
@@ -200,10 +205,7 @@ async def test_ending_alerts_looks_up_each_open_alert_whatever_the_statistics(ow
         ends = [row("end", T0 + 60, vehicle=f"V{k}") for k in range(1, 21)]
         stage, rounds = alert_stage_rows(ends)
         assert rounds == [[0, 20, 0]]
-        with c.cursor() as cur, cur.copy(_COPY_ALERTS) as copy:
-            copy.set_types(list(ALERT_STAGE_TYPES))
-            for r in stage:
-                copy.write_row(r)
+        copy_stage(c, stage)
         (plan,) = c.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _ALERT_END.format(n=0)).fetchone() or (None,)
         closed = c.execute("SELECT count(*) FROM alerts WHERE ended_ts > to_timestamp(%s)", (T0,)).fetchone()
         c.rollback()
@@ -221,10 +223,7 @@ async def test_ending_alerts_looks_up_each_open_alert_whatever_the_statistics(ow
             carried += [start, end]
         stage, rounds = alert_stage_rows(carried)
         assert rounds == [[20, 0, 20]]
-        with c.cursor() as cur, cur.copy(_COPY_ALERTS) as copy:
-            copy.set_types(list(ALERT_STAGE_TYPES))
-            for r in stage:
-                copy.write_row(r)
+        copy_stage(c, stage)
         c.execute(_ALERT_INSERT.format(n=0, tz="'Asia/Shanghai'"))  # stored already: skipped
         (plan2,) = c.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + _CLOSE_CARRIED.format(n=0)).fetchone() or (
             None,
@@ -264,10 +263,7 @@ async def test_numbering_finds_the_batch_alerts_by_key_whatever_the_table_holds(
             for k in range(10)
         ]
         stage, _ = alert_stage_rows(batch)
-        with c.cursor() as cur, cur.copy(_COPY_ALERTS) as copy:
-            copy.set_types(list(ALERT_STAGE_TYPES))
-            for r in stage:
-                copy.write_row(r)
+        copy_stage(c, stage)
         explain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
         (at_insert,) = c.execute(explain + _ALERT_INSERT.format(n=0, tz="'Asia/Shanghai'")).fetchone() or (None,)
         numbered = c.execute(
@@ -279,21 +275,6 @@ async def test_numbering_finds_the_batch_alerts_by_key_whatever_the_table_holds(
     for plan in (at_insert, after):
         top = plan[0]["Plan"]
         assert top["Shared Hit Blocks"] + top.get("Shared Read Blocks", 0) < 1000, "numbering read the stored alerts"
-
-
-def _scans(plan: Any) -> list[str]:
-    """The relations a plan reads by sequential scan."""
-    out = [plan["Relation Name"]] if plan.get("Node Type") == "Seq Scan" and "Relation Name" in plan else []
-    for child in plan.get("Plans", ()):
-        out += _scans(child)
-    return out
-
-
-def _rows_handled(plan: Any) -> int:
-    """Rows every node of an executed plan produced, over all its loops: a
-    nested loop over two sets of a batch's size shows as their product."""
-    own = int(plan.get("Actual Rows", 0)) * int(plan.get("Actual Loops", 1))
-    return own + sum(_rows_handled(child) for child in plan.get("Plans", ()))
 
 
 def _stage_round(c: psycopg.Connection[Any], n: int) -> list[tuple[Any, ...]]:
@@ -312,10 +293,7 @@ def _stage_round(c: psycopg.Connection[Any], n: int) -> list[tuple[Any, ...]]:
             batch.append(AlertRow(str(uuid.uuid4()), Event(kind, "end", f"M{k}", T0 + k, 112.3, 28.5, f"{kind}:y",
                                                            "warning"), T0))  # fmt: skip
     stage, _ = alert_stage_rows(batch)
-    with c.cursor() as cur, cur.copy(_COPY_ALERTS) as copy:
-        copy.set_types(list(ALERT_STAGE_TYPES))
-        for r in stage:
-            copy.write_row(r)
+    copy_stage(c, stage)
     return stage
 
 
@@ -353,8 +331,8 @@ async def test_a_round_of_thousands_costs_in_proportion_whatever_the_plan_was_ma
         for name in names:
             (plan,) = c.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}").fetchone() or (None,)
             top = plan[0]["Plan"]
-            assert "alerts" not in _scans(top), name
-            assert _rows_handled(top) < 40 * len(stage), (name, _rows_handled(top))
+            assert "alerts" not in seq_scans(top), name
+            assert rows_handled(top) < 40 * len(stage), (name, rows_handled(top))
         c.rollback()
 
 

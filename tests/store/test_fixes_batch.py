@@ -14,8 +14,18 @@ import pytest
 
 from gpsd_server.model import Fix, FixFlag
 from gpsd_server.store import history
-from gpsd_server.store.batch import STAGE_SQL, MileageRule, rebuild_hours, write_batch
+from gpsd_server.store.batch import (
+    _LAST_SQL,
+    _MOVE_SQL,
+    STAGE_SQL,
+    MileageRule,
+    copy_fixes_stage,
+    hours_sql,
+    rebuild_hours,
+    write_batch,
+)
 from gpsd_server.store.schema import migrate
+from tests.store.plans import rows_handled
 
 DAY = datetime(2021, 6, 1, tzinfo=UTC)  # far from the days other tests write
 RULE = MileageRule(moving_kmh=5.0, gap_s=300.0)
@@ -226,11 +236,6 @@ async def test_flag_corrections_recompute_their_hours_through_the_index(own_data
     assert top["Shared Hit Blocks"] + top.get("Shared Read Blocks", 0) < 1500, "the recompute read the whole chunk"
 
 
-def _rows_handled(plan: Any) -> int:
-    own = int(plan.get("Actual Rows", 0)) * int(plan.get("Actual Loops", 1))
-    return own + sum(_rows_handled(child) for child in plan.get("Plans", ()))
-
-
 async def test_the_fixes_statements_cost_in_proportion_whatever_the_plan_was_made_for(own_database: str) -> None:
     """The writer prepares its statements once per session, planned on its
     first batch (see the alerts' twin in test_batch.py, where a plan made
@@ -238,8 +243,6 @@ async def test_the_fixes_statements_cost_in_proportion_whatever_the_plan_was_mad
     batch of three fixes and run on a single-fix batch of 4,000 vehicles over
     200,000 stored fixes and their hours, each fixes statement handles rows
     in proportion to the batch."""
-    from gpsd_server.store.batch import _COPY_FIXES, _LAST_SQL, _MOVE_SQL, TYPES, _copy_fixes, hours_sql
-
     async with await psycopg.AsyncConnection.connect(own_database) as ac:
         await migrate(ac)
     t0 = DAY.timestamp()
@@ -261,9 +264,8 @@ async def test_the_fixes_statements_cost_in_proportion_whatever_the_plan_was_mad
             c.execute(f"PREPARE {name} AS {sql}")
 
         def stage(n: int, at: float) -> None:
-            with c.cursor() as cur, cur.copy(_COPY_FIXES) as copy:
-                copy.set_types(list(TYPES))
-                _copy_fixes(copy, [Fix(f"P{v:04d}", at, 112.4, 28.5, at + 1, 30.0, 90.0) for v in range(n)])
+            with c.cursor() as cur:
+                copy_fixes_stage(cur, [Fix(f"P{v:04d}", at, 112.4, 28.5, at + 1, 30.0, 90.0) for v in range(n)])
 
         stage(3, t0 + 940)
         for name in names:  # planned for three fixes
@@ -272,6 +274,6 @@ async def test_the_fixes_statements_cost_in_proportion_whatever_the_plan_was_mad
         stage(4000, t0 + 950)  # one more fix of each vehicle, after its last, in the hour it has
         for name in names:
             (plan,) = c.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}").fetchone() or (None,)
-            handled = _rows_handled(plan[0]["Plan"])
+            handled = rows_handled(plan[0]["Plan"])
             assert handled < 40 * 4000, (name, handled)
         c.rollback()
