@@ -51,11 +51,21 @@ COLUMNS = (
     "vehicle_id", "ts", "received_at", "lon", "lat", "speed_kmh", "heading", "alt_m", "sats",
     "hdop", "ignition", "alarm", "status", "sensors", "mileage_km", "source", "flags",
 )  # fmt: skip
+# The COPYs' dumpers: a jsonb column goes as "bytea", its value already in
+# jsonb's binary format (``jsonb_binary``), so psycopg's C dumper sends it
+# as it is instead of calling the Python jsonb dumper for every row
+# (0.3-0.6 µs per fix with sensors, 2026-12-06).
 TYPES = (
     "text", "timestamptz", "timestamptz", "float8", "float8", "float4", "float4", "float4",
-    "int2", "float4", "bool", "int8", "int8", "jsonb", "float8", "text", "int2",
+    "int2", "float4", "bool", "int8", "int8", "bytea", "float8", "text", "int2",
 )  # fmt: skip
 _json_encoder = msgspec.json.Encoder()
+JSONB_VERSION = b"\x01"  # jsonb's binary format: this version byte, then the JSON text (PostgreSQL's jsonb_recv)
+
+
+def jsonb_binary(doc: Any) -> bytes:
+    """A document in jsonb's binary format, for a "bytea"-dumped COPY field of a jsonb column."""
+    return JSONB_VERSION + _json_encoder.encode(doc)
 
 
 def _json_dumps(obj: Any) -> bytes:
@@ -105,9 +115,10 @@ ALERT_STAGE_COLUMNS = (
     "seq", "round", "is_end", "merged", "id", "vehicle_id", "kind", "key", "severity", "zone_id", "route_id",
     "ts", "raised_at", "lon", "lat", "ended_ts", "ended_at", "details", "place", "end_lon", "end_lat",
 )  # fmt: skip
+# details, a jsonb column, go as ``jsonb_binary`` (see TYPES).
 ALERT_STAGE_TYPES = (
     "int4", "int4", "bool", "bool", "text", "text", "text", "text", "text", "text", "text",
-    "timestamptz", "timestamptz", "float8", "float8", "timestamptz", "timestamptz", "jsonb", "text",
+    "timestamptz", "timestamptz", "float8", "float8", "timestamptz", "timestamptz", "bytea", "text",
     "float8", "float8",
 )  # fmt: skip
 _ALERT_COLUMNS = (
@@ -454,7 +465,8 @@ def _coord(v: float) -> float | None:
 
 
 def alert_insert_params(a: AlertRow, raised: datetime | None = None) -> tuple[Any, ...]:
-    """``raised``: ``a.raised_at`` as a datetime, when the caller has it (a batch shares one)."""
+    """The alert staging columns of a row (details as ``jsonb_binary``); ``raised``:
+    ``a.raised_at`` as a datetime, when the caller has it (a batch shares one)."""
     e = a.event
     ts = utc(e.ts)
     raised = utc(a.raised_at) if raised is None else raised
@@ -468,7 +480,7 @@ def alert_insert_params(a: AlertRow, raised: datetime | None = None) -> tuple[An
         end_lon, end_lat = _coord(e.lon), _coord(e.lat)
     return (
         a.id, e.vehicle_id, e.kind, e.key, e.severity, e.zone_id, e.route_id, start,
-        raised, _coord(e.lon), _coord(e.lat), ended, raised if ended else None, e.details,
+        raised, _coord(e.lon), _coord(e.lat), ended, raised if ended else None, jsonb_binary(e.details),
         a.place, end_lon, end_lat,
     )  # fmt: skip
 
@@ -485,13 +497,14 @@ _SENSORS_JSON: dict[Sensors, bytes | None] = {}
 
 
 def _sensors_bytes(s: Sensors | None) -> bytes | None:
+    """The sensors column's value for the COPY (``jsonb_binary``)."""
     if s is None:
         return None
     try:
         return _SENSORS_JSON[s]
     except KeyError:
         doc = sensors_json(s)
-        data = None if doc is None else _json_encoder.encode(doc)
+        data = None if doc is None else jsonb_binary(doc)
         if len(_SENSORS_JSON) < 1024:
             _SENSORS_JSON[s] = data
         return data
@@ -666,7 +679,7 @@ def alert_stage_rows(alerts: Sequence[AlertRow]) -> tuple[list[tuple[Any, ...]],
             start[3] = True
             start[4 + _ENDED_TS], start[4 + _ENDED_AT] = utc(e.ts), raised
             start[4 + _END_LON], start[4 + _END_LAT] = _coord(e.lon), _coord(e.lat)
-            start[4 + _DETAILS] = {**e.details, **start[4 + _DETAILS]}  # the start's figures stay
+            start[4 + _DETAILS] = jsonb_binary({**e.details, **alerts[start[0]].event.details})  # the start's stay
             rows[i] = tuple(start)
             rounds[start[1]][2] += 1
             continue

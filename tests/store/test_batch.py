@@ -20,6 +20,7 @@ from gpsd_server.store.batch import (
     AlertRow,
     alert_stage_rows,
     copy_alert_stage,
+    jsonb_binary,
     number_left_over_alerts,
     write_batch,
 )
@@ -72,7 +73,7 @@ def test_a_start_ended_in_the_same_batch_is_staged_as_the_whole_interval() -> No
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [(0, 0, False, True), (2, 1, False, False)]
     assert rounds == [[1, 0, 1], [1, 0, 0]]
     # ended_ts; the start's figures stay, the end's own keys are added
-    assert rows[0][4 + 11] is not None and rows[0][4 + 13] == {"at": T0}
+    assert rows[0][4 + 11] is not None and rows[0][4 + 13] == jsonb_binary({"at": T0})
     assert rows[1][4 + 11] is None
 
 

@@ -12,12 +12,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from gpsd_server.model import Fix, FixFlag
+from gpsd_server.model import Event, Fix, FixFlag, Sensors
 from gpsd_server.store import history
 from gpsd_server.store.batch import (
     _LAST_SQL,
     _MOVE_SQL,
     STAGE_SQL,
+    AlertRow,
     MileageRule,
     copy_fixes_stage,
     hours_sql,
@@ -277,3 +278,36 @@ async def test_the_fixes_statements_cost_in_proportion_whatever_the_plan_was_mad
             handled = rows_handled(plan[0]["Plan"])
             assert handled < 40 * 4000, (name, handled)
         c.rollback()
+
+
+async def test_sensors_and_alert_details_are_stored_as_the_documents_they_were(
+    conn: psycopg.Connection[Any], vehicle: str
+) -> None:
+    """Both go through the COPY as jsonb's binary format (a version byte and
+    the JSON text, dumped as bytes): PostgreSQL must read the same documents,
+    non-ASCII names and nested values included."""
+    t0 = DAY.timestamp() + 3 * 3600
+    kinds = [
+        Sensors(loaded=True, cover_closed=False),
+        Sensors(drum="ccw", lift=True),
+        Sensors(),  # nothing known: no document
+        None,
+    ]
+    fixes = [Fix(vehicle, t0 + i, 112.3, 28.5, t0 + i + 1, 30.0, 90.0, sensors=s) for i, s in enumerate(kinds)]
+    details = {"name": '岳麓区·禁行区 "A"\\1', "duration_s": 42, "limits": [1.5, None, {"深": True}]}
+    start = Event("forbidden_zone", "start", vehicle, t0, 112.3, 28.5, "forbidden:Z9", zone_id="Z9", details=details)
+    end = Event("forbidden_zone", "end", vehicle, t0 + 3, 112.3, 28.5, "forbidden:Z9", zone_id="Z9",
+                details={"duration_s": 3, "name": "ignored: the start's stays"})  # fmt: skip
+    instant = Event("sos", "instant", vehicle, t0 + 2, 112.3, 28.5, "sos", "critical", details={"说明": "紧急"})
+    alerts = [AlertRow(str(uuid.uuid4()), e, t0 + 9) for e in (start, instant, end)]
+    alerts[2] = AlertRow(alerts[0].id, end, t0 + 9)
+    write_batch(conn, fixes, alerts, mileage=RULE)
+    conn.commit()
+    stored = conn.execute("SELECT sensors FROM fixes WHERE vehicle_id = %s ORDER BY ts", (vehicle,)).fetchall()
+    expected = [{"loaded": True, "cover_closed": False}, {"drum": "ccw", "lift": True}, None, None]
+    assert [s for (s,) in stored] == expected
+    (last,) = conn.execute("SELECT last_sensors FROM vehicles WHERE id = %s", (vehicle,)).fetchone() or (0,)
+    assert last is None  # the last fix said nothing about its body
+    got = dict(conn.execute("SELECT kind, details FROM alerts WHERE vehicle_id = %s", (vehicle,)).fetchall())
+    assert got == {"forbidden_zone": {**details, "duration_s": 42}, "sos": {"说明": "紧急"}}
+    conn.commit()
