@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from gpsd_server.core.city import load_city
 from gpsd_server.core.engine import Engine, Rest
 from gpsd_server.core.geo import Projection
 from gpsd_server.model import Fix, FixFlag
@@ -201,3 +203,30 @@ def test_a_new_projection_carries_anchors_and_held_suspects_over() -> None:
     assert [(e.kind, e.phase, e.key, e.ts) for e in got] == [(e.kind, e.phase, e.key, e.ts) for e in want]
     assert ("forbidden_zone", "start") in {(e.kind, e.phase) for e in got}
     assert not any(f.flags & FixFlag.JUMP for f in result.fixes)
+
+
+def _city_without(*zone_ids: str) -> Any:
+    features = [f for f in rules_city.city_features() if f["properties"]["id"] not in zone_ids]
+    vehicles = ("vehicles.json", json.dumps(rules_city.VEHICLES))
+    return load_city([("city.geojson", rules_city.collection(*features))], vehicles)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_a_zone_removed_while_vehicles_are_parked_in_it(batch: int) -> None:
+    """An operator deletes the geofence file of a zone that vehicles stand in:
+    a parked vehicle's next fixes reuse the place it stopped at, whose zones
+    were those of the city before (the server died on the lookup of the
+    removed zone's speed limit, 2026-12-06). They are judged in the city now
+    in force: the vehicle leaves the zone that is gone, and a zone added
+    around it is entered without the vehicle moving."""
+    eng = engine()
+    track = Track("MT-001", NIGHT, np.random.default_rng(7), sigma_m=8.0)
+    before = list(track.drive((600, 0), (1250, 0), 60)) + list(track.park((1250, 0), 120))
+    entered = [e for e in run(eng, before, batch) if e.kind == "zone" and e.zone_id == "SZ"]
+    assert [(e.phase, e.zone_id) for e in entered] == [("start", "SZ")]
+    eng.reload(_city_without("SZ"))
+    left = [e for e in run(eng, list(track.park((1250, 0), 120)), batch) if e.kind == "zone" and e.zone_id == "SZ"]
+    assert [(e.phase, e.zone_id) for e in left] == [("end", "SZ")]
+    eng.reload(rules_city.test_city())  # SZ is back, around the parked vehicle
+    back = [e for e in run(eng, list(track.park((1250, 0), 120)), batch) if e.kind == "zone" and e.zone_id == "SZ"]
+    assert [(e.phase, e.zone_id) for e in back] == [("start", "SZ")]

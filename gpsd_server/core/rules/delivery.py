@@ -50,7 +50,7 @@ class DeliveryOvertime(Rule[DeliveryState]):
         ts = ctx.fix.ts
         events: list[Event] = []
         for zid in ctx.entered:
-            kind = zones[zid].kind
+            kind = zones[zid].kind if zid in zones else None  # None: gone with a city reload
             if kind in ("construction_site", "plant") and state.left_plant_at is not None:
                 if state.raised:
                     details: dict[str, Any] = {"plant": state.plant, "duration_s": ts - state.left_plant_at}

@@ -33,7 +33,9 @@ def speed_limit(ctx: FixContext) -> tuple[float, str | None]:
     source = None
     zones = ctx.zones
     for zid in ctx.inside:
-        zone = zones[zid]
+        zone = zones.get(zid)
+        if zone is None:  # gone with a city reload (a place from before it): no limit of its own
+            continue
         zone_limit = zone.speed_limit_kmh
         if zone_limit is None or zone_limit >= limit:
             continue
@@ -80,7 +82,8 @@ class Overspeed(Rule[SpeedState]):
         # the speed is never "on".
         ceiling = ctx.settings.class_speed_limit_kmh(ctx.vehicle.vehicle_class)
         for zid in ctx.inside:
-            limit = ctx.zones[zid].speed_limit_kmh
+            zone = ctx.zones.get(zid)
+            limit = None if zone is None else zone.speed_limit_kmh
             if limit is not None and limit < ceiling:
                 ceiling = limit
         return ceiling
