@@ -58,6 +58,11 @@ VEHICLE_KEYS = frozenset({"id", "plate", "class", "company", "terminal", "owntra
 PERMIT_KEYS = frozenset({"id", "origin", "destination", "routes", "hours", "valid_from", "valid_to"})
 
 
+# Vehicle and feature ids: they name alerts, files, topics (a vehicle's is at
+# most 64 characters there) and the page's labels.
+MAX_ID_CHARS = 128
+
+
 def check_keys(obj: Mapping[str, Any], allowed: Collection[str], what: str) -> None:
     """ValueError naming the first unknown key, with a did-you-mean."""
     for key in obj:
@@ -251,6 +256,8 @@ def _feature(file_name: str, index: int, item: Any) -> Feature:
     fid = props.get("id")
     if not isinstance(fid, str) or not fid:
         raise DataError(file_name, label, "missing id")
+    if len(fid) > MAX_ID_CHARS:
+        raise DataError(file_name, label, f"id longer than {MAX_ID_CHARS} characters")
     try:
         check_keys(item, FEATURE_KEYS, "the feature")
         return _feature_value(fid, props, item.get("geometry"))
@@ -298,8 +305,16 @@ def _geometry(kind: str, geo: Any) -> BaseGeometry:
         raise ValueError(f"bad geometry type {got!r} for kind {kind!r} (want {'/'.join(allowed)})")
     try:
         geometry = shape(geo)
-    # shapely raises any of these for malformed coordinate arrays
-    except (shapely.errors.GEOSException, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+    # shapely raises any of these for malformed coordinate arrays (OverflowError: an integer past a double's range)
+    except (
+        shapely.errors.GEOSException,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        OverflowError,
+    ) as exc:
         raise ValueError(f"bad geometry: {exc}") from None
     if geometry.is_empty:
         raise ValueError("bad geometry: empty")
@@ -348,6 +363,8 @@ def parse_vehicles(file_name: str, text: str | bytes) -> dict[str, Vehicle]:
         vid = item.get("id") if isinstance(item, dict) else None
         if not isinstance(vid, str) or not vid:
             raise DataError(file_name, f"#{index}", "missing id")
+        if len(vid) > MAX_ID_CHARS:
+            raise DataError(file_name, f"#{index}", f"id longer than {MAX_ID_CHARS} characters")
         if vid in vehicles:
             raise DataError(file_name, vid, "duplicate id")
         try:
@@ -441,6 +458,42 @@ def _check_permit_references(file_name: str, vehicles: Mapping[str, Vehicle], fe
 
 def _json(file_name: str, text: str | bytes) -> Any:
     try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(file_name, "(file)", f"not valid JSON: {exc}") from None
+    _check_text(file_name, doc)
+    return doc
+
+
+def _check_text(file_name: str, doc: Any) -> None:
+    """No NUL in any name or value: PostgreSQL text cannot hold one, and a
+    zone id or vehicle id with it, once in force, made every write of the
+    fixes and alerts that name it fail (the whole fleet's batches refused and
+    spooled, 2026-12-06)."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise DataError(file_name, _where(doc, path), f"{path or 'a value'}: contains a NUL character")
+        elif isinstance(value, dict):  # children pushed last first: the first bad one in the file is named
+            for key, item in reversed(value.items()):
+                if "\x00" in key:
+                    raise DataError(file_name, _where(doc, path), f"{path or 'a key'}: a key contains a NUL character")
+                if key != "coordinates":  # numbers, checked by shapely (a polygon may have 100,000 of them)
+                    stack.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", value[i]) for i in range(len(value) - 1, -1, -1))
+
+
+def _where(doc: Any, path: str) -> str:
+    """The item a path is in, as DataError names it: a feature's or a vehicle's id when it has a usable one."""
+    for top in ("features[", "vehicles["):
+        if path.startswith(top):
+            index = int(path[len(top) : path.index("]")])
+            item = doc[top[:-1]][index]
+            ident = (item.get("properties") or {}).get("id") if top == "features[" else item.get("id")
+            if isinstance(item, dict) and isinstance(ident, str) and "\x00" not in ident and ident:
+                return ident
+            return f"#{index}"
+    return "(file)"

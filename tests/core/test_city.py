@@ -44,6 +44,7 @@ LINE = {"type": "LineString", "coordinates": [[112, 28], [112.1, 28]]}
 PROJECTED = {"type": "Polygon", "coordinates": [[[0, 0], [500000, 0], [0, 500000], [0, 0]]]}
 BAD_WINDOWS = [{"days": [0], "from": "01:00", "to": "02:00"}]
 BAD_HOUR = {"from": "25:00", "to": "06:00"}
+HUGE = {"type": "Polygon", "coordinates": [[[10**309, 28.5], [112.31, 28.5], [112.31, 28.51], [10**309, 28.5]]]}
 
 
 @pytest.mark.parametrize(
@@ -63,6 +64,11 @@ BAD_HOUR = {"from": "25:00", "to": "06:00"}
         ("Z", "unknown reference: parent 'NOPE'", feature("Z", "area", SQ, parent="NOPE")),
         ("#1", "missing id", feature("", "area", SQ)),
         ("Z", "bad geometry: coordinates must be WGS-84", feature("Z", "area", PROJECTED)),
+        ("Z", "bad geometry: int too large", feature("Z", "area", HUGE)),
+        ("#1", "features[1].properties.id: contains a NUL character", feature("Z\x00", "area", SQ)),
+        ("Z", "features[1].properties.name: contains a NUL character", feature("Z", "area", SQ, name="a\x00b")),
+        ("Z", "features[1].properties.schedule: a key contains", feature("Z", "area", SQ, schedule={"fr\x00m": 1})),
+        ("#1", "id longer than 128 characters", feature("Z" * 129, "area", SQ)),
     ],
 )  # fmt: skip
 def test_feature_rejections_name_file_item_and_reason(item: str, reason: str, bad: dict[str, Any]) -> None:
@@ -245,3 +251,22 @@ def test_the_road_network_names_places_and_is_checked_too() -> None:
     bad = road | {"properties": {"id": "road-1", "kind": "road", "lanes": 4}}
     with pytest.raises(DataError, match="unknown key 'lanes'"):
         load_city([], None, [("roads.geojson", collection(bad))])
+
+
+@pytest.mark.parametrize(
+    ("item", "reason", "change"),
+    [
+        ("MT-001", "vehicles[0].plate: contains a NUL character", {"plate": "湘A\x00"}),
+        ("MT-001", "vehicles[0].company: contains a NUL character", {"company": "x\x00"}),
+        ("#0", "vehicles[0].id: contains a NUL character", {"id": "MT\x00001"}),
+        ("#0", "id longer than 128 characters", {"id": "M" * 129}),
+    ],
+)
+def test_vehicle_texts_the_database_cannot_hold_are_refused(item: str, reason: str, change: dict[str, Any]) -> None:
+    """A NUL accepted here made the registry's sync to the database fail in
+    the background, and a zone id with one every write of the fleet's fixes."""
+    doc = copy.deepcopy(VEHICLES)
+    doc["vehicles"][0].update(change)
+    error = rejected(city_features(), doc)
+    assert (error.file, error.item) == ("vehicles.json", item)
+    assert error.reason.startswith(reason), error.reason
