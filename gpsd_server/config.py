@@ -140,7 +140,7 @@ def _port(environ: typing.Mapping[str, str], name: str) -> int | None:
     value = environ.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
         raise ConfigError(f"environment {name}", name, "must be a port number 1..65535")
     return int(value)
 

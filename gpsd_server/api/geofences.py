@@ -72,7 +72,7 @@ class RejectedData(BadParameter):
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit``."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > limit:
         raise BadParameter("body", f"larger than {limit} bytes", status=413)
     chunks: list[bytes] = []
     size = 0

@@ -32,7 +32,7 @@ def mount_tiles(app: FastAPI, source: TileSource) -> None:
             raise BadParameter("z", "zoom must be 0..30")
         if not 0 <= x < (1 << z):
             raise BadParameter("x", f"column must be 0..{(1 << z) - 1}")
-        if not y_num.isdigit() or not 0 <= int(y_num) < (1 << z):
+        if not (y_num.isascii() and y_num.isdigit()) or len(y_num) > 10 or not 0 <= int(y_num) < (1 << z):
             raise BadParameter("y", f"row must be 0..{(1 << z) - 1}")
         found = await asyncio.to_thread(source.tile, z, x, int(y_num))
         if found is None:

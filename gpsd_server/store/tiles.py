@@ -98,7 +98,7 @@ class PmtilesSource:
 class FolderSource:
     def __init__(self, path: Path) -> None:
         self.root = path
-        zooms = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
+        zooms = sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit())
         if not zooms:
             raise ValueError("no {z}/{x}/{y} tiles in the folder")
         self.min_zoom, self.max_zoom = zooms[0], zooms[-1]

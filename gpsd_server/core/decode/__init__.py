@@ -59,18 +59,25 @@ class Decoder:
             if len(self._routes) >= ROUTES_KEPT:  # bounded whatever topics arrive
                 self._routes.clear()
             self._routes[topic] = route
-        if route.path == "native":
-            return decode_native(route.key, payload, now=now, limits=self.limits)
-        if route.path == "jt808":
-            return decode_jt808(
-                route.key, payload, now=now, limits=self.limits, terminals=self._terminals,
-                auto_register=self._auto_register,
-            )  # fmt: skip
-        if route.path == "owntracks":
-            return decode_owntracks(
-                route.key, payload, now=now, limits=self.limits, devices=self._devices,
-                max_accuracy_m=self._max_accuracy_m,
-            )  # fmt: skip
+        try:
+            if route.path == "native":
+                return decode_native(route.key, payload, now=now, limits=self.limits)
+            if route.path == "jt808":
+                return decode_jt808(
+                    route.key, payload, now=now, limits=self.limits, terminals=self._terminals,
+                    auto_register=self._auto_register,
+                )  # fmt: skip
+            if route.path == "owntracks":
+                return decode_owntracks(
+                    route.key, payload, now=now, limits=self.limits, devices=self._devices,
+                    max_accuracy_m=self._max_accuracy_m,
+                )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 -- pure code: whatever it raises is about this input
+            # A decoder's own defect on some input: the message is refused with a
+            # reason and kept as a dead letter, the server goes on. Raised, it
+            # ended the server and, redelivered from its session, every restart
+            # (a JT/T 808 time with a superscript digit, 2026-12-06).
+            return [DecodeError("decoder_error", f"{route.path} decoder: {type(exc).__name__}: {str(exc)[:160]}")]
         return []  # OwnTracks event/info sub-topics: not positions
 
 

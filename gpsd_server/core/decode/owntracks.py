@@ -79,9 +79,9 @@ def _location(vehicle: str, doc: dict[str, Any], *, now: float, limits: IngestSe
         lon=lon,
         lat=lat,
         received_at=now,
-        speed_kmh=_non_negative(_number(doc, "vel")),
+        speed_kmh=_within(_non_negative(_number(doc, "vel")), "vel", 0, 400),
         heading=_heading(_number(doc, "cog")),
-        alt_m=_number(doc, "alt"),
+        alt_m=_within(_number(doc, "alt"), "alt", -1000, 10000),
         source="owntracks",
         flags=FixFlag.INVALID if accuracy is not None and accuracy > max_accuracy_m else 0,
     )
@@ -102,6 +102,13 @@ def _check_optional_types(doc: dict[str, Any]) -> None:
     tid = doc.get("tid")
     if tid is not None and not isinstance(tid, str):
         raise DecodeError("wrong_type", "tid must be a string")
+
+
+def _within(value: float | None, name: str, lo: float, hi: float) -> float | None:
+    """The native path's ranges (km/h, m): a phone's 1e39 was stored as an infinite speed."""
+    if value is not None and not lo <= value <= hi:
+        raise DecodeError("wrong_type", f"{name} must be {lo:g}..{hi:g}")
+    return value
 
 
 def _non_negative(value: float | None) -> float | None:

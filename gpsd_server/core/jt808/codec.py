@@ -83,7 +83,7 @@ def u(data: bytes) -> int:
 
 def bcd_time_to_posix(bcd: str) -> float | None:
     """``YYMMDDhhmmss`` Beijing time -> POSIX seconds, ``None`` if not a time."""
-    if len(bcd) != 12 or not bcd.isdigit():
+    if len(bcd) != 12 or not (bcd.isascii() and bcd.isdigit()):  # isdigit alone: '²', '２'
         return None
     yy, mo, dd, hh, mi, ss = (int(bcd[i : i + 2]) for i in range(0, 12, 2))
     if not (1 <= mo <= 12 and 1 <= dd <= calendar.monthrange(2000 + yy, mo)[1]):

@@ -153,14 +153,14 @@ def checksum(data: bytes) -> int:
 
 def bcd_encode(digits: str, size: int) -> bytes:
     """Left-pad ``digits`` with zeros to ``2 * size`` and pack two per byte."""
-    if not digits.isdigit() or len(digits) > 2 * size:
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 2 * size:
         raise ValueError(f"not a BCD value of at most {2 * size} digits: {digits!r}")
     return bytes.fromhex(digits.rjust(2 * size, "0"))
 
 
 def bcd_decode(data: bytes) -> str | None:
     text = data.hex()
-    return text if text.isdigit() else None
+    return text if text.isascii() and text.isdigit() else None
 
 
 def nibbles(data: bytes) -> str:
@@ -283,7 +283,7 @@ def decode_frame(escaped: bytes, *, accept_length_mismatch: bool = True) -> Fram
                 return FrameError("truncated", f"body {len(body)} < {header.body_len} bytes", header)
             return FrameError("bad_length", f"body {len(body)} > {header.body_len} bytes", header)
         quirks.append("length_mismatch")
-    if not header.phone.isdigit():
+    if not (header.phone.isascii() and header.phone.isdigit()):
         quirks.append("non_bcd_phone")
     return Frame(header, body, tuple(quirks))
 

@@ -202,6 +202,11 @@ def test_header_phone_must_match_the_topic() -> None:
         (envelope(512, LOCATION_BODY | {"time": None}), "ts_missing"),
         (envelope(512, LOCATION_BODY | {"time": 240506070809}), "ts_invalid"),
         (envelope(512, LOCATION_BODY | {"time": "241306070809"}), "ts_invalid"),
+        # Digits to str.isdigit but not BCD: int() raised on the superscript and the
+        # server died at every redelivery; the fullwidth ones passed as a time.
+        (envelope(512, LOCATION_BODY | {"time": "24050607080\u00b2"}), "ts_invalid"),
+        (envelope(512, LOCATION_BODY | {"time": "２４０５０６０７０８０９"}), "ts_invalid"),  # fullwidth
+        (envelope(512, LOCATION_BODY | {"time": "٢٤٠٥٠٦٠٧٠٨٠٩"}), "ts_invalid"),  # Arabic-Indic
         (envelope(512, LOCATION_BODY | {"time": "240506072000"}), "ts_future"),
         (envelope(512, LOCATION_BODY | {"time": "240301000000"}), "ts_too_old"),
         (envelope(512, {k: v for k, v in LOCATION_BODY.items() if k != "latitude"}), "position_missing"),

@@ -114,6 +114,10 @@ def test_unknown_device() -> None:
         (ANDROID_LOCATION | {"lat": 95.0}, "position_invalid"),
         (ANDROID_LOCATION | {"lat": 0, "lon": 0}, "position_zero"),
         (ANDROID_LOCATION | {"vel": "12"}, "wrong_type"),
+        (ANDROID_LOCATION | {"vel": 1e39}, "wrong_type"),  # stored as an infinite speed before: real columns
+        (ANDROID_LOCATION | {"vel": 401}, "wrong_type"),
+        (ANDROID_LOCATION | {"alt": -1e39}, "wrong_type"),
+        (ANDROID_LOCATION | {"alt": 10001}, "wrong_type"),
         (ANDROID_LOCATION | {"batt": True}, "wrong_type"),
         (ANDROID_LOCATION | {"tid": 7}, "wrong_type"),
     ],
