@@ -74,7 +74,7 @@ def router(services: ApiServices) -> APIRouter:
         lon: float = Body(..., ge=-180, le=180),
         lat: float = Body(..., ge=-90, le=90),
         vehicle_id: str = Body(..., min_length=1, max_length=64),
-        note: str = Body("", max_length=2000),
+        note: str = Body("", max_length=2000, pattern=NO_NUL),
         place: str = Body("", max_length=200, pattern=NO_NUL),
         who: Principal = Depends(require("operator")),
     ) -> Response:

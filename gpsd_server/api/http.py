@@ -104,7 +104,8 @@ def create_app(services: ApiServices) -> FastAPI:
     async def bad_data(request: Request, exc: psycopg.DataError) -> JSONResponse:
         # A value the database cannot take (NUL characters, out-of-range
         # numbers) that no route check caught: the client's input, not a 500.
-        log.warning("%s %s: value refused by the database: %s", request.method, request.url.path, exc)
+        method = getattr(request, "method", "WEBSOCKET")  # a websocket route's handler gets no method
+        log.warning("%s %s: value refused by the database: %s", method, request.url.path, exc)
         return JSONResponse(status_code=400, content={"error": "invalid value", "parameter": "request"})
 
     @app.exception_handler(StarletteHTTPException)
@@ -112,6 +113,10 @@ def create_app(services: ApiServices) -> FastAPI:
         # Raised by the framework itself (a body that is not JSON, 404, 405): the
         # same body shape as every other error.
         detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail), "parameter": None}
+        if exc.status_code == 400 and not isinstance(exc.detail, dict):
+            # FastAPI's own 400 is its body parse failing (invalid UTF-8, nesting
+            # or a number past the JSON parser's limits): the body is the parameter.
+            detail = {"error": f"the body is not valid JSON ({exc.detail})", "parameter": "body"}
         return JSONResponse(status_code=exc.status_code, content=detail, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

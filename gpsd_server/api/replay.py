@@ -68,6 +68,8 @@ def parse_request(msg: dict[str, Any], settings: HistorySettings) -> ReplayReque
     vehicles = msg.get("vehicles")
     if not isinstance(vehicles, list) or not vehicles or not all(isinstance(v, str) and v for v in vehicles):
         raise BadParameter("vehicles", "a non-empty list of vehicle ids")
+    if any(len(v) > 128 or "\x00" in v for v in vehicles):  # a NUL reached the database and closed the socket
+        raise BadParameter("vehicles", "a vehicle id has at most 128 characters and no NUL")
     if len(vehicles) > settings.replay_max_vehicles:
         raise BadParameter("vehicles", f"at most {settings.replay_max_vehicles} vehicles")
     start = parse_time("start", _text(msg, "start"))

@@ -111,6 +111,13 @@ class Subscription:
         return True
 
 
+def _finite(v: float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int past a double's range (a 400-digit bbox closed the socket)
+        return False
+
+
 class SubscriptionError(ValueError):
     """A client's subscribe message is malformed; the text names the field."""
 
@@ -124,7 +131,7 @@ def parse_subscription(msg: Any, *, max_vehicles: int = 10000, scope: frozenset[
         if (
             not isinstance(bbox, list)
             or len(bbox) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) for v in bbox)
             or bbox[0] > bbox[2]
             or bbox[1] > bbox[3]
         ):

@@ -131,6 +131,19 @@ async def test_refusals_name_the_allowed_words_and_a_body_that_is_not_json(http:
     )
     assert r.status_code == 400 and r.json()["parameter"] == "body", r.text
     assert r.json()["error"].startswith("the body is not valid JSON"), r.text
+    # Bodies the JSON parser itself gives up on (FastAPI answers its own 400
+    # for them, which named no parameter; HTTP audit, 2026-12-06).
+    for body in (b"[" * 1000 + b"]" * 1000, b'{"x": ' + b"9" * 5000 + b"}", b'{"note": "a\xff"}'):
+        r = await http.post(
+            "/api/alerts/ack", content=body, headers={"Authorization": "Bearer o", "Content-Type": "application/json"}
+        )
+        assert r.status_code == 400 and r.json()["parameter"] == "body", r.text
+        assert r.json()["error"].startswith("the body is not valid JSON"), r.text
+    r = await http.post(
+        "/api/dispatch", json={"lon": 112.35, "lat": 28.57, "vehicle_id": "PT-001", "note": "a\x00b"},
+        headers={"Authorization": "Bearer o"},
+    )  # fmt: skip
+    assert r.status_code == 400 and r.json()["parameter"] == "note", r.text
 
 
 async def test_health_names_the_missing_database(http: httpx.AsyncClient) -> None:
@@ -153,6 +166,8 @@ async def test_live_socket_sends_the_snapshot_and_answers_a_bad_subscription(ser
             snapshot = json.loads(await ws.recv())
             await ws.send(json.dumps({"type": "subscribe", "bbox": [1, 2]}))
             error = json.loads(await ws.recv())
+            await ws.send('{"type": "subscribe", "bbox": [0, 0, ' + "9" * 400 + ", 1]}")  # past a double
+            huge = json.loads(await ws.recv())
             await ws.send(json.dumps({"type": "subscribe", "classes": ["muck_truck"]}))
             narrowed = json.loads(await ws.recv())
     finally:
@@ -160,6 +175,7 @@ async def test_live_socket_sends_the_snapshot_and_answers_a_bad_subscription(ser
         await serving
     assert [v["vehicle_id"] for v in snapshot["vehicles"]] == ["PT-001"]
     assert error == {"type": "error", "error": "bbox must be [min_lon, min_lat, max_lon, max_lat]"}
+    assert huge == error  # it closed the socket (OverflowError in the check)
     assert narrowed == {"type": "snapshot", "vehicles": []}
 
 

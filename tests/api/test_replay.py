@@ -68,6 +68,8 @@ async def test_replay_at_50x_in_order_then_speed_and_seek(server: RunningServer,
         await ws.send(json.dumps({**start, "vehicles": ["nobody-here"]}))
         assert json.loads(await ws.recv()) == {"type": "error", "error": "unknown vehicle 'nobody-here'",
                                                "parameter": "vehicles"}  # fmt: skip
+        await ws.send(json.dumps({**start, "vehicles": ["a\x00b"]}))  # it reached the database and closed the socket
+        assert json.loads(await ws.recv())["parameter"] == "vehicles"
         await ws.send(json.dumps({**start, "speed": 500}))
         assert json.loads(await ws.recv())["parameter"] == "speed"
 
