@@ -45,7 +45,9 @@ async def test_presets_and_offline_tiles(server: RunningServer) -> None:
         r = await http.get(f"/tiles/{z}/{x}/{y}.png")
         assert r.status_code == 200 and r.content == data
         assert (await http.get("/tiles/3/0/0")).status_code == 404  # outside the set: Leaflet leaves it blank
-        for path, parameter in (("/tiles/2/9/0", "x"), ("/tiles/2/0/x", "y"), ("/tiles/99/0/0", "z")):
+        bad = [("/tiles/2/9/0", "x"), ("/tiles/2/0/x", "y"), ("/tiles/99/0/0", "z")]
+        bad += [("/tiles/1/0/%C2%B2", "y"), ("/tiles/1/0/" + "1" * 5000, "y")]  # were 500s
+        for path, parameter in bad:
             r = await http.get(path)
             assert (r.status_code, r.json()["parameter"]) == (400, parameter), path
 
