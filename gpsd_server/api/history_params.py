@@ -11,7 +11,7 @@ from gpsd_server.api.params import EARLIEST, LATEST, BadParameter, parse_range
 TRACK_FORMATS = {"geojson": "application/geo+json", "gpx": "application/gpx+xml", "csv": "text/csv; charset=utf-8"}
 BUCKET_PATTERN = r"^ *([0-9]{1,6}) *(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?) *$"
 _BUCKET = re.compile(BUCKET_PATTERN)
-_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 FIRST_DAY = EARLIEST.date() + timedelta(days=1)
 LAST_DAY = LATEST.date() - timedelta(days=2)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -39,7 +39,7 @@ from gpsd_server.errors import DecodeError
 from gpsd_server.model import Fix
 from gpsd_server.settings import IngestSettings
 
-VEHICLE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+VEHICLE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\Z")  # \Z: "$" also matches before a final newline
 _json_decoder = msgspec.json.Decoder()
 
 # Epoch numbers above this are milliseconds (year 2286 in seconds).

@@ -73,6 +73,7 @@ def test_every_reason() -> None:
     assert reason(b"x" * (LIMITS.max_payload_bytes + 1)) == "oversize"
     assert reason(ok, vehicle="bad/id") == "bad_vehicle_id"
     assert reason(ok, vehicle="") == "bad_vehicle_id"
+    assert reason(ok, vehicle="X\n") == "bad_vehicle_id"  # "$" matched before the newline (MQTT audit)
     assert reason({**ok, "vehicle_id": "X"}) == "vehicle_mismatch"
     assert reason({"lon": 1, "lat": 1}) == "ts_missing"
     assert reason({**ok, "ts": "27/11/2026"}) == "ts_invalid"
