@@ -30,6 +30,9 @@ class _Collector(Collector):
         yield CounterMetricFamily(
             "gpsd_fixes_nofix", "Alarm/status messages without a position (rules only)", value=p.fixes_nofix
         )
+        yield CounterMetricFamily(
+            "gpsd_engine_errors", "Batches the rules failed on (stored without their events)", value=p.engine_errors
+        )
         filtered = CounterMetricFamily(
             "gpsd_fixes_filtered", "Filter stage outcomes: drift, outlier_<reason>, released, outlier_confirmed",
             labels=["reason"],

@@ -9,6 +9,7 @@ except ``writer.put`` when the database queue is full (flow control).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from typing import Protocol
 
 from gpsd_server import alerts, wire
 from gpsd_server.core.decode import Decoder
-from gpsd_server.core.engine import Engine
+from gpsd_server.core.engine import Engine, EngineResult
 from gpsd_server.core.rules import presence
 from gpsd_server.directory import VehicleDirectory
 from gpsd_server.errors import DecodeError
@@ -128,6 +129,25 @@ class Pipeline:
         self.fixes_accepted = 0
         self.fixes_late = 0
         self.fixes_nofix = 0  # alarm/status messages without a position: rules only, no track point
+        self.engine_errors = 0  # batches the rules failed on: stored without their events
+        self._engine_error_logged = -math.inf
+
+    def _judge(self, fixes: list[Fix], now: float) -> EngineResult:
+        """The engine's verdict; if it fails (a defect of ours on some state or
+        input) the fixes are still stored, without rules, and counted.
+
+        Raised, it ended the server, and the broker redelivered the same
+        messages to every restart: the city dark for one bad batch (the
+        decoders' twin of this, ``decoder_error``, was seen on 2026-12-06)."""
+        try:
+            return self._engine.process(fixes, now)
+        except Exception:
+            self.engine_errors += 1
+            if now - self._engine_error_logged >= 60.0:  # the traceback, at most once a minute
+                self._engine_error_logged = now
+                log.exception("rules failed on a batch of %d fixes (stored without rules; %d such batches so far)",
+                              len(fixes), self.engine_errors)  # fmt: skip
+            return EngineResult(fixes=fixes)
 
     async def handle(self, batch: Sequence[Received]) -> Awaitable[None]:
         """Process one batch; returns what completes once it is durable."""
@@ -147,7 +167,7 @@ class Pipeline:
         self.rejects.maybe_log(now)
         if owners and self.takeover is not None:
             await self.takeover.ensure(owners)
-        result = self._engine.process(fixes, now)
+        result = self._judge(fixes, now)
         events = result.events
         if self.cases is not None and (arrivals := self.cases.observe(result.fixes, now)):
             events = [*events, *arrivals]

@@ -135,6 +135,7 @@ class Status:
             "fixes_accepted": self.pipeline.fixes_accepted,
             "fixes_late": self.pipeline.fixes_late,
             "fixes_nofix": self.pipeline.fixes_nofix,
+            "engine_errors": self.pipeline.engine_errors,
             "filtered": dict(sorted(self.filters.total.items())),
             "rejected": dict(sorted(self.pipeline.rejects.total.items())),
             "db_queue_rows": self.writer.queued_rows,

@@ -167,3 +167,30 @@ def test_the_same_start_gets_the_same_alert_id_wherever_it_is_processed() -> Non
     second.forget(["V1"])
     (end,) = second.rows([msgspec.structs.replace(start, phase="end", ts=1010.0)], now=2200.0)
     assert end.id != a.id  # forgotten: the store's restore hands the open id back, not the ledger
+
+
+async def test_a_batch_the_rules_fail_on_is_stored_without_rules_and_counted(caplog: object) -> None:
+    """A defect of the engine on some batch must not end the server (the
+    broker redelivers the batch to every restart): its fixes are stored and
+    published, its events are lost, the failure is counted and logged, and
+    the next batch is judged again."""
+    p, sink, hub, _ = pipeline()
+    client = hub.add_client()
+    assert client is not None
+    engine, calls = p._engine, []  # the test's own pipeline
+    real = engine.process
+
+    def failing_once(fixes: list[Fix], now: float) -> object:
+        calls.append(len(fixes))
+        if len(calls) == 1:
+            raise KeyError("a zone the rules did not expect")
+        return real(fixes, now)
+
+    engine.process = failing_once  # type: ignore[method-assign]
+    lon, lat = test_city.lonlat(300, 0)
+    await (await p.handle([Incoming("fleet/MT-001/fix", payload([{"ts": NOW - 20, "lon": lon, "lat": lat}]))]))
+    assert [f.ts for f in sink.fixes] == [NOW - 20] and p.engine_errors == 1 and sink.alerts == []
+    assert [m["type"] for m in sent_to(client)] == ["position"]
+    await (await p.handle([Incoming("fleet/MT-001/fix", payload([{"ts": NOW - 10, "lon": lon, "lat": lat}]))]))
+    assert [f.ts for f in sink.fixes] == [NOW - 20, NOW - 10] and p.engine_errors == 1 and calls == [1, 1]
+    assert any("rules failed on a batch" in r.getMessage() for r in caplog.records)  # type: ignore[attr-defined]
