@@ -218,7 +218,15 @@ def parse_roads(file_name: str, text: str | bytes) -> list[Road]:
                 raise ValueError(f"bad geometry type for a {kind} (want {'/'.join(NETWORK_KINDS[kind])})")
             if kind == "road":
                 roads.append(Road(label, name, shape(geo), limit))
-        except (ValueError, shapely.errors.GEOSException, TypeError, IndexError, KeyError, AttributeError) as exc:
+        except (
+            ValueError,
+            shapely.errors.GEOSException,
+            TypeError,
+            IndexError,
+            KeyError,
+            AttributeError,
+            OverflowError,
+        ) as exc:
             raise DataError(file_name, label, str(exc)) from None
     return roads
 
@@ -337,11 +345,18 @@ def _classes(value: Any) -> frozenset[str]:
     return frozenset(value)
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past a double's range (10**309): it was a 500
+        return False
+
+
 def _number(props: dict[str, Any], key: str, default: float | None, *, positive: bool) -> float | None:
     value = props.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         raise ValueError(f"bad number: {key} must be a finite number")
     if (positive and value <= 0) or value < 0:
         raise ValueError(f"bad number: {key} must be {'> 0' if positive else '>= 0'}")

@@ -65,6 +65,9 @@ HUGE = {"type": "Polygon", "coordinates": [[[10**309, 28.5], [112.31, 28.5], [11
         ("#1", "missing id", feature("", "area", SQ)),
         ("Z", "bad geometry: coordinates must be WGS-84", feature("Z", "area", PROJECTED)),
         ("Z", "bad geometry: int too large", feature("Z", "area", HUGE)),
+        ("Z", "bad number: speed_limit_kmh must be a finite", feature("Z", "speed_zone", SQ, speed_limit_kmh=10**309)),
+        ("Z", "bad number: dwell_s must be a finite number", feature("Z", "area", SQ, dwell_s=10**309)),
+        ("R", "bad number: corridor_m must be a finite number", feature("R", "route", LINE, corridor_m=-(10**309))),
         ("#1", "features[1].properties.id: contains a NUL character", feature("Z\x00", "area", SQ)),
         ("Z", "features[1].properties.name: contains a NUL character", feature("Z", "area", SQ, name="a\x00b")),
         ("Z", "features[1].properties.schedule: a key contains", feature("Z", "area", SQ, schedule={"fr\x00m": 1})),
@@ -251,6 +254,12 @@ def test_the_road_network_names_places_and_is_checked_too() -> None:
     bad = road | {"properties": {"id": "road-1", "kind": "road", "lanes": 4}}
     with pytest.raises(DataError, match="unknown key 'lanes'"):
         load_city([], None, [("roads.geojson", collection(bad))])
+    huge = road | {"properties": {"id": "road-1", "kind": "road", "speed_limit_kmh": 10**309}}
+    with pytest.raises(DataError, match="speed_limit_kmh must be a finite number"):  # a 500 before
+        load_city([], None, [("roads.geojson", collection(huge))])
+    far = road | {"geometry": {"type": "LineString", "coordinates": [[10**309, 28.5], [112.3, 28.5]]}}
+    with pytest.raises(DataError, match="road-1"):
+        load_city([], None, [("roads.geojson", collection(far))])
 
 
 @pytest.mark.parametrize(
