@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -57,6 +58,8 @@ VEHICLES_FILE_KEYS = frozenset({"vehicles"})
 VEHICLE_KEYS = frozenset({"id", "plate", "class", "company", "terminal", "owntracks", "permits"})
 PERMIT_KEYS = frozenset({"id", "origin", "destination", "routes", "hours", "valid_from", "valid_to"})
 
+
+_TERMINAL = re.compile(r"[0-9A-Fa-f]{1,20}")
 
 # Vehicle and feature ids: they name alerts, files, topics (a vehicle's is at
 # most 64 characters there) and the page's labels.
@@ -405,6 +408,10 @@ def _vehicle(vid: str, item: dict[str, Any]) -> Vehicle:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"bad {key}: must be a string")
         texts[key] = value
+    if texts["terminal"] is not None and not _TERMINAL.fullmatch(texts["terminal"]):
+        # What the JT/T 808 ingest takes as a phone (bad_phone): such a terminal
+        # never matched, and commands to it stayed queued for ever.
+        raise ValueError("bad terminal: the JT/T 808 phone, 1-20 BCD/hex digits")
     permits = item.get("permits", [])
     if not isinstance(permits, list):
         raise ValueError("bad permits: must be a list")

@@ -269,6 +269,9 @@ def test_the_road_network_names_places_and_is_checked_too() -> None:
         ("MT-001", "vehicles[0].company: contains a NUL character", {"company": "x\x00"}),
         ("#0", "vehicles[0].id: contains a NUL character", {"id": "MT\x00001"}),
         ("#0", "id longer than 128 characters", {"id": "M" * 129}),
+        ("MT-001", "bad terminal", {"terminal": "01300559169²"}),
+        ("MT-001", "bad terminal", {"terminal": "ab/+#"}),
+        ("MT-001", "bad terminal", {"terminal": "1" * 21}),
     ],
 )
 def test_vehicle_texts_the_database_cannot_hold_are_refused(item: str, reason: str, change: dict[str, Any]) -> None:
