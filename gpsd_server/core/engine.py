@@ -222,7 +222,9 @@ class Engine:
         and route distances): left from the city before, they named a zone an
         operator had just deleted, and the speed rule's look-up of it ended the
         server (2026-12-06); a zone added around a parked vehicle went unseen
-        until it moved. One batch locate for the fleet (tens of ms for 10,000)."""
+        until it moved. One batch locate for the fleet: ~50 ms for 10,000
+        vehicles among 1,000 zones and 100 routes (2026-12-06; a reload's
+        geometry build, done before, ~240 ms more)."""
         placed = [vs for vs in self._vehicles.values() if vs.where is not None]
         if not placed:
             return
