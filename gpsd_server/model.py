@@ -14,6 +14,7 @@ Change one with ``msgspec.structs.replace``.
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any, Literal
 
 import msgspec
@@ -23,6 +24,18 @@ VEHICLE_CLASSES: tuple[str, ...] = ("muck_truck", "mixer_truck", "patrol", "othe
 DrumState = Literal["cw", "ccw", "stopped"]
 Severity = Literal["info", "warning", "critical"]
 Phase = Literal["start", "end", "instant"]
+
+
+def finite_number(value: Any) -> bool:
+    """A JSON number (not a bool) that a double holds as a finite value; an
+    integer past a double's range (10**309) is not one (``math.isfinite``
+    raised OverflowError on it: 500s and a closed websocket, 2026-12-06)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class FixFlag(enum.IntFlag):

@@ -38,6 +38,7 @@ from gpsd_server.api.auth import Principal, websocket_principal
 from gpsd_server.api.deps import ApiServices
 from gpsd_server.api.params import BadParameter, parse_time
 from gpsd_server.core import history as core
+from gpsd_server.core.city import MAX_ID_CHARS
 from gpsd_server.settings import HistorySettings
 from gpsd_server.store import alerts as alert_store
 from gpsd_server.store import history as store
@@ -68,8 +69,8 @@ def parse_request(msg: dict[str, Any], settings: HistorySettings) -> ReplayReque
     vehicles = msg.get("vehicles")
     if not isinstance(vehicles, list) or not vehicles or not all(isinstance(v, str) and v for v in vehicles):
         raise BadParameter("vehicles", "a non-empty list of vehicle ids")
-    if any(len(v) > 128 or "\x00" in v for v in vehicles):  # a NUL reached the database and closed the socket
-        raise BadParameter("vehicles", "a vehicle id has at most 128 characters and no NUL")
+    if any(len(v) > MAX_ID_CHARS or "\x00" in v for v in vehicles):  # a NUL reached the database, closed the socket
+        raise BadParameter("vehicles", f"a vehicle id has at most {MAX_ID_CHARS} characters and no NUL")
     if len(vehicles) > settings.replay_max_vehicles:
         raise BadParameter("vehicles", f"at most {settings.replay_max_vehicles} vehicles")
     start = parse_time("start", _text(msg, "start"))

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -26,9 +24,10 @@ import shapely.errors
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from gpsd_server.core.jt808.frame import valid_phone
 from gpsd_server.core.schedule import Schedule, parse_schedule
 from gpsd_server.errors import DataError
-from gpsd_server.model import VEHICLE_CLASSES
+from gpsd_server.model import VEHICLE_CLASSES, finite_number
 
 ZONE_KINDS = (
     "area",
@@ -59,7 +58,11 @@ VEHICLE_KEYS = frozenset({"id", "plate", "class", "company", "terminal", "owntra
 PERMIT_KEYS = frozenset({"id", "origin", "destination", "routes", "hours", "valid_from", "valid_to"})
 
 
-_TERMINAL = re.compile(r"[0-9A-Fa-f]{1,20}")
+# shapely's ``shape`` raises any of these for malformed coordinate arrays
+# (OverflowError: an integer past a double's range).
+_SHAPE_ERRORS = (
+    shapely.errors.GEOSException, ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError,
+)  # fmt: skip
 
 # Vehicle and feature ids: they name alerts, files, topics (a vehicle's is at
 # most 64 characters there) and the page's labels.
@@ -221,15 +224,7 @@ def parse_roads(file_name: str, text: str | bytes) -> list[Road]:
                 raise ValueError(f"bad geometry type for a {kind} (want {'/'.join(NETWORK_KINDS[kind])})")
             if kind == "road":
                 roads.append(Road(label, name, shape(geo), limit))
-        except (
-            ValueError,
-            shapely.errors.GEOSException,
-            TypeError,
-            IndexError,
-            KeyError,
-            AttributeError,
-            OverflowError,
-        ) as exc:
+        except _SHAPE_ERRORS as exc:
             raise DataError(file_name, label, str(exc)) from None
     return roads
 
@@ -316,16 +311,7 @@ def _geometry(kind: str, geo: Any) -> BaseGeometry:
         raise ValueError(f"bad geometry type {got!r} for kind {kind!r} (want {'/'.join(allowed)})")
     try:
         geometry = shape(geo)
-    # shapely raises any of these for malformed coordinate arrays (OverflowError: an integer past a double's range)
-    except (
-        shapely.errors.GEOSException,
-        ValueError,
-        TypeError,
-        IndexError,
-        KeyError,
-        AttributeError,
-        OverflowError,
-    ) as exc:
+    except _SHAPE_ERRORS as exc:
         raise ValueError(f"bad geometry: {exc}") from None
     if geometry.is_empty:
         raise ValueError("bad geometry: empty")
@@ -348,18 +334,11 @@ def _classes(value: Any) -> frozenset[str]:
     return frozenset(value)
 
 
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer past a double's range (10**309): it was a 500
-        return False
-
-
 def _number(props: dict[str, Any], key: str, default: float | None, *, positive: bool) -> float | None:
     value = props.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+    if not finite_number(value):
         raise ValueError(f"bad number: {key} must be a finite number")
     if (positive and value <= 0) or value < 0:
         raise ValueError(f"bad number: {key} must be {'> 0' if positive else '>= 0'}")
@@ -408,7 +387,7 @@ def _vehicle(vid: str, item: dict[str, Any]) -> Vehicle:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"bad {key}: must be a string")
         texts[key] = value
-    if texts["terminal"] is not None and not _TERMINAL.fullmatch(texts["terminal"]):
+    if texts["terminal"] is not None and not valid_phone(texts["terminal"]):
         # What the JT/T 808 ingest takes as a phone (bad_phone): such a terminal
         # never matched, and commands to it stayed queued for ever.
         raise ValueError("bad terminal: the JT/T 808 phone, 1-20 BCD/hex digits")

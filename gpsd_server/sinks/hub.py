@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from typing import Any, Protocol
 import msgspec
 
 from gpsd_server import wire
+from gpsd_server.model import finite_number
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,6 @@ class Subscription:
         return True
 
 
-def _finite(v: float) -> bool:
-    try:
-        return math.isfinite(v)
-    except OverflowError:  # an int past a double's range (a 400-digit bbox closed the socket)
-        return False
-
-
 class SubscriptionError(ValueError):
     """A client's subscribe message is malformed; the text names the field."""
 
@@ -131,7 +124,7 @@ def parse_subscription(msg: Any, *, max_vehicles: int = 10000, scope: frozenset[
         if (
             not isinstance(bbox, list)
             or len(bbox) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) for v in bbox)
+            or not all(finite_number(v) for v in bbox)
             or bbox[0] > bbox[2]
             or bbox[1] > bbox[3]
         ):

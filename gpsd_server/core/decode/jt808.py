@@ -32,6 +32,8 @@ from typing import Any
 from gpsd_server.core.decode.common import check_position, check_ts, parse_json
 from gpsd_server.core.jt808 import frame as jt808
 from gpsd_server.core.jt808.codec import bcd_time_to_posix
+from gpsd_server.core.jt808.frame import normalize_phone as normalize_phone  # used by the gateway and tests
+from gpsd_server.core.jt808.frame import valid_phone as valid_phone
 from gpsd_server.core.jt808.location import BATCH_BACKFILL
 from gpsd_server.errors import DecodeError
 from gpsd_server.model import Fix, FixFlag, Sensors
@@ -52,19 +54,6 @@ ALTITUDE_RANGE_M = (-1000.0, 10000.0)
 MAX_MILEAGE_KM = 1e8
 QUERY_ANSWER = 0x0201
 CONTROL_ANSWER = 0x0500
-_EMQX_NIBBLES = str.maketrans(":;<=>?abcdef", "ABCDEFABCDEF")
-_PHONE_CHARS = frozenset("0123456789ABCDEF")
-
-
-def normalize_phone(phone: str) -> str:
-    """A terminal phone in one stable form: BCD left padding removed
-    (``013800138000`` -> ``13800138000``) and non-BCD nibbles as A-F
-    (EMQX's ``4>;6?;4:=628`` -> ``4EB6FB4AD628``)."""
-    return phone.translate(_EMQX_NIBBLES).lstrip("0") or "0"
-
-
-def valid_phone(phone: str) -> bool:
-    return 0 < len(phone) <= 20 and set(normalize_phone(phone)) <= _PHONE_CHARS
 
 
 def terminal_registry(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:

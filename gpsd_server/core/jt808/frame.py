@@ -81,6 +81,20 @@ _PROP_2019 = 1 << 14
 _PHONE_DIGITS = {2013: 12, 2019: 20}
 _NIBBLES = "0123456789:;<=>?"  # EMQX's from_bcd: nibble n -> chr(0x30 + n)
 _NOT_FLAG = re.compile(rb"[^\x7e]")
+_EMQX_NIBBLES = str.maketrans(":;<=>?abcdef", "ABCDEFABCDEF")
+_PHONE_CHARS = frozenset("0123456789ABCDEF")
+
+
+def normalize_phone(phone: str) -> str:
+    """A terminal phone in one stable form: BCD left padding removed
+    (``013800138000`` -> ``13800138000``) and non-BCD nibbles as A-F
+    (EMQX's ``4>;6?;4:=628`` -> ``4EB6FB4AD628``)."""
+    return phone.translate(_EMQX_NIBBLES).lstrip("0") or "0"
+
+
+def valid_phone(phone: str) -> bool:
+    """What the ingest and the vehicles file take as a terminal phone (1-20 BCD/hex digits)."""
+    return 0 < len(phone) <= 20 and set(normalize_phone(phone)) <= _PHONE_CHARS
 
 
 @dataclass(frozen=True, slots=True)
